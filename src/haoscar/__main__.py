@@ -1,0 +1,3 @@
+from haoscar.cli.main import run
+
+run()

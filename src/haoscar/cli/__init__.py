@@ -1,0 +1,1 @@
+"""The Typer command line: parsing and printing only; the work is done in ``haoscar.commands``."""

@@ -1,0 +1,79 @@
+"""``haoscar spec ...``: validate a cluster spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from haoscar.cli.render import console, print_json, table
+from haoscar.spec import ClusterSpec, SpecError, all_nodes, check_text
+from haoscar.spec.summary import spec_summary
+
+spec_app = typer.Typer(help="Check and apply cluster specs (cluster.yaml).", no_args_is_help=True)
+
+
+@spec_app.command("validate")
+def validate(
+    file: Annotated[Path, typer.Argument(help="The cluster spec to check, e.g. examples/lab.yaml.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check a spec; list every problem as FILE:LINE: path: message (exit 2), or summarise it (exit 0)."""
+    from haoscar.spec.loader import load_spec
+
+    try:
+        spec = load_spec(file)
+    except SpecError as exc:
+        if as_json:
+            print_json({"valid": False, "problems": [p.__dict__ | {"file": str(file)} for p in exc.problems]})
+            raise typer.Exit(2) from None
+        raise
+    if as_json:
+        print_json({"valid": True, **spec_summary(spec)})
+        return
+    _print_summary(file, spec)
+
+
+def _print_summary(file: Path, spec: ClusterSpec) -> None:
+    nodes = all_nodes(spec)
+    console.print(f"[green]✓[/] {file} is valid: cluster [bold]{spec.cluster.name}[/] ({spec.cluster.domain})")
+    nets = spec.networks
+    rows = [
+        ("private", nets.private.subnet, nets.private.gateway),
+        ("public", nets.public.subnet, nets.public.gateway),
+    ]
+    if nets.heartbeat is not None:
+        rows.append(("heartbeat", nets.heartbeat.subnet, nets.heartbeat.gateway))
+    console.print(table("Networks", ["network", "subnet", "gateway"], rows))
+    heads = [
+        (
+            role,
+            h.hostname,
+            f"{h.private_interface} {h.private_ip}",
+            f"{h.public_interface} {h.public_ip}",
+            h.alias_ip,
+        )
+        for role, h in (("primary", spec.heads.primary), ("standby", spec.heads.standby))
+    ]
+    console.print(table("Head nodes", ["role", "hostname", "private", "public", "alias IP"], heads))
+    summary = spec_summary(spec)
+    groups = [(g["name"], g["image"], g["count"], g["first"], g["last"]) for g in summary["client_groups"]]
+    if groups:
+        console.print(table("Compute clients", ["group", "image", "count", "first", "last"], groups))
+    ha = spec.ha
+    witness = ha.witness.hostname if ha.witness else "none (takeover needs fencing)"
+    console.print(
+        f"{len(nodes)} nodes, {len(spec.images)} images; HA: heartbeat {ha.heartbeat_interval:g} s, "
+        f"dead after {ha.dead_time:g} s, failback {ha.failback}, witness {witness}, fencing {ha.fencing.method}"
+    )
+
+
+def validate_text(text: str, filename: str) -> list[str]:
+    """Rendered problems of a spec text (used by tests and other commands)."""
+    _, problems = check_text(text, filename)
+    return [p.render(filename) for p in problems]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(spec_app, name="spec")

@@ -1,0 +1,187 @@
+"""The cluster spec (``cluster.yaml``) as pydantic v2 models.
+
+Field names follow the HA-OSCAR walkthrough (Fetch Image, Add Standby Server) and OSCAR's Define Clients dialog, so
+an administrator who knows those dialogs recognises every key. Checks that involve a single field live here; checks
+across fields and sections (addresses inside subnets, duplicates, collisions) live in ``spec.checks`` so that every
+problem of a spec is reported in one run.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from haoscar.spec.types import MAC, Domain, HostName, IfName, IPv4, Netmask, Subnet
+
+
+class SpecModel(BaseModel):
+    """Unknown keys are errors (they are usually typos), and a loaded spec is immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Cluster(SpecModel):
+    name: HostName
+    domain: Domain = "cluster.local"
+
+
+class Network(SpecModel):
+    subnet: Subnet
+    gateway: IPv4 | None = None
+
+
+class Networks(SpecModel):
+    private: Network
+    public: Network
+    heartbeat: Network | None = Field(
+        default=None, description="an optional dedicated heartbeat network between the heads"
+    )
+
+
+class HeadNode(SpecModel):
+    """A head node, with the fields of HA-OSCAR's Add Standby Server dialog."""
+
+    hostname: HostName
+    private_interface: IfName = "eth0"
+    private_ip: IPv4
+    private_mac: MAC | None = None
+    public_interface: IfName = "eth1"
+    public_ip: IPv4
+    alias_ip: IPv4 = Field(description="the public alias IP that follows the active head")
+    netmask: Netmask = Field(description="the local (private) network's mask, as in Add Standby Server")
+    gateway: IPv4 | None = None
+    heartbeat_interface: IfName = "eth2"
+    heartbeat_ip: IPv4 | None = None
+    image: str | None = None
+
+
+class Heads(SpecModel):
+    primary: HeadNode
+    standby: HeadNode
+
+
+class Image(SpecModel):
+    """A client image, with the fields of the Fetch Image dialog."""
+
+    name: HostName
+    source: str = Field(
+        default="debootstrap:bookworm",
+        description="debootstrap:SUITE, golden-client:HOST, or a directory to copy",
+    )
+    ip_assignment: Literal["static", "dhcp"] = "static"
+    post_install: Literal["beep", "reboot", "shutdown"] = "reboot"
+    packages: list[str] = Field(default_factory=list)
+
+
+class ClientGroup(SpecModel):
+    """Compute clients, with the fields of OSCAR's Define Clients dialog, or a ClusterShell node set."""
+
+    name: HostName | None = None
+    image: str
+    domain: Domain | None = None
+    base_name: HostName | None = None
+    count: int | None = Field(default=None, ge=1, le=65536)
+    start_number: int = Field(default=1, ge=0)
+    padding: int = Field(default=0, ge=0, le=12)
+    nodeset: str | None = None
+    start_ip: IPv4
+    netmask: Netmask
+    gateway: IPv4 | None = None
+    interface: IfName = "eth0"
+    macs: dict[str, MAC] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names_from_one_source(self) -> ClientGroup:
+        if self.nodeset is not None and (self.base_name is not None or self.count is not None):
+            raise ValueError("give either nodeset or base_name + count, not both")
+        if self.nodeset is None and (self.base_name is None or self.count is None):
+            raise ValueError("give base_name and count (OSCAR's Define Clients), or a nodeset like node[01-64]")
+        return self
+
+
+class Witness(SpecModel):
+    """A third host that grants one head at a time a lease (see docs/ha-safety.md)."""
+
+    hostname: HostName
+    addresses: list[IPv4] = Field(min_length=1)
+    port: int = Field(default=7405, ge=1, le=65535)
+
+
+class Service(SpecModel):
+    """A head-node service: started in order on the active head, stopped in reverse on demotion."""
+
+    name: HostName
+    kind: Literal["command", "systemd", "tcp", "process", "dnsmasq", "status-api"] = "command"
+    start: str | None = None
+    stop: str | None = None
+    monitor: str | None = None
+    unit: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    process: str | None = None
+    interval: float = Field(default=1.0, gt=0)
+    timeout: float = Field(default=5.0, gt=0)
+    max_restarts: int = Field(default=5, ge=0)
+    restart_window: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> Service:
+        needs: dict[str, tuple[str, ...]] = {
+            "command": ("start",),
+            "systemd": ("unit",),
+            "tcp": ("start", "port"),
+            "process": ("start", "process"),
+        }
+        missing = [name for name in needs.get(self.kind, ()) if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} service needs {', '.join(missing)}")
+        return self
+
+
+class ReplicatedPath(SpecModel):
+    path: str
+    exclude: list[str] = Field(default_factory=list)
+
+
+class Fencing(SpecModel):
+    method: Literal["none", "lab", "fence-agents", "ssh"] = "none"
+    agent: str | None = Field(default=None, description="the fence_* agent for method fence-agents")
+    options: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=20.0, gt=0)
+
+
+class HA(SpecModel):
+    heartbeat_interval: float = Field(default=0.2, gt=0, le=60)
+    dead_time: float = Field(default=0.6, gt=0, le=600)
+    port: int = Field(default=7404, ge=1, le=65535)
+    failback: Literal["manual", "auto"] = "manual"
+    failback_stable_s: float = Field(default=10.0, ge=0)
+    lease_s: float = Field(default=2.0, gt=0)
+    key_file: str = "/etc/haoscar/ha.key"
+    witness: Witness | None = None
+    services: list[Service] = Field(default_factory=list)
+    replicate: list[ReplicatedPath] = Field(default_factory=list)
+    fencing: Fencing = Field(default_factory=Fencing)
+
+
+class LabClient(SpecModel):
+    """The lab's public-side user host."""
+
+    hostname: HostName = "client"
+    ip: IPv4
+
+
+class Lab(SpecModel):
+    """Lab-only hosts: a user on the public network. The witness comes from ``ha.witness``."""
+
+    client: LabClient | None = None
+
+
+class ClusterSpec(SpecModel):
+    cluster: Cluster
+    networks: Networks
+    heads: Heads
+    images: list[Image] = Field(default_factory=list)
+    clients: list[ClientGroup] = Field(default_factory=list)
+    ha: HA = Field(default_factory=HA)
+    lab: Lab = Field(default_factory=Lab)

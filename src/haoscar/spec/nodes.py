@@ -1,0 +1,129 @@
+"""Expanding a spec into the concrete nodes it describes: the two heads and every compute client.
+
+OSCAR's Define Clients rules: client *i* (0-based) of a group is named ``base_name`` followed by
+``start_number + i`` left-padded with zeros to ``padding`` digits (padding 0 = no padding), and gets
+``start_ip + i``. A group may instead name its nodes with a ClusterShell node set (``node[01-64]``); the
+addresses then follow the node set's sorted order.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ClusterShell.NodeSet import NodeSet, NodeSetParseError
+
+from haoscar.errors import UserError
+from haoscar.spec.models import ClientGroup, ClusterSpec, HeadNode
+
+Role = Literal["primary", "standby", "compute"]
+
+
+@dataclass(frozen=True)
+class InterfaceDef:
+    name: str
+    network: str
+    ip: ipaddress.IPv4Address
+    prefix: int
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class NodeDef:
+    name: str
+    role: Role
+    domain: str
+    image: str | None
+    group: str | None
+    interfaces: tuple[InterfaceDef, ...] = field(default_factory=tuple)
+
+    @property
+    def fqdn(self) -> str:
+        return f"{self.name}.{self.domain}"
+
+    def interface_on(self, network: str) -> InterfaceDef | None:
+        return next((i for i in self.interfaces if i.network == network), None)
+
+
+def oscar_names(base_name: str, count: int, start_number: int = 1, padding: int = 0) -> list[str]:
+    """OSCAR's client names: base name + number, zero-padded to ``padding`` digits."""
+    return [f"{base_name}{str(start_number + i).zfill(padding)}" for i in range(count)]
+
+
+def expand_nodeset(pattern: str) -> list[str]:
+    """The names of a ClusterShell node set such as ``node[01-64]``, in ClusterShell's sorted order."""
+    try:
+        names = list(NodeSet(pattern))
+    except NodeSetParseError as exc:
+        raise UserError(f"{pattern!r} is not a node set ({exc}); write e.g. node[01-64]") from None
+    if not names:
+        raise UserError(f"node set {pattern!r} is empty; write e.g. node[01-64]")
+    return names
+
+
+def group_names(group: ClientGroup) -> list[str]:
+    if group.nodeset is not None:
+        return expand_nodeset(group.nodeset)
+    assert group.base_name is not None and group.count is not None  # guaranteed by the model
+    return oscar_names(group.base_name, group.count, group.start_number, group.padding)
+
+
+def group_label(group: ClientGroup, index: int) -> str:
+    return group.name or group.base_name or f"clients{index}"
+
+
+def _prefix(netmask: ipaddress.IPv4Address) -> int:
+    return ipaddress.IPv4Network(f"0.0.0.0/{netmask}").prefixlen
+
+
+def head_node(spec: ClusterSpec, role: Literal["primary", "standby"]) -> NodeDef:
+    head: HeadNode = getattr(spec.heads, role)
+    nets = spec.networks
+    interfaces = [
+        InterfaceDef(
+            head.private_interface,
+            "private",
+            head.private_ip,
+            nets.private.subnet.prefixlen,
+            head.private_mac,
+        ),
+        InterfaceDef(head.public_interface, "public", head.public_ip, nets.public.subnet.prefixlen),
+    ]
+    if nets.heartbeat is not None and head.heartbeat_ip is not None:
+        interfaces.append(
+            InterfaceDef(head.heartbeat_interface, "heartbeat", head.heartbeat_ip, nets.heartbeat.subnet.prefixlen)
+        )
+    return NodeDef(
+        name=head.hostname,
+        role=role,
+        domain=spec.cluster.domain,
+        image=head.image,
+        group="heads",
+        interfaces=tuple(interfaces),
+    )
+
+
+def client_nodes(spec: ClusterSpec, group: ClientGroup, index: int) -> Iterator[NodeDef]:
+    label = group_label(group, index)
+    prefix = _prefix(group.netmask)
+    for offset, name in enumerate(group_names(group)):
+        ip = group.start_ip + offset
+        iface = InterfaceDef(group.interface, "private", ip, prefix, group.macs.get(name))
+        yield NodeDef(
+            name=name,
+            role="compute",
+            domain=group.domain or spec.cluster.domain,
+            image=group.image,
+            group=label,
+            interfaces=(iface,),
+        )
+
+
+def all_nodes(spec: ClusterSpec) -> list[NodeDef]:
+    """Both heads first, then every client in spec order."""
+    nodes = [head_node(spec, "primary"), head_node(spec, "standby")]
+    for index, group in enumerate(spec.clients):
+        nodes.extend(client_nodes(spec, group, index))
+    return nodes

@@ -1,0 +1,110 @@
+"""Field types of the cluster spec, each with an error message that says what would be right."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer
+
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+
+
+def parse_ipv4(value: Any) -> ipaddress.IPv4Address:
+    if isinstance(value, ipaddress.IPv4Address):
+        return value
+    text = str(value).strip()
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an IPv4 address; write four numbers 0-255 separated by dots, e.g. 198.18.0.10"
+        ) from None
+
+
+def parse_network(value: Any) -> ipaddress.IPv4Network:
+    if isinstance(value, ipaddress.IPv4Network):
+        return value
+    text = str(value).strip()
+    if "/" not in text:
+        raise ValueError(f"{text!r} is not a subnet; write address/prefix, e.g. 198.18.0.0/24")
+    try:
+        return ipaddress.IPv4Network(text, strict=True)
+    except ValueError as exc:
+        if "has host bits set" in str(exc):
+            fixed = ipaddress.IPv4Network(text, strict=False)
+            raise ValueError(f"{text!r} has host bits set; the subnet would be {fixed}") from None
+        raise ValueError(f"{text!r} is not a subnet; write address/prefix, e.g. 198.18.0.0/24") from None
+
+
+def parse_netmask(value: Any) -> ipaddress.IPv4Address:
+    """A dotted netmask (255.255.255.0) or a prefix length (24 or /24); stored dotted."""
+    text = str(value).strip().lstrip("/")
+    if text.isdigit():
+        prefix = int(text)
+        if not 0 <= prefix <= 32:
+            raise ValueError(f"prefix length {prefix} is out of range; use 0-32, e.g. 24")
+        return ipaddress.IPv4Network(f"0.0.0.0/{prefix}").netmask
+    try:
+        mask = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a netmask; write e.g. 255.255.255.0 or 24") from None
+    bits = int(mask)
+    inverted = (~bits) & 0xFFFFFFFF
+    if inverted & (inverted + 1):
+        raise ValueError(f"{text!r} is not a contiguous netmask; use e.g. 255.255.255.0 or 255.255.0.0")
+    return mask
+
+
+def parse_mac(value: Any) -> str:
+    text = str(value).strip().lower()
+    if not _MAC.match(text):
+        raise ValueError(f"{value!r} is not a MAC address; write six hex pairs, e.g. 52:54:00:12:34:56")
+    text = text.replace("-", ":")
+    if int(text[:2], 16) & 1:
+        raise ValueError(f"{text} is a multicast MAC address; a NIC has a unicast one (first octet even)")
+    return text
+
+
+def parse_ifname(value: Any) -> str:
+    text = str(value)
+    if not text or len(text) > 15:
+        raise ValueError(f"{text!r} is not a possible interface name; Linux allows 1-15 characters, e.g. eth0")
+    if text in (".", "..") or any(ch in text for ch in "/: \t\n") or not text.isprintable():
+        raise ValueError(
+            f"{text!r} is not a possible interface name; no '/', ':' or spaces, not '.' or '..' (e.g. eth1)"
+        )
+    return text
+
+
+def parse_hostname(value: Any) -> str:
+    text = str(value).strip()
+    if not _HOST_LABEL.match(text):
+        raise ValueError(
+            f"{text!r} is not a valid host name; use 1-63 lower-case letters, digits and '-', "
+            "not starting or ending with '-' (e.g. head1)"
+        )
+    return text
+
+
+def parse_domain(value: Any) -> str:
+    text = str(value).strip().rstrip(".")
+    labels = text.split(".")
+    if not text or len(text) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(f"{text!r} is not a valid DNS domain; use labels like cluster.example.org")
+    return text
+
+
+def _str(value: object) -> str:
+    return str(value)
+
+
+IPv4 = Annotated[ipaddress.IPv4Address, BeforeValidator(parse_ipv4), PlainSerializer(_str)]
+Subnet = Annotated[ipaddress.IPv4Network, BeforeValidator(parse_network), PlainSerializer(_str)]
+Netmask = Annotated[ipaddress.IPv4Address, BeforeValidator(parse_netmask), PlainSerializer(_str)]
+MAC = Annotated[str, BeforeValidator(parse_mac)]
+IfName = Annotated[str, BeforeValidator(parse_ifname)]
+HostName = Annotated[str, BeforeValidator(parse_hostname)]
+Domain = Annotated[str, BeforeValidator(parse_domain)]
