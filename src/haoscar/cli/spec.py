@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from haoscar.cli.render import console, print_json, table
-from haoscar.spec import ClusterSpec, SpecError, all_nodes, check_text
+from haoscar.errors import UserError
+from haoscar.spec import ClusterSpec, SpecError, all_nodes, check_text, load_spec
 from haoscar.spec.summary import spec_summary
 
 spec_app = typer.Typer(help="Check and apply cluster specs (cluster.yaml).", no_args_is_help=True)
@@ -17,20 +18,25 @@ spec_app = typer.Typer(help="Check and apply cluster specs (cluster.yaml).", no_
 @spec_app.command("validate")
 def validate(
     file: Annotated[Path, typer.Argument(help="The cluster spec to check, e.g. examples/lab.yaml.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
-    """Check a spec; list every problem as FILE:LINE: path: message (exit 2), or summarise it (exit 0)."""
-    from haoscar.spec.loader import load_spec
-
+    """Check a spec: list every problem as FILE:LINE: path: message (exit 2), or summarise it (exit 0)."""
     try:
         spec = load_spec(file)
     except SpecError as exc:
-        if as_json:
-            print_json({"valid": False, "problems": [p.__dict__ | {"file": str(file)} for p in exc.problems]})
-            raise typer.Exit(2) from None
-        raise
+        if not as_json:
+            raise
+        print_json({"valid": False, "file": str(file), "problems": [p.as_dict(str(file)) for p in exc.problems]})
+        raise typer.Exit(2) from None
+    except UserError as exc:
+        if not as_json:
+            raise
+        # An unreadable file is a problem too, so a script reads the same shape whatever went wrong.
+        problem = {"file": str(file), "line": 0, "path": "(file)", "message": exc.message}
+        print_json({"valid": False, "file": str(file), "problems": [problem]})
+        raise typer.Exit(2) from None
     if as_json:
-        print_json({"valid": True, **spec_summary(spec)})
+        print_json({"valid": True, "file": str(file), **spec_summary(spec)})
         return
     _print_summary(file, spec)
 

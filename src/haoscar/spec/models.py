@@ -123,6 +123,10 @@ class Service(SpecModel):
     timeout: float = Field(default=5.0, gt=0)
     max_restarts: int = Field(default=5, ge=0)
     restart_window: float = Field(default=60.0, gt=0)
+    address: IPv4 | None = Field(default=None, description="where a tcp monitor connects (default 127.0.0.1)")
+    pid_file: str | None = Field(default=None, description="the pid file of a process service's daemon")
+    stop_timeout: float = Field(default=5.0, gt=0, description="SIGTERM grace before SIGKILL")
+    kill_timeout: float = Field(default=2.0, gt=0, description="how long to wait for a process after SIGKILL")
 
     @model_validator(mode="after")
     def _kind_needs(self) -> Service:
@@ -150,18 +154,69 @@ class Fencing(SpecModel):
     timeout: float = Field(default=20.0, gt=0)
 
 
+class Alert(SpecModel):
+    """An alert hook: HA events at or above ``min_severity`` go to a command, a webhook URL, or e-mail."""
+
+    command: str | None = Field(default=None, description="run with the event as JSON on stdin")
+    webhook: str | None = Field(default=None, description="an http(s) URL that receives the event as a JSON POST")
+    email: str | None = Field(default=None, description="a recipient address (more in mail_to)")
+    smtp_server: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    mail_from: str = "haoscar@localhost"
+    mail_to: list[str] = Field(default_factory=list)
+    min_severity: Literal["info", "warning", "critical"] = "warning"
+    timeout: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Alert:
+        kinds = [
+            k
+            for k, on in (("command", self.command), ("webhook", self.webhook), ("email", self.email or self.mail_to))
+            if on
+        ]
+        if len(kinds) != 1:
+            raise ValueError("an alert has exactly one of command, webhook or email (+ mail_to)")
+        if self.webhook is not None and not self.webhook.startswith(("http://", "https://")):
+            raise ValueError(f"{self.webhook!r} is not an http(s) URL; write e.g. http://198.18.0.250:8080/hook")
+        if kinds == ["email"] and not self.smtp_server:
+            raise ValueError("an email alert needs smtp_server, the SMTP server that relays it")
+        for address in [self.email, *self.mail_to, self.mail_from]:
+            if address is not None and "@" not in address:
+                raise ValueError(f"{address!r} is not an e-mail address; write e.g. ops@example.org")
+        return self
+
+    @property
+    def kind(self) -> Literal["command", "webhook", "email"]:
+        if self.command is not None:
+            return "command"
+        if self.webhook is not None:
+            return "webhook"
+        return "email"
+
+    @property
+    def recipients(self) -> list[str]:
+        return ([self.email] if self.email else []) + list(self.mail_to)
+
+
 class HA(SpecModel):
     heartbeat_interval: float = Field(default=0.2, gt=0, le=60)
     dead_time: float = Field(default=0.6, gt=0, le=600)
     port: int = Field(default=7404, ge=1, le=65535)
     failback: Literal["manual", "auto"] = "manual"
     failback_stable_s: float = Field(default=10.0, ge=0)
-    lease_s: float = Field(default=2.0, gt=0)
+    lease_s: float = Field(default=0.8, gt=0, description="witness lease; the active renews it every heartbeat")
     key_file: str = "/etc/haoscar/ha.key"
     witness: Witness | None = None
     services: list[Service] = Field(default_factory=list)
     replicate: list[ReplicatedPath] = Field(default_factory=list)
     fencing: Fencing = Field(default_factory=Fencing)
+    alerts: list[Alert] = Field(default_factory=list)
+    api_port: int = Field(default=7406, ge=1, le=65535, description="the status API's port on the heads")
+    api_token_file: str = Field(default="/etc/haoscar/api.token", description="mode 0600; guards POST requests")
+    realtime: bool = Field(default=False, description="run the daemon with SCHED_RR real-time priority")
+    realtime_priority: int = Field(default=10, ge=1, le=99)
+    lock_memory: bool = Field(default=False, description="mlockall() so the daemon is never paged out")
+    loop_lag_warning: float = Field(default=0.1, gt=0, description="event-loop lag (s) that logs a warning")
 
 
 class LabClient(SpecModel):

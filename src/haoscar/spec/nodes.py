@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ClusterShell.NodeSet import NodeSet, NodeSetParseError
+from ClusterShell.NodeSet import NodeSet, NodeSetException
 
 from haoscar.errors import UserError
 from haoscar.spec.models import ClientGroup, ClusterSpec, HeadNode
@@ -47,16 +47,30 @@ class NodeDef:
         return next((i for i in self.interfaces if i.network == network), None)
 
 
+MAX_GROUP = 65536
+"""The most clients one group may hold (a /16 of addresses); a typo like node[1-1000000] stops here."""
+
+
 def oscar_names(base_name: str, count: int, start_number: int = 1, padding: int = 0) -> list[str]:
-    """OSCAR's client names: base name + number, zero-padded to ``padding`` digits."""
+    """OSCAR's client names: base name + number, zero-padded to ``padding`` digits (0 = no padding); a number
+    wider than ``padding`` keeps all its digits, as OSCAR does (padding 2: node99, node100)."""
     return [f"{base_name}{str(start_number + i).zfill(padding)}" for i in range(count)]
 
 
 def expand_nodeset(pattern: str) -> list[str]:
-    """The names of a ClusterShell node set such as ``node[01-64]``, in ClusterShell's sorted order."""
+    """The names of a ClusterShell node set such as ``node[01-64]`` or ``rack[1-2]-n[01-16]``, in ClusterShell's
+    sorted order (``node[1-3,7]`` gives node1, node2, node3, node7)."""
+    if "@" in pattern:
+        # Group names resolve through the machine's ClusterShell configuration, so the spec would mean
+        # different nodes on different machines.
+        raise UserError(f"{pattern!r} names a node group; a spec names its nodes itself, e.g. node[01-64]")
     try:
-        names = list(NodeSet(pattern))
-    except NodeSetParseError as exc:
+        nodeset = NodeSet(pattern)
+        size = len(nodeset)
+        if size > MAX_GROUP:
+            raise UserError(f"node set {pattern!r} has {size} nodes; a group holds at most {MAX_GROUP}, split it")
+        names = list(nodeset)
+    except NodeSetException as exc:
         raise UserError(f"{pattern!r} is not a node set ({exc}); write e.g. node[01-64]") from None
     if not names:
         raise UserError(f"node set {pattern!r} is empty; write e.g. node[01-64]")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ClusterShell.NodeSet import NodeSet
+
 from haoscar.spec.models import ClusterSpec
-from haoscar.spec.nodes import client_nodes, group_label
+from haoscar.spec.nodes import all_nodes, client_nodes, group_label
 
 
 def spec_summary(spec: ClusterSpec) -> dict[str, Any]:
@@ -17,6 +19,7 @@ def spec_summary(spec: ClusterSpec) -> dict[str, Any]:
                 "name": group_label(group, index),
                 "image": group.image,
                 "count": len(nodes),
+                "nodeset": str(NodeSet.fromlist([node.name for node in nodes])),
                 "first": f"{nodes[0].name} {nodes[0].interfaces[0].ip}",
                 "last": f"{nodes[-1].name} {nodes[-1].interfaces[0].ip}",
             }
@@ -35,6 +38,7 @@ def spec_summary(spec: ClusterSpec) -> dict[str, Any]:
         },
         "heads": {"primary": spec.heads.primary.hostname, "standby": spec.heads.standby.hostname},
         "alias_ip": str(spec.heads.primary.alias_ip),
+        "nodes": len(all_nodes(spec)),
         "client_groups": groups,
         "images": [image.name for image in spec.images],
         "ha": {

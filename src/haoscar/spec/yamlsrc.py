@@ -12,17 +12,28 @@ Path_ = tuple[str | int, ...]
 
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
 
 
 class _SpecLoader(yaml.SafeLoader):
     """YAML 1.1 without its surprises: ``52:54:00:12:34:56`` is a MAC, not the base-60 integer PyYAML would make
-    of it, and ``010`` is ten, not eight."""
+    of it, ``010`` is ten, not eight, and ``no`` / ``on`` are words (a host or domain may be called that), only
+    ``true`` and ``false`` are booleans, as in YAML 1.2."""
 
 
 _SpecLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT, _BOOL)]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _decimal_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    # SafeLoader's own int constructor reads a leading 0 as octal; padding: 010 means ten.
+    return int(str(loader.construct_scalar(node)).replace("_", ""))  # type: ignore[arg-type]
+
+
+_SpecLoader.add_constructor(_INT, _decimal_int)
+_SpecLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _SpecLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9][0-9_]*$"), list("-+0123456789"))
 _SpecLoader.add_implicit_resolver(
     _FLOAT,
@@ -68,12 +79,31 @@ def load_located(text: str) -> Located:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
-        problem = exc.problem or str(exc)
-        raise YamlSyntaxError(line, f"YAML syntax error: {problem}") from None
+        raise YamlSyntaxError(line, f"YAML syntax error: {_explain(exc, mark)}") from None
     except yaml.YAMLError as exc:
         raise YamlSyntaxError(1, f"YAML syntax error: {exc}") from None
     finally:
         loader.dispose()
+
+
+def _explain(exc: yaml.MarkedYAMLError, mark: yaml.Mark | None) -> str:
+    """PyYAML's problem text, the column, and the usual fix for the mistakes people make most."""
+    problem = exc.problem or str(exc)
+    where = f" (column {mark.column + 1})" if mark is not None else ""
+    hint = ""
+    if "'\\t'" in problem:
+        hint = "; indent with spaces, not tabs"
+    elif "mapping values are not allowed" in problem:
+        hint = "; a value containing ': ' must be quoted, or a key is missing its own line"
+    elif "another document" in problem:
+        hint = "; a spec is one YAML document: remove the second '---'"
+    elif "undefined alias" in problem:
+        hint = "; define the anchor (&name) before using it (*name)"
+    elif "could not determine a constructor" in problem:
+        hint = "; remove the '!' tag, a spec holds plain values"
+    elif exc.context:
+        hint = f"; {exc.context} started on line {exc.context_mark.line + 1}" if exc.context_mark else ""
+    return f"{problem}{where}{hint}"
 
 
 def _build(loader: _SpecLoader, node: yaml.Node, path: Path_, located: Located) -> Any:

@@ -1,0 +1,376 @@
+"""``haoscar bench failover``: primary crash -> VIP answering from the standby, for haoscar and keepalived.
+
+One lab serves every run. A run starts the contender (haoscar at a profile, or keepalived at an advert interval)
+on both heads, waits until the primary answers on the alias IP, starts the probes (an ICMP echo every 10 ms from
+the public client; for haoscar also DHCP exchanges from a compute client), takes ``t0`` on the monotonic clock,
+crashes the primary (``Lab.crash``: every process SIGKILLed, links down) and waits for the first echo reply whose
+frame comes from the *standby's* MAC address, and for the first DHCP ACK whose server identifier is the standby.
+Then it stops the contender, boots the primary again, and the next run starts from the initial roles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from haoscar.bench.failover_probe import ProbeStream, dhcp_argv, icmp_argv
+from haoscar.bench.keepalived_peer import KeepalivedPair
+from haoscar.errors import UserError
+from haoscar.ha.labrun import HaLab, ha_spec, start_ha
+from haoscar.lab.lab import Lab
+from haoscar.spec import ClusterSpec, all_nodes
+from haoscar.spec.models import Service
+from haoscar.spec.nodes import group_names
+
+REPLY_TIMEOUT_S = 20.0
+READY_TIMEOUT_S = 15.0
+IDLE_SAMPLE_S = 10.0
+
+# The floors of the HA issue: what "fast and safe" means in numbers.
+DEFAULT_LIMIT_MS = 1000.0
+DEFAULT_VS_KEEPALIVED_LIMIT = 0.3
+FAST_VS_KEEPALIVED_FAST_LIMIT = 1.0
+IDLE_CPU_LIMIT_PCT = 2.0
+RSS_LIMIT_MB = 80.0
+
+
+class Contender(Protocol):
+    """Something that keeps the alias IP on one head of the lab: haoscar, or keepalived."""
+
+    label: str
+
+    def start(self) -> None:
+        """Run on both heads; return once the primary owns the VIP."""
+
+    def stop(self) -> None:
+        """Stop what ``start`` started (a crashed head's processes are gone already)."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Who is who in the lab, read from the spec and the running hosts."""
+
+    primary: str
+    standby: str
+    vip: str
+    client: str
+    client_iface: str
+    compute: str
+    compute_iface: str
+    primary_mac: str
+    standby_mac: str
+    primary_private_ip: str
+    standby_private_ip: str
+
+
+def interface_mac(lab: Lab, host: str, iface: str) -> str:
+    """The MAC of ``iface`` in ``host``, from its own kernel (a lab host shares the machine's /sys)."""
+    out = lab.exec(host, ["ip", "-o", "link", "show", "dev", iface], timeout=10).stdout.split()
+    return out[out.index("link/ether") + 1]
+
+
+def topology(lab: Lab, spec: ClusterSpec) -> Topology:
+    if spec.lab.client is None:
+        raise UserError("the spec has no lab.client; add `lab: {client: {ip: ...}}` on the public network")
+    computes = [n for n in all_nodes(spec) if n.role == "compute"]
+    if not computes:
+        raise UserError("the spec defines no compute clients; the DHCP probe needs one (add a clients: group)")
+    compute = computes[0]
+    primary, standby = spec.heads.primary, spec.heads.standby
+    return Topology(
+        primary=primary.hostname,
+        standby=standby.hostname,
+        vip=str(primary.alias_ip),
+        client=spec.lab.client.hostname,
+        client_iface=lab.host(spec.lab.client.hostname).interfaces[0].name,
+        compute=compute.name,
+        compute_iface=compute.interfaces[0].name,
+        primary_mac=interface_mac(lab, primary.hostname, primary.public_interface),
+        standby_mac=interface_mac(lab, standby.hostname, standby.public_interface),
+        primary_private_ip=str(primary.private_ip),
+        standby_private_ip=str(standby.private_ip),
+    )
+
+
+@dataclass(frozen=True)
+class CrashResult:
+    vip_ms: float
+    dhcp_ms: float | None
+    new_owner_mac: str
+
+
+@contextlib.contextmanager
+def probe(lab: Lab, host: str, argv: list[str]) -> Iterator[ProbeStream]:
+    proc = lab.popen(host, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stream = ProbeStream(proc)
+    try:
+        yield stream
+    finally:
+        stream.close()
+
+
+def measure_crash(lab: Lab, topo: Topology, with_dhcp: bool) -> CrashResult:
+    """Crash the primary once and time the VIP (and DHCP) moving to the standby."""
+    with contextlib.ExitStack() as stack:
+        icmp = stack.enter_context(probe(lab, topo.client, icmp_argv(topo.vip, topo.client_iface)))
+        if icmp.wait(lambda e: e.who == topo.primary_mac, READY_TIMEOUT_S) is None:
+            raise RuntimeError(f"the VIP {topo.vip} does not answer from {topo.primary} before the crash")
+        dhcp = None
+        if with_dhcp:
+            dhcp = stack.enter_context(probe(lab, topo.compute, dhcp_argv(topo.compute_iface)))
+            if dhcp.wait(lambda e: e.who == topo.primary_private_ip, READY_TIMEOUT_S) is None:
+                raise RuntimeError(f"{topo.primary} serves no DHCP to {topo.compute} before the crash")
+        t0 = time.monotonic()
+        lab.crash(topo.primary)
+        moved = icmp.wait(lambda e: e.t > t0 and e.who == topo.standby_mac, REPLY_TIMEOUT_S)
+        if moved is None:
+            raise RuntimeError(f"the VIP {topo.vip} did not answer from {topo.standby} within {REPLY_TIMEOUT_S:g} s")
+        dhcp_ms = None
+        if dhcp is not None:
+            acked = dhcp.wait(lambda e: e.t > t0 and e.who == topo.standby_private_ip, REPLY_TIMEOUT_S)
+            if acked is None:
+                raise RuntimeError(f"{topo.standby} served no DHCP within {REPLY_TIMEOUT_S:g} s of the crash")
+            dhcp_ms = (acked.t - t0) * 1000
+        return CrashResult((moved.t - t0) * 1000, dhcp_ms, moved.who)
+
+
+# --- haoscar on the lab -----------------------------------------------------------------------------------------
+
+
+def bench_spec(spec: ClusterSpec) -> ClusterSpec:
+    """The spec the bench's lab runs: a dnsmasq DHCP service in the resource group (added when the spec has none),
+    and a MAC for every compute client that has none (locally administered, from its address). With known MACs
+    dnsmasq hands out fixed addresses: it would otherwise ping each free address first, and in the lab every
+    address of the range answers (the clients hold theirs statically), so no offer would ever come."""
+    ha = spec.ha
+    if not any(s.kind == "dnsmasq" for s in ha.services):
+        ha = ha.model_copy(update={"services": [*ha.services, Service(name="dhcp", kind="dnsmasq")]})
+    groups = []
+    for group in spec.clients:
+        macs = dict(group.macs)
+        for offset, name in enumerate(group_names(group)):
+            ip = (group.start_ip + offset).packed
+            macs.setdefault(name, "02:48:4f:" + ":".join(f"{b:02x}" for b in ip[1:]))
+        groups.append(group.model_copy(update={"macs": macs}))
+    return spec.model_copy(update={"ha": ha, "clients": groups})
+
+
+class HaoscarPair:
+    """haoscar's daemons on both heads plus the witness and lab fencing, at one of ``haoscar.ha.labrun``'s
+    profiles; ``start`` returns once the primary is active (VIP and DHCP up) and the standby stands by."""
+
+    def __init__(self, lab: Lab, spec: ClusterSpec, profile: str) -> None:
+        self.lab = lab
+        self.spec = spec
+        self.profile = profile
+        self.label = f"haoscar {profile}"
+        self.ha: HaLab | None = None
+
+    @property
+    def effective(self) -> ClusterSpec:
+        """The spec the daemons run with: the profile's timings applied."""
+        return ha_spec(self.spec, profile=self.profile)
+
+    def start(self) -> None:
+        self.ha = start_ha(self.lab, self.spec, profile=self.profile)
+
+    def running(self) -> HaLab:
+        if self.ha is None:
+            raise RuntimeError(f"{self.label} is not running; start() it first")
+        return self.ha
+
+    def daemon_pids(self) -> list[int]:
+        ha = self.running()
+        return [ha.proc(head).pid for head in (ha.primary, ha.standby)]
+
+    def status(self, head: str) -> dict[str, Any] | None:
+        return self.running().status(head)
+
+    def stop(self) -> None:
+        """SIGTERM every process ``start`` started (daemons drop the VIP and stop dnsmasq), by pid."""
+        if self.ha is not None:
+            self.ha.stop()
+            self.ha = None
+
+
+# --- idle cost of the daemon ------------------------------------------------------------------------------------
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15 of proc(5))
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"process {pid} has no VmRSS (a kernel thread or a zombie)")
+
+
+def idle_cost(pids: list[int], seconds: float = IDLE_SAMPLE_S) -> tuple[float, float]:
+    """(worst CPU % of one core over ``seconds``, worst RSS in MB) of the processes ``pids``."""
+    hz = os.sysconf("SC_CLK_TCK")
+    before = {pid: _cpu_ticks(pid) for pid in pids}
+    start = time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - start
+    cpu = max(100.0 * (_cpu_ticks(pid) - ticks) / hz / elapsed for pid, ticks in before.items())
+    return cpu, max(rss_mb(pid) for pid in pids)
+
+
+# --- the whole bench --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    label: str
+    vip_ms: list[float] = field(default_factory=list)
+    dhcp_ms: list[float] = field(default_factory=list)
+
+    def median(self) -> float | None:
+        return round(statistics.median(self.vip_ms), 1) if self.vip_ms else None
+
+    def dhcp_median(self) -> float | None:
+        return round(statistics.median(self.dhcp_ms), 1) if self.dhcp_ms else None
+
+
+@dataclass
+class BenchOptions:
+    runs: int = 5
+    vs_keepalived: bool = False
+    fast: bool = True
+    idle_seconds: float = IDLE_SAMPLE_S
+    lab_name: str = field(default_factory=lambda: f"bf{os.getpid() % 100000}")
+
+
+Progress = Callable[[str], None]
+
+
+def run_series(
+    lab: Lab, topo: Topology, contender: Contender, series: Series, *, runs: int, with_dhcp: bool, note: Progress
+) -> None:
+    for index in range(runs):
+        note(f"{contender.label}: run {index + 1}/{runs}")
+        contender.start()
+        try:
+            result = measure_crash(lab, topo, with_dhcp)
+        finally:
+            contender.stop()
+            if lab.host(topo.primary).state == "crashed":
+                lab.restore(topo.primary)
+        series.vip_ms.append(round(result.vip_ms, 1))
+        if result.dhcp_ms is not None:
+            series.dhcp_ms.append(round(result.dhcp_ms, 1))
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
+def _floor(value: float | None, limit: float) -> dict[str, Any]:
+    return {"value": value, "limit": limit, "pass": value is not None and value <= limit}
+
+
+def run_failover_bench(
+    spec: ClusterSpec, state_dir: Path, options: BenchOptions, note: Progress = lambda _m: None
+) -> dict[str, Any]:
+    """Every series of the bench on one lab (always taken down); the JSON document ``--json`` prints."""
+    if options.runs < 1:
+        raise UserError(f"--runs {options.runs} must be at least 1")
+    series = {
+        "haoscar_default": Series("haoscar default"),
+        "haoscar_fast": Series("haoscar fast"),
+        "keepalived_default": Series("keepalived advert_int 1"),
+        "keepalived_fast": Series("keepalived advert_int 0.1"),
+    }
+    idle_cpu = rss = None
+    workdir = Path(tempfile.mkdtemp(prefix="haoscar-bench-failover-"))
+    spec = bench_spec(spec)
+    note(f"lab {options.lab_name} up")
+    lab = Lab.up(spec, options.lab_name, state_dir)
+    try:
+        topo = topology(lab, spec)
+        default = HaoscarPair(lab, spec, "default")
+        note("haoscar default: idle CPU and memory")
+        default.start()
+        try:
+            idle_cpu, rss = idle_cost(default.daemon_pids(), options.idle_seconds)
+        finally:
+            default.stop()
+        run_series(lab, topo, default, series["haoscar_default"], runs=options.runs, with_dhcp=True, note=note)
+        if options.fast:
+            fast = HaoscarPair(lab, spec, "fast")
+            run_series(lab, topo, fast, series["haoscar_fast"], runs=options.runs, with_dhcp=True, note=note)
+        if options.vs_keepalived:
+            for key, advert in (("keepalived_default", 1.0), ("keepalived_fast", 0.1)):
+                pair = KeepalivedPair(lab, spec, advert, workdir / key)
+                run_series(lab, topo, pair, series[key], runs=options.runs, with_dhcp=False, note=note)
+    finally:
+        note(f"lab {options.lab_name} down")
+        lab.down()
+    return report(spec, options, series, idle_cpu, rss)
+
+
+def report(
+    spec: ClusterSpec, options: BenchOptions, series: dict[str, Series], idle_cpu: float | None, rss: float | None
+) -> dict[str, Any]:
+    default_ms = series["haoscar_default"].median()
+    fast_ms = series["haoscar_fast"].median()
+    out: dict[str, Any] = {
+        "haoscar_default_median_ms": default_ms,
+        "haoscar_fast_median_ms": fast_ms,
+    }
+    floors: dict[str, Any] = {
+        "haoscar_default_le_1000_ms": _floor(default_ms, DEFAULT_LIMIT_MS),
+        "idle_cpu_le_2_pct": _floor(idle_cpu, IDLE_CPU_LIMIT_PCT),
+        "rss_le_80_mb": _floor(rss, RSS_LIMIT_MB),
+    }
+    if options.vs_keepalived:
+        ka_default = series["keepalived_default"].median()
+        ka_fast = series["keepalived_fast"].median()
+        out["keepalived_default_median_ms"] = ka_default
+        out["keepalived_fast_median_ms"] = ka_fast
+        out["default_vs_keepalived_ratio"] = _ratio(default_ms, ka_default)
+        out["fast_vs_keepalived_fast_ratio"] = _ratio(fast_ms, ka_fast)
+        floors["default_le_0.3_x_keepalived"] = _floor(out["default_vs_keepalived_ratio"], DEFAULT_VS_KEEPALIVED_LIMIT)
+        floors["fast_le_keepalived_fast"] = _floor(out["fast_vs_keepalived_fast_ratio"], FAST_VS_KEEPALIVED_FAST_LIMIT)
+    default_ha = ha_spec(spec, profile="default").ha
+    fast_ha = ha_spec(spec, profile="fast").ha
+    out |= {
+        "dhcp_default_median_ms": series["haoscar_default"].dhcp_median(),
+        "dhcp_fast_median_ms": series["haoscar_fast"].dhcp_median(),
+        "idle_cpu_pct": None if idle_cpu is None else round(idle_cpu, 2),
+        "rss_mb": None if rss is None else round(rss, 1),
+        "runs": options.runs,
+        "runs_ms": {key: s.vip_ms for key, s in series.items() if s.vip_ms},
+        "dhcp_runs_ms": {key: s.dhcp_ms for key, s in series.items() if s.dhcp_ms},
+        "profiles": {
+            "default": {
+                "heartbeat_interval": default_ha.heartbeat_interval,
+                "dead_time": default_ha.dead_time,
+                "lease_s": default_ha.lease_s,
+            },
+            "fast": {
+                "heartbeat_interval": fast_ha.heartbeat_interval,
+                "dead_time": fast_ha.dead_time,
+                "lease_s": fast_ha.lease_s,
+            },
+            "keepalived": {"default_advert_int": 1.0, "fast_advert_int": 0.1},
+        },
+        "floors": floors,
+        "all_floors_pass": all(f["pass"] for f in floors.values()),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "cpus": os.cpu_count(),
+    }
+    return out

@@ -1,0 +1,56 @@
+"""``haoscar spec apply FILE``: load a cluster spec into the database (registered on the ``spec`` group)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from haoscar.cli.context import cli_context
+from haoscar.cli.render import console, print_json, table, warn
+from haoscar.cli.spec import spec_app
+
+
+@spec_app.command("apply")
+def apply(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="The cluster spec to load, e.g. examples/lab.yaml.")],
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Delete nodes that an earlier spec defined and this one no longer has.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Load a spec into the cluster database; applying it again changes nothing."""
+    from haoscar.commands.apply import apply_spec
+    from haoscar.db.addresses import fold
+    from haoscar.db.session import open_database
+    from haoscar.spec.loader import load_spec
+
+    spec = load_spec(file)
+    db = open_database(cli_context(ctx).state_dir)
+    try:
+        report = apply_spec(db, spec, prune=prune)
+    finally:
+        db.close()
+    if as_json:
+        print_json(report.as_dict())
+        return
+    rows = [
+        ("added", len(report.added), fold(report.added)),
+        ("changed", len(report.changed), fold(report.changed)),
+        ("unchanged", len(report.unchanged), fold(report.unchanged)),
+        ("removed", len(report.removed), fold(report.removed)),
+        ("no longer in the spec", len(report.removed_pending), fold(report.removed_pending)),
+    ]
+    console.print(table(f"{file} applied", ["nodes", "count", "names"], rows))
+    if report.other:
+        console.print("also changed: " + ", ".join(report.other))
+    if not report.wrote:
+        console.print("nothing changed: the database already matches the spec")
+    if report.removed_pending:
+        warn(f"{fold(report.removed_pending)} kept; apply with --prune to delete them")
+
+
+def register(app: typer.Typer) -> None:
+    """The command is registered on ``spec_app`` at import; nothing to add to the root."""

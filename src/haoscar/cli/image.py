@@ -1,0 +1,286 @@
+"""``haoscar image ...``: the client image store (SystemImager's si_getimage / si_lsimage / si_rmimage)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from haoscar.cli.context import cli_context
+from haoscar.cli.render import console, print_json, table
+from haoscar.provision.image_diff import TreeDiff
+from haoscar.provision.image_meta import IP_ASSIGNMENTS, POST_INSTALLS
+from haoscar.provision.images import FetchRequest, ImageStore, ImageSummary
+
+image_app = typer.Typer(help="Client images: fetch from a golden client, build with debootstrap, version, roll back.")
+
+IP_HELP = f"IP assignment method of nodes installed from this image: {' | '.join(IP_ASSIGNMENTS)}."
+POST_HELP = f"What an installed node does when its install is done: {' | '.join(POST_INSTALLS)}."
+
+
+def _store(ctx: typer.Context) -> ImageStore:
+    return ImageStore(cli_context(ctx).state_dir)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+@contextmanager
+def _progress(title: str, enabled: bool) -> Iterator[Callable[[float, str], None] | None]:
+    """A Rich progress bar fed by the store's progress callback; none when the output is JSON for a script."""
+    if not enabled:
+        yield None
+        return
+    with Progress(
+        TextColumn("[bold]{task.fields[title]}[/] {task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=100, title=title)
+
+        def update(percent: float, description: str) -> None:
+            bar.update(task, completed=percent, description=description)
+
+        yield update
+
+
+def _summary_json(s: ImageSummary) -> dict[str, object]:
+    return asdict(s)
+
+
+@image_app.command("list")
+def list_images(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
+    """List the images with their current version and settings."""
+    images = _store(ctx).list()
+    if as_json:
+        print_json([_summary_json(s) for s in images])
+        return
+    if not images:
+        console.print("no images yet: haoscar image fetch NAME --golden-client HOST, or haoscar image build NAME")
+        return
+    rows = [
+        (s.name, s.current, len(s.versions), s.ip_assignment, s.post_install, _size(s.bytes), s.source) for s in images
+    ]
+    columns = ["name", "current", "versions", "ip assignment", "post install", "size", "source"]
+    out = table("Images", columns, rows)
+    # Names are what people copy into the next command: let the long source column give way instead.
+    out.columns[0].no_wrap = True
+    out.columns[-1].overflow = "fold"
+    console.print(out)
+
+
+@image_app.command("show")
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The image.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show an image's settings and every version."""
+    details = _store(ctx).show(name)
+    if as_json:
+        print_json(
+            {
+                **_summary_json(details.summary),
+                "root": details.root,
+                "version_details": [asdict(v) for v in details.versions],
+            }
+        )
+        return
+    s = details.summary
+    console.print(
+        f"image [bold]{s.name}[/]: current version {s.current}, IP assignment {s.ip_assignment}, "
+        f"post install {s.post_install}, exclude file {s.exclude_file or 'none'}\nroot: {details.root}",
+        highlight=False,
+    )
+    rows = [
+        (
+            ("* " if v.version == s.current else "  ") + str(v.version),
+            v.created,
+            v.method,
+            v.source,
+            v.files,
+            _size(v.bytes),
+            _size(v.new_bytes),
+            v.parent,
+        )
+        for v in details.versions
+    ]
+    columns = ["version", "created", "method", "source", "entries", "size", "own size", "parent"]
+    console.print(table("Versions", columns, rows))
+
+
+def _print_diff(diff: TreeDiff, title: str, as_json: bool) -> None:
+    if as_json:
+        print_json({"added": diff.added, "removed": diff.removed, "changed": diff.changed})
+        return
+    console.print(
+        f"{title}: {len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed",
+        highlight=False,
+    )
+    for mark, paths in (("+", diff.added), ("-", diff.removed), ("~", diff.changed)):
+        for path in paths:
+            console.print(f"{mark} {path}", highlight=False, markup=False)
+
+
+@image_app.command("diff")
+def diff(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The image.")],
+    a: Annotated[
+        str | None, typer.Argument(help="The older version (default: the parent of B), or another image's name.")
+    ] = None,
+    b: Annotated[int | None, typer.Argument(help="The newer version (default: the current one).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List paths added (+), removed (-) and changed (~) between two versions, or two images' current trees."""
+    store = _store(ctx)
+    if a is not None and not a.isdigit():
+        result = store.diff(name, other=a)
+        _print_diff(result, f"{name} -> {a}", as_json)
+        return
+    version_a = int(a) if a is not None else None
+    result = store.diff(name, version_a, b)
+    _print_diff(result, f"{name} {a or 'parent'} -> {b or 'current'}", as_json)
+
+
+@image_app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The image.")],
+    to: Annotated[int | None, typer.Option("--to", help="The version to make current (default: the previous).")] = None,
+) -> None:
+    """Make an older version the current one (the one nodes are installed from)."""
+    version = _store(ctx).rollback(name, to)
+    console.print(f"image {name}: current version is now {version}", highlight=False)
+
+
+@image_app.command("delete")
+def delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The image.")],
+    version: Annotated[int | None, typer.Option("--version", help="Delete only this version.")] = None,
+) -> None:
+    """Delete an image, or one of its versions (never the current version of an image that nodes use)."""
+    deleted = _store(ctx).delete(name, version)
+    what = f"version {deleted[0]}" if version is not None else f"{len(deleted)} version(s)"
+    console.print(f"image {name}: deleted {what}", highlight=False)
+
+
+@image_app.command("fetch")
+def fetch(
+    ctx: typer.Context,
+    *,
+    name: Annotated[str, typer.Argument(help="The image to make a new version of, e.g. serverimage.")],
+    golden_client: Annotated[str, typer.Option("--golden-client", help="Host name or address of the machine.")],
+    ssh_user: Annotated[str, typer.Option("--ssh-user", help="User to log in as (needs to read all files).")] = "root",
+    ssh_port: Annotated[int, typer.Option("--ssh-port", help="The golden client's ssh port.")] = 22,
+    ip_assignment: Annotated[str | None, typer.Option("--ip-assignment", help=IP_HELP)] = None,
+    post_install: Annotated[str | None, typer.Option("--post-install", help=POST_HELP)] = None,
+    source_root: Annotated[str, typer.Option("--source-root", help="Directory on the golden client to copy.")] = "/",
+    exclude_file: Annotated[
+        Path | None, typer.Option("--exclude-file", help="rsync exclude patterns, one per line; kept for later.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the new version's metadata as JSON.")] = False,
+) -> None:
+    """Pull a running machine's file system (a golden client) over rsync/ssh into a new image version."""
+    request = FetchRequest(
+        name=name,
+        golden_client=golden_client,
+        ssh_user=ssh_user,
+        ssh_port=ssh_port,
+        source_root=source_root,
+        ip_assignment=ip_assignment,
+        post_install=post_install,
+        exclude_file=exclude_file,
+    )
+    store = _store(ctx)
+    with _progress(f"fetch {name}", not as_json) as update:
+        meta = store.fetch(request, progress=update)
+    if as_json:
+        print_json(asdict(meta))
+        return
+    console.print(
+        f"[green]✓[/] image {name} version {meta.version}: {meta.files} entries, {_size(meta.bytes)}, "
+        f"{_size(meta.new_bytes)} new",
+        highlight=False,
+    )
+
+
+@image_app.command("build")
+def build(
+    ctx: typer.Context,
+    *,
+    name: Annotated[str, typer.Argument(help="The image to make a new version of, e.g. oscarimage.")],
+    suite: Annotated[str, typer.Option("--suite", help="Debian suite.")] = "bookworm",
+    packages: Annotated[
+        str, typer.Option("--packages", help="Extra packages, comma or space separated (a kernel and sshd are in).")
+    ] = "",
+    ip_assignment: Annotated[str | None, typer.Option("--ip-assignment", help=IP_HELP)] = None,
+    post_install: Annotated[str | None, typer.Option("--post-install", help=POST_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the new version's metadata as JSON.")] = False,
+) -> None:
+    """Build a Debian image from scratch with debootstrap from this machine's apt mirror."""
+    extra = [p for p in packages.replace(",", " ").split() if p]
+    store = _store(ctx)
+    with _progress(f"build {name}", not as_json) as update:
+        meta = store.build(
+            name,
+            suite=suite,
+            packages=extra,
+            ip_assignment=ip_assignment,
+            post_install=post_install,
+            progress=update,
+        )
+    if as_json:
+        print_json(asdict(meta))
+        return
+    console.print(
+        f"[green]✓[/] image {name} version {meta.version}: {meta.files} entries, {_size(meta.bytes)}, "
+        f"kernel {meta.details.get('kernel')}",
+        highlight=False,
+    )
+
+
+@image_app.command("import")
+def import_tree(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The image to make a new version of.")],
+    directory: Annotated[Path, typer.Argument(help="A local root tree to copy.")],
+    ip_assignment: Annotated[str | None, typer.Option("--ip-assignment", help=IP_HELP)] = None,
+    post_install: Annotated[str | None, typer.Option("--post-install", help=POST_HELP)] = None,
+) -> None:
+    """Copy a local directory into a new image version (the spec's directory source)."""
+    store = _store(ctx)
+    with _progress(f"import {name}", True) as update:
+        meta = store.import_tree(
+            name, directory, ip_assignment=ip_assignment, post_install=post_install, progress=update
+        )
+    console.print(f"[green]✓[/] image {name} version {meta.version}: {meta.files} entries", highlight=False)
+
+
+@image_app.command("ssh-key")
+def ssh_key(ctx: typer.Context) -> None:
+    """Print haoscar's public ssh key: put it in a golden client's authorized_keys before image fetch."""
+    from haoscar.provision.sshkeys import ensure_identity
+
+    typer.echo(ensure_identity(cli_context(ctx).state_dir).public_key)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(image_app, name="image")

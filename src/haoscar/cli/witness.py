@@ -1,0 +1,31 @@
+"""``haoscar witness run``: the lease witness on a third host."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+witness_app = typer.Typer(help="The witness that grants one head at a time the lease.", no_args_is_help=True)
+
+
+@witness_app.command("run")
+def run(
+    spec_file: Annotated[Path, typer.Option("--spec", help="The cluster spec with the ha.witness section.")],
+    key_file: Annotated[Path | None, typer.Option("--key-file", help="Overrides ha.key_file.")] = None,
+    address: Annotated[
+        list[str] | None, typer.Option("--address", help="Listen here instead of ha.witness.addresses.")
+    ] = None,
+) -> None:
+    """Serve leases in the foreground until SIGTERM."""
+    from haoscar.ha.runner import run_witness
+    from haoscar.spec.loader import load_spec
+
+    spec = load_spec(spec_file)
+    asyncio.run(run_witness(spec, key_file, address))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(witness_app, name="witness")

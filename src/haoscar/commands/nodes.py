@@ -1,0 +1,496 @@
+"""Client definitions (OSCAR's Define Clients), the standby head (HA-OSCAR's Add Standby Server), and node views.
+
+Every operation validates all of its input against the database before it writes anything, and writes in one
+transaction: a bad MAC, a colliding IP or a range that overflows its subnet leaves the database as it was.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session, aliased
+
+from haoscar.db.addresses import Taken, check_in_subnet, check_range, fold, network_subnet, parsed, some, subnet_for
+from haoscar.db.images import image_named, nodes_using_image, sync_images_from_store
+from haoscar.db.models import BOOT_MODES, Group, Image, Interface, MacSighting, Node, Setting, utcnow
+from haoscar.db.session import Database, record_event
+from haoscar.errors import NotFound, UserError
+from haoscar.spec.nodes import expand_nodeset, oscar_names
+from haoscar.spec.types import parse_domain, parse_hostname, parse_ifname, parse_ipv4, parse_mac, parse_netmask
+
+__all__ = [
+    "DefineClients",
+    "DefineResult",
+    "NodeRow",
+    "SetResult",
+    "StandbyServer",
+    "add_standby",
+    "define_clients",
+    "delete_nodes",
+    "image_in_use",
+    "list_nodes",
+    "set_nodes",
+    "sync_images_from_store",
+]
+
+DEFAULT_DOMAIN = "cluster.local"
+ROLE_ORDER = {"primary": 0, "standby": 1, "compute": 2}
+
+
+def _natural(name: str) -> tuple[Any, ...]:
+    """node2 before node10, as ClusterShell sorts."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+# ---------------------------------------------------------------------------------------------------------- views
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """One line of ``haoscar node list``."""
+
+    name: str
+    role: str
+    group: str | None
+    image: str | None
+    domain: str
+    interface: str | None
+    ip: str | None
+    mac: str | None
+    boot_mode: str
+    install_state: str
+    from_spec: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _select_names(session: Session, nodeset: str | None) -> list[str] | None:
+    """The node names a NODESET argument means (None = all); any unknown name is an error."""
+    if nodeset is None:
+        return None
+    wanted = expand_nodeset(nodeset)
+    known = set(session.scalars(select(Node.name)))
+    unknown = [name for name in wanted if name not in known]
+    if unknown:
+        raise NotFound(f"unknown node{'s' if len(unknown) > 1 else ''} {fold(unknown)}; `haoscar node list` shows them")
+    return wanted
+
+
+def _rows(session: Session, names: list[str] | None) -> list[NodeRow]:
+    private = aliased(Interface)
+    query = (
+        select(Node, Group.name, Image.name, private.name, private.ip, private.mac)
+        .outerjoin(Group, Node.group_id == Group.id)
+        .outerjoin(Image, Node.image_id == Image.id)
+        .outerjoin(private, (private.node_id == Node.id) & (private.network == "private"))
+    )
+    if names is not None:
+        query = query.where(Node.name.in_(names))
+    rows = [
+        NodeRow(
+            name=node.name,
+            role=node.role,
+            group=group,
+            image=image,
+            domain=node.domain,
+            interface=ifname,
+            ip=ip,
+            mac=mac,
+            boot_mode=node.boot_mode,
+            install_state=node.install_state,
+            from_spec=node.from_spec,
+        )
+        for node, group, image, ifname, ip, mac in session.execute(query)
+    ]
+    rows.sort(key=lambda row: (ROLE_ORDER.get(row.role, 9), _natural(row.name)))
+    return rows
+
+
+def list_nodes(db: Database, nodeset: str | None = None) -> list[NodeRow]:
+    """Every node, or those of a ClusterShell node set (heads first, then clients in natural order)."""
+    with db.session(readonly=True) as session:
+        return _rows(session, _select_names(session, nodeset))
+
+
+def image_in_use(state_dir: Path, name: str) -> list[str]:
+    """Names of the nodes whose image is ``name`` (an image in use must not be deleted)."""
+    return nodes_using_image(state_dir, name)
+
+
+def _setting(session: Session, key: str) -> Any:
+    row = session.get(Setting, key)
+    return None if row is None else row.value
+
+
+# ------------------------------------------------------------------------------------------ Define Clients (add)
+
+
+@dataclass(frozen=True)
+class DefineClients:
+    """OSCAR's Define Clients dialog, or a ClusterShell node set instead of base name + count."""
+
+    image: str
+    start_ip: str
+    netmask: str | None = None
+    domain: str | None = None
+    base_name: str | None = None
+    count: int | None = None
+    start_number: int = 1
+    padding: int = 0
+    nodeset: str | None = None
+    gateway: str | None = None
+    interface: str = "eth0"
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class DefineResult:
+    group: str
+    image: str
+    names: list[str]
+    first_ip: str
+    last_ip: str
+
+    @property
+    def nodeset(self) -> str:
+        return fold(self.names)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group,
+            "image": self.image,
+            "count": len(self.names),
+            "nodeset": self.nodeset,
+            "first_ip": self.first_ip,
+            "last_ip": self.last_ip,
+        }
+
+
+def _client_names(request: DefineClients) -> list[str]:
+    if request.nodeset is not None:
+        if request.base_name is not None or request.count is not None:
+            raise UserError("give either --nodeset or --base-name with --count, not both")
+        names = expand_nodeset(request.nodeset)
+        for name in names:
+            parsed("--nodeset", parse_hostname, name)
+        return names
+    if request.base_name is None or request.count is None:
+        raise UserError("give --base-name and --count (OSCAR's Define Clients), or --nodeset like 'node[001-128]'")
+    parsed("--base-name", parse_hostname, request.base_name)
+    if request.count < 1:
+        raise UserError(f"--count {request.count}: define at least 1 client")
+    if request.start_number < 0:
+        raise UserError(f"--start-number {request.start_number}: numbers start at 0 or above, e.g. 1")
+    if not 0 <= request.padding <= 12:
+        raise UserError(f"--padding {request.padding}: use 0 (no padding) to 12 digits, e.g. 3 for node001")
+    names = oscar_names(request.base_name, request.count, request.start_number, request.padding)
+    # The longest name is the last one; a label has at most 63 characters.
+    parsed("--base-name", parse_hostname, names[-1])
+    return names
+
+
+def _group_for(session: Session, request: DefineClients, names: list[str], image: Image) -> Group:
+    label = request.group or request.base_name or "clients"
+    parsed("--group", parse_hostname, label)
+    group = session.scalar(select(Group).where(Group.name == label))
+    if group is None:
+        group = Group(
+            name=label,
+            image_id=image.id,
+            domain=request.domain,
+            base_name=request.base_name,
+            start_number=request.start_number if request.base_name else None,
+            padding=request.padding if request.base_name else None,
+            nodeset=fold(names),
+            netmask=request.netmask,
+            gateway=request.gateway,
+            interface=request.interface,
+            start_ip=request.start_ip,
+            from_spec=False,
+        )
+        session.add(group)
+    else:
+        group.nodeset = fold([*session.scalars(select(Node.name).where(Node.group_id == group.id)), *names])
+    session.flush()
+    return group
+
+
+def define_clients(db: Database, request: DefineClients) -> DefineResult:
+    """Define compute clients the way OSCAR's Define Clients does: validate everything, then write in bulk."""
+    names = _client_names(request)
+    start = parsed("--start-ip", parse_ipv4, request.start_ip)
+    netmask = parsed("--netmask", parse_netmask, request.netmask) if request.netmask is not None else None
+    gateway = parsed("--gateway", parse_ipv4, request.gateway) if request.gateway is not None else None
+    interface = parsed("--interface", parse_ifname, request.interface)
+    with db.session() as session:
+        domain_text = request.domain or _setting(session, "domain") or DEFAULT_DOMAIN
+        domain = parsed("--domain", parse_domain, domain_text)
+        image = image_named(session, request.image, db.state_dir)
+        subnet = subnet_for(session, "private", start, netmask, option="--start-ip")
+        check_range("--start-ip", start, len(names), subnet)
+        ips = [str(start + offset) for offset in range(len(names))]
+        if gateway is not None:
+            check_in_subnet("--gateway", gateway, subnet)
+            if str(gateway) in set(ips):
+                raise UserError(f"--gateway {gateway} lies inside the nodes' range {ips[0]}-{ips[-1]}; move one")
+        taken = Taken.load(session)
+        clashes = [name for name in names if name in taken.names]
+        if clashes:
+            raise UserError(
+                f"node names already defined: {fold(clashes)}; pick another --base-name or --start-number, "
+                "or delete them first with `haoscar node delete`"
+            )
+        used = [f"{ip} ({taken.ips[ip]})" for ip in ips if ip in taken.ips]
+        if used:
+            raise UserError(
+                f"--start-ip {start}: addresses already in use: {some(used)}; start the range at a free address"
+            )
+        group = _group_for(session, request, names, image)
+        node_ids = session.scalars(
+            insert(Node).returning(Node.id, sort_by_parameter_order=True),
+            [
+                {
+                    "name": name,
+                    "role": "compute",
+                    "domain": domain,
+                    "group_id": group.id,
+                    "image_id": image.id,
+                    "from_spec": False,
+                }
+                for name in names
+            ],
+        ).all()
+        session.execute(
+            insert(Interface),
+            [
+                {"node_id": node_id, "name": interface, "network": "private", "ip": ip, "prefix": subnet.prefixlen}
+                for node_id, ip in zip(node_ids, ips, strict=True)
+            ],
+        )
+        result = DefineResult(group=group.name, image=image.name, names=names, first_ip=ips[0], last_ip=ips[-1])
+        record_event(
+            session,
+            "nodes.defined",
+            f"defined {len(names)} clients {result.nodeset} with image {image.name}, {ips[0]}-{ips[-1]}",
+            data=result.as_dict(),
+        )
+        return result
+
+
+# ---------------------------------------------------------------------------------------------------- node set
+
+
+@dataclass
+class SetResult:
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"changed": fold(self.changed), "unchanged": fold(self.unchanged)}
+
+
+def _private_interface(node: Node) -> Interface | None:
+    return next((i for i in node.interfaces if i.network == "private"), node.interfaces[0] if node.interfaces else None)
+
+
+def set_nodes(
+    db: Database,
+    nodeset: str,
+    *,
+    image: str | None = None,
+    mac: str | None = None,
+    ip: str | None = None,
+    boot_mode: str | None = None,
+    domain: str | None = None,
+) -> SetResult:
+    """Change nodes' image, boot mode or domain; a single node's private MAC or IP."""
+    if all(value is None for value in (image, mac, ip, boot_mode, domain)):
+        raise UserError("nothing to change; give --image, --mac, --ip, --boot-mode or --domain")
+    if boot_mode is not None and boot_mode not in BOOT_MODES:
+        raise UserError(f"--boot-mode {boot_mode!r} is unknown; use {' or '.join(BOOT_MODES)}")
+    new_mac = parsed("--mac", parse_mac, mac) if mac is not None else None
+    new_ip = parsed("--ip", parse_ipv4, ip) if ip is not None else None
+    new_domain = parsed("--domain", parse_domain, domain) if domain is not None else None
+    result = SetResult()
+    with db.session() as session:
+        names = _select_names(session, nodeset)
+        assert names is not None
+        if (new_mac is not None or new_ip is not None) and len(names) != 1:
+            raise UserError(f"--mac and --ip set one node's address; {nodeset!r} names {len(names)} nodes")
+        image_row = image_named(session, image, db.state_dir) if image is not None else None
+        nodes = list(session.scalars(select(Node).where(Node.name.in_(names))))
+        iface: Interface | None = None
+        if new_mac is not None or new_ip is not None:
+            iface = _private_interface(nodes[0])
+            if iface is None:
+                raise UserError(f"node {nodes[0].name} has no network interface to give a MAC or IP")
+            taken = Taken.load(session)
+            if new_mac is not None and taken.macs.get(new_mac, nodes[0].name) != nodes[0].name:
+                raise UserError(
+                    f"--mac {new_mac} already belongs to node {taken.macs[new_mac]}; "
+                    "each NIC has its own MAC; check the address you collected"
+                )
+            if new_ip is not None:
+                subnet = network_subnet(session, iface.network) or ipaddress.IPv4Network(
+                    f"{iface.ip}/{iface.prefix}", strict=False
+                )
+                check_in_subnet("--ip", new_ip, subnet)
+                owner = taken.ips.get(str(new_ip))
+                if owner is not None and str(new_ip) != iface.ip:
+                    raise UserError(f"--ip {new_ip} is already used by node {owner}; pick a free address")
+        for node in nodes:
+            changes: dict[str, Any] = {}
+            if image_row is not None and node.image_id != image_row.id:
+                changes["image_id"] = image_row.id
+            if boot_mode is not None and node.boot_mode != boot_mode:
+                changes["boot_mode"] = boot_mode
+            if new_domain is not None and node.domain != new_domain:
+                changes["domain"] = new_domain
+            touched = bool(changes)
+            if iface is not None:
+                if new_ip is not None and iface.ip != str(new_ip):
+                    iface.ip = str(new_ip)
+                    touched = True
+                if new_mac is not None and iface.mac != new_mac:
+                    iface.mac = new_mac
+                    touched = True
+                    # The MAC is owned now: it leaves the list of unassigned sightings.
+                    session.execute(delete(MacSighting).where(MacSighting.mac == new_mac))
+                    if node.install_state == "defined":
+                        changes["install_state"] = "mac-assigned"
+            for key, value in changes.items():
+                setattr(node, key, value)
+            if touched and not changes:
+                # An interface change alone still marks the node as modified for `updated_at`.
+                node.updated_at = utcnow()
+            (result.changed if touched else result.unchanged).append(node.name)
+        if result.changed:
+            record_event(
+                session,
+                "nodes.changed",
+                f"changed {fold(result.changed)}",
+                data={"nodes": fold(result.changed), "image": image, "mac": new_mac, "ip": ip, "boot_mode": boot_mode},
+            )
+    return result
+
+
+# ------------------------------------------------------------------------------------------------- node delete
+
+
+def delete_nodes(db: Database, nodeset: str) -> list[str]:
+    """Delete the nodes of a node set with their interfaces; groups left empty by hand go too."""
+    with db.session() as session:
+        names = _select_names(session, nodeset)
+        assert names is not None
+        group_ids = set(session.scalars(select(Node.group_id).where(Node.name.in_(names))))
+        node_ids = select(Node.id).where(Node.name.in_(names)).scalar_subquery()
+        session.execute(delete(Interface).where(Interface.node_id.in_(node_ids)))
+        session.execute(delete(Node).where(Node.name.in_(names)))
+        for group in session.scalars(select(Group).where(Group.id.in_(group_ids - {None}))):
+            remaining = list(session.scalars(select(Node.name).where(Node.group_id == group.id)))
+            if not remaining and not group.from_spec:
+                session.delete(group)
+            else:
+                group.nodeset = fold(remaining) if remaining else None
+        deleted = sorted(names, key=_natural)
+        record_event(session, "nodes.deleted", f"deleted {fold(deleted)}", data={"nodes": fold(deleted)})
+        return deleted
+
+
+# ------------------------------------------------------------------------------------------- Add Standby Server
+
+
+@dataclass(frozen=True)
+class StandbyServer:
+    """HA-OSCAR's Add Standby Server dialog."""
+
+    alias_ip: str
+    local_ip: str
+    image: str = "serverimage"
+    primary_public_interface: str = "eth1"
+    standby_public_interface: str = "eth1"
+    netmask: str | None = None
+    gateway: str | None = None
+    hostname: str = "standby"
+    public_ip: str | None = None
+    private_interface: str = "eth0"
+    domain: str | None = None
+
+
+def add_standby(db: Database, request: StandbyServer) -> NodeRow:
+    """Define the standby head as a node of its own (role standby) with its private and public interfaces."""
+    hostname = parsed("--hostname", parse_hostname, request.hostname)
+    alias = parsed("--alias-ip", parse_ipv4, request.alias_ip)
+    local = parsed("--local-ip", parse_ipv4, request.local_ip)
+    netmask = parsed("--netmask", parse_netmask, request.netmask) if request.netmask is not None else None
+    gateway = parsed("--gateway", parse_ipv4, request.gateway) if request.gateway is not None else None
+    public = parsed("--public-ip", parse_ipv4, request.public_ip) if request.public_ip is not None else None
+    primary_if = parsed("--primary-public-interface", parse_ifname, request.primary_public_interface)
+    standby_if = parsed("--standby-public-interface", parse_ifname, request.standby_public_interface)
+    private_if = parsed("--private-interface", parse_ifname, request.private_interface)
+    if standby_if == private_if:
+        raise UserError(f"--standby-public-interface {standby_if} is also the private interface; use e.g. eth1")
+    with db.session() as session:
+        existing = session.scalar(select(Node.name).where(Node.role == "standby"))
+        if existing is not None:
+            raise UserError(
+                f"the standby head is already defined as {existing}; "
+                f"delete it first with `haoscar node delete {existing}`"
+            )
+        domain = parsed("--domain", parse_domain, request.domain or _setting(session, "domain") or DEFAULT_DOMAIN)
+        image = image_named(session, request.image, db.state_dir)
+        subnet = subnet_for(session, "private", local, netmask, option="--local-ip")
+        check_in_subnet("--local-ip", local, subnet)
+        if gateway is not None and network_subnet(session, "public") is None:
+            check_in_subnet("--gateway", gateway, subnet)
+        public_net = network_subnet(session, "public")
+        if public_net is not None:
+            check_in_subnet("--alias-ip", alias, public_net)
+            if public is not None:
+                check_in_subnet("--public-ip", public, public_net)
+        taken = Taken.load(session)
+        if hostname in taken.names:
+            raise UserError(f"--hostname {hostname} is already a node; choose another name, e.g. head2")
+        for option, address in (("--local-ip", local), ("--public-ip", public), ("--alias-ip", alias)):
+            if address is not None and str(address) in taken.ips:
+                raise UserError(f"{option} {address} is already used by node {taken.ips[str(address)]}")
+        if public is not None and public == alias:
+            raise UserError("--public-ip must differ from --alias-ip: the alias moves between the heads")
+        heads = session.scalar(select(Group).where(Group.name == "heads"))
+        if heads is None:
+            heads = Group(name="heads", from_spec=False)
+            session.add(heads)
+            session.flush()
+        node = Node(name=hostname, role="standby", domain=domain, group_id=heads.id, image_id=image.id, from_spec=False)
+        node.interfaces.append(Interface(name=private_if, network="private", ip=str(local), prefix=subnet.prefixlen))
+        if public is not None:
+            prefix = public_net.prefixlen if public_net is not None else subnet.prefixlen
+            node.interfaces.append(Interface(name=standby_if, network="public", ip=str(public), prefix=prefix))
+        session.add(node)
+        dialog = {
+            "hostname": hostname,
+            "image": image.name,
+            "primary_public_interface": primary_if,
+            "standby_public_interface": standby_if,
+            "alias_ip": str(alias),
+            "local_ip": str(local),
+            "netmask": str(netmask or subnet.netmask),
+            "gateway": str(gateway) if gateway else None,
+            "public_ip": str(public) if public else None,
+        }
+        row = session.get(Setting, "standby_server")
+        if row is None:
+            session.add(Setting(key="standby_server", value=dialog))
+        else:
+            row.value = dialog
+        record_event(
+            session, "standby.added", f"standby head {hostname} defined ({local}, alias {alias})", node=hostname
+        )
+        session.flush()
+        return _rows(session, [hostname])[0]

@@ -1,0 +1,117 @@
+"""What a new definition must not collide with, and which subnet its addresses must come from.
+
+Everything is loaded in a few queries into sets, so that checking ten thousand new nodes costs set look-ups, not
+ten thousand queries.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from ClusterShell.NodeSet import NodeSet
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from haoscar.db.models import Interface, Network, Node
+from haoscar.errors import UserError
+
+T = TypeVar("T")
+# How many offending names or addresses an error message lists before it says "and N more".
+SHOWN = 5
+
+
+def parsed(option: str, parser: Callable[[Any], T], value: Any) -> T:
+    """Run a ``haoscar.spec.types`` parser, turning its message into a UserError that names the option."""
+    try:
+        return parser(value)
+    except ValueError as exc:
+        raise UserError(f"{option}: {exc}") from None
+
+
+def fold(names: Iterable[str]) -> str:
+    """Names as a folded ClusterShell node set, e.g. node[001-128]."""
+    return str(NodeSet.fromlist(list(names)))
+
+
+def some(items: Iterable[str]) -> str:
+    items = list(items)
+    shown = ", ".join(items[:SHOWN])
+    return shown if len(items) <= SHOWN else f"{shown} and {len(items) - SHOWN} more"
+
+
+@dataclass
+class Taken:
+    """Node names, IPs and MACs already in the database, each mapped to the node that holds it."""
+
+    names: set[str] = field(default_factory=set)
+    ips: dict[str, str] = field(default_factory=dict)
+    macs: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, session: Session) -> Taken:
+        taken = cls(names=set(session.scalars(select(Node.name))))
+        rows = session.execute(select(Node.name, Interface.ip, Interface.mac).join(Interface.node))
+        for name, ip, mac in rows:
+            taken.ips[ip] = name
+            if mac:
+                taken.macs[mac] = name
+        return taken
+
+
+def network_subnet(session: Session, network: str) -> ipaddress.IPv4Network | None:
+    """A network's subnet from the applied spec, or None when no spec has been applied."""
+    row = session.get(Network, network)
+    return ipaddress.IPv4Network(row.subnet) if row is not None else None
+
+
+def subnet_for(
+    session: Session,
+    network: str,
+    ip: ipaddress.IPv4Address,
+    netmask: ipaddress.IPv4Address | None,
+    *,
+    option: str,
+) -> ipaddress.IPv4Network:
+    """The subnet new addresses must fall in: the spec's network when one was applied, else IP + netmask."""
+    known = network_subnet(session, network)
+    if known is not None:
+        if netmask is not None and netmask != known.netmask:
+            raise UserError(
+                f"--netmask {netmask} does not match the {network} network {known} of the applied spec; "
+                f"use {known.netmask} (or leave --netmask out)"
+            )
+        return known
+    if netmask is None:
+        raise UserError(f"{option} needs --netmask (e.g. 255.255.255.0): no spec with a {network} network was applied")
+    return ipaddress.IPv4Network(f"{ip}/{netmask}", strict=False)
+
+
+def usable(subnet: ipaddress.IPv4Network) -> tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]:
+    """The first and last host address of a subnet (a /31 or /32 has no network or broadcast address)."""
+    if subnet.prefixlen >= 31:
+        return subnet.network_address, subnet.broadcast_address
+    return subnet.network_address + 1, subnet.broadcast_address - 1
+
+
+def check_in_subnet(option: str, ip: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network) -> None:
+    first, last = usable(subnet)
+    if not first <= ip <= last:
+        where = "outside" if ip not in subnet else "not a host address of"
+        raise UserError(f"{option} {ip} is {where} the subnet {subnet}; use an address from {first} to {last}")
+
+
+def check_range(option: str, start: ipaddress.IPv4Address, count: int, subnet: ipaddress.IPv4Network) -> None:
+    """``count`` consecutive addresses from ``start`` must all be usable host addresses of ``subnet``."""
+    check_in_subnet(option, start, subnet)
+    _first, last = usable(subnet)
+    end = int(start) + count - 1
+    if end > int(last):
+        fit = int(last) - int(start) + 1
+        raise UserError(
+            f"{count} nodes from {option} {start} need addresses up to {ipaddress.IPv4Address(min(end, 2**32 - 1))}, "
+            f"past the last usable address {last} of {subnet}; at most {fit} fit from {start} "
+            "(use a lower start IP, fewer nodes, or a larger subnet)"
+        )

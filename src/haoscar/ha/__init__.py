@@ -1,0 +1,1 @@
+"""The HA daemon: heartbeat, witness lease, role state machine, resources, fencing, replication."""

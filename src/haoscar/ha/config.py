@@ -1,0 +1,134 @@
+"""What one head's daemon needs from the spec: its peer on every shared network, the VIP, and derived timings.
+
+Every timing comes from the spec's ``ha:`` section; the ones derived here (lease margin, VIP lifetime, startup wait)
+are shown by ``haoscar ha status`` and explained in docs/ha-safety.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Literal
+
+from haoscar.errors import UserError
+from haoscar.spec.models import HA, ClusterSpec, HeadNode
+
+Role = Literal["primary", "standby"]
+
+
+@dataclass(frozen=True)
+class Link:
+    """One network both heads are on: heartbeats go from ``local`` to ``peer`` on it."""
+
+    network: str
+    local: IPv4Address
+    peer: IPv4Address
+
+
+@dataclass(frozen=True)
+class Timings:
+    interval: float
+    dead: float
+    lease: float
+    margin: float
+    vip_lifetime: int
+    startup_wait: float
+    handover_timeout: float
+    probe_timeout: float
+
+    @classmethod
+    def from_ha(cls, ha: HA) -> Timings:
+        return cls(
+            interval=ha.heartbeat_interval,
+            dead=ha.dead_time,
+            lease=ha.lease_s,
+            # The head's view of its lease ends this much before the witness's: it covers clock-rate drift (ppm)
+            # and a late timer on a busy event loop.
+            margin=max(0.05, 0.1 * ha.lease_s),
+            # Kernel address lifetimes are whole seconds and IPv4 expires them within ~20 ms of the deadline (measured
+            # here): the dead man's switch that removes the VIP when the daemon cannot renew it.
+            vip_lifetime=max(1, math.ceil(ha.lease_s)),
+            startup_wait=ha.dead_time,
+            handover_timeout=max(3.0, 5 * ha.dead_time),
+            probe_timeout=min(0.05, ha.heartbeat_interval / 2),
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "heartbeat_interval_s": self.interval,
+            "dead_time_s": self.dead,
+            "lease_s": self.lease,
+            "lease_margin_s": self.margin,
+            "vip_lifetime_s": float(self.vip_lifetime),
+            "expected_failover_s": self.expected_failover(),
+        }
+
+    def expected_failover(self) -> float:
+        """Worst case after a crash: the lease runs out at the witness, then one request round and the VIP."""
+        return max(self.dead, self.lease) + self.probe_timeout + 0.05
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    role: Role
+    peer_name: str
+    links: tuple[Link, ...]
+    vip: IPv4Address
+    public_interface: str
+    public_ip: IPv4Address
+    port: int
+    witness: tuple[IPv4Address, ...]
+    witness_port: int
+    key_file: Path
+    timings: Timings
+    ha: HA = field(repr=False)
+
+    @property
+    def is_primary(self) -> bool:
+        return self.role == "primary"
+
+
+def _links(me: HeadNode, peer: HeadNode, has_heartbeat_net: bool) -> tuple[Link, ...]:
+    links = [Link("private", me.private_ip, peer.private_ip), Link("public", me.public_ip, peer.public_ip)]
+    if has_heartbeat_net and me.heartbeat_ip is not None and peer.heartbeat_ip is not None:
+        links.append(Link("heartbeat", me.heartbeat_ip, peer.heartbeat_ip))
+    return tuple(links)
+
+
+def node_config(spec: ClusterSpec, node: str, key_file: Path | None = None) -> NodeConfig:
+    """The daemon configuration of head ``node`` (its host name, or ``primary`` / ``standby``)."""
+    heads = {"primary": spec.heads.primary, "standby": spec.heads.standby}
+    role: Role
+    if node in heads:
+        role = "primary" if node == "primary" else "standby"
+    elif node == spec.heads.primary.hostname:
+        role = "primary"
+    elif node == spec.heads.standby.hostname:
+        role = "standby"
+    else:
+        raise UserError(
+            f"{node!r} is not a head of this cluster; use {spec.heads.primary.hostname} (primary) or "
+            f"{spec.heads.standby.hostname} (standby)"
+        )
+    me = heads[role]
+    peer = heads["standby" if role == "primary" else "primary"]
+    ha = spec.ha
+    witness = ha.witness
+    return NodeConfig(
+        name=me.hostname,
+        role=role,
+        peer_name=peer.hostname,
+        links=_links(me, peer, spec.networks.heartbeat is not None),
+        vip=me.alias_ip,
+        public_interface=me.public_interface,
+        public_ip=me.public_ip,
+        port=ha.port,
+        witness=tuple(witness.addresses) if witness else (),
+        witness_port=witness.port if witness else 0,
+        key_file=key_file or Path(ha.key_file),
+        timings=Timings.from_ha(ha),
+        ha=ha,
+    )

@@ -1,0 +1,643 @@
+"""``haoscar ha run``: one head's HA daemon.
+
+One tick per heartbeat interval: send heartbeats on every shared network and a lease request (acquire when this
+head wants or holds the role, query otherwise), renew the VIP's kernel lifetime while entitled, then take a snapshot
+(``View``), call the pure ``decide`` and carry out its actions. A packet, a lease reply, the end of a long action or
+the lease view's deadline also re-evaluate at once. Long actions (takeover: probe/fence/VIP/services; demotion)
+run as tasks, so heartbeats and lease renewals never wait for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from haoscar.ha.config import Link, NodeConfig
+from haoscar.ha.control import control_path, serve_control
+from haoscar.ha.decide import Action, Demote, Go, Promote, View, decide, wants_failback
+from haoscar.ha.events import EventBus, Severity
+from haoscar.ha.fencing import FenceResult, fence
+from haoscar.ha.lease import LeaseView
+from haoscar.ha.peer import DropCounters, PeerView, SentLog
+from haoscar.ha.replay import ReplayWindow
+from haoscar.ha.state import HOLDS_VIP, WANTS_LEASE, State, StateMachine
+from haoscar.ha.vip import Vip
+from haoscar.ha.wire import KIND_HEARTBEAT, KIND_LEASE_REPLY, KIND_LEASE_REQUEST, Rejected, decode, encode
+
+
+class Resources(Protocol):
+    on_escalate: Callable[[str], None]
+
+    async def start(self) -> None: ...
+    async def stop(self) -> bool: ...
+    def start_monitoring(self) -> None: ...
+    def stop_monitoring(self) -> Awaitable[Any]: ...
+    def snapshot(self) -> list[Any]: ...
+
+
+class VipPort(Protocol):
+    address: Any
+
+    def add(self) -> None: ...
+    def remove(self) -> bool: ...
+    def present(self) -> bool: ...
+    def announce(self, count: int = 3, gap: float = 0.02) -> None: ...
+    def probe(self, timeout: float) -> str | None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class Failover:
+    reason: str
+    took_s: float
+    wall: float
+    kind: str  # failover | switchover | failback | start
+
+
+class _Endpoint(asyncio.DatagramProtocol):
+    def __init__(self, on_packet: Callable[[bytes, Any], None]) -> None:
+        self.on_packet = on_packet
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A datagram endpoint always gets a DatagramTransport (isinstance fails on the selector's private class).
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.on_packet(data, addr)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP unreachable while a link is cut: expected
+        pass
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        *,
+        key: bytes,
+        state_dir: Path,
+        bus: EventBus,
+        resources: Resources,
+        vip: VipPort | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.key = key
+        self.state_dir = state_dir
+        self.bus = bus
+        self.resources = resources
+        resources.on_escalate = self._on_escalate
+        t = cfg.timings
+        self.vip: VipPort = vip or Vip(cfg.public_interface, cfg.vip, t.vip_lifetime, cfg.public_ip)
+        self.sm = StateMachine(self._on_transition)
+        self.incarnation = time.time_ns()
+        self.seq = 0
+        self.started = time.monotonic()
+        self.state_since = self.started
+        self.peer = PeerView(tuple(link.network for link in cfg.links))
+        self.sent = SentLog()
+        self.replay = ReplayWindow()
+        self.drops = DropCounters()
+        self.lease = LeaseView(t.lease, t.margin)
+        self.vip_held = False
+        self.promote_result: str | None = None
+        self.demote_result: str | None = None
+        self.escalated: str | None = None
+        self.shutdown = False
+        self.switchover_requested = False
+        self.failback_requested = False
+        self.handing_over_until: float | None = None
+        self.stable_since: float | None = None
+        self.takeover_cause: tuple[float, str] | None = None
+        self.last_failover: Failover | None = None
+        self.last_fence: FenceResult | None = None
+        self.warnings: dict[str, str] = {}
+        self._links_up: dict[str, bool] = {}
+        self._endpoints: dict[str, _Endpoint] = {}
+        self._lease_endpoint: _Endpoint | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake: asyncio.TimerHandle | None = None
+        self._stopped = asyncio.Event()
+        self._witness_ok: bool | None = None
+        self._peer_ok: bool | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------------
+    async def run(self, ready: Callable[[], None] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        # A VIP left by a previous life of this daemon is dropped before anything else, without announcing it.
+        with contextlib.suppress(Exception):
+            if self.vip.remove():
+                self.bus.event("vip.stale", f"removed a VIP {self.cfg.vip} left from before this start", "warning")
+        for link in self.cfg.links:
+            self._endpoints[link.network] = await self._bind(link)
+        _, proto = await loop.create_datagram_endpoint(
+            lambda: _Endpoint(self._on_lease_packet), local_addr=("0.0.0.0", 0)
+        )
+        self._lease_endpoint = proto
+        control = await serve_control(control_path(self.state_dir), self._control)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(RuntimeError, ValueError):
+                loop.add_signal_handler(sig, self.request_shutdown)
+        self.bus.event(
+            "daemon.start", f"{self.cfg.name} ({self.cfg.role}) starting", timings=self.cfg.timings.as_dict()
+        )
+        if ready is not None:
+            ready()
+        ticker = loop.create_task(self._ticker(), name="haoscar-ha-tick")
+        try:
+            await self._stopped.wait()
+        finally:
+            ticker.cancel()
+            control.close()
+            for endpoint in [*self._endpoints.values(), self._lease_endpoint]:
+                if endpoint is not None and endpoint.transport is not None:
+                    endpoint.transport.close()
+            with contextlib.suppress(Exception):
+                self.vip.remove()
+            self.vip.close()
+            self.bus.event("daemon.stop", f"{self.cfg.name} stopped")
+
+    async def _bind(self, link: Link) -> _Endpoint:
+        loop = asyncio.get_running_loop()
+
+        def on_packet(data: bytes, addr: Any, network: str = link.network) -> None:
+            self._on_heartbeat(network, data)
+
+        _, proto = await loop.create_datagram_endpoint(
+            lambda: _Endpoint(on_packet), local_addr=(str(link.local), self.cfg.port)
+        )
+        return proto
+
+    def request_shutdown(self) -> None:
+        self.shutdown = True
+        self._evaluate()
+
+    async def _ticker(self) -> None:
+        interval = self.cfg.timings.interval
+        next_at = time.monotonic()
+        while True:
+            self._tick()
+            next_at += interval
+            delay = next_at - time.monotonic()
+            if delay < -interval:  # the loop was stalled: do not fire a burst of catch-up ticks
+                next_at = time.monotonic()
+                delay = 0
+            await asyncio.sleep(max(0.0, delay))
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        self._send_heartbeats(now)
+        self._send_lease(now)
+        if self.vip_held and self.sm.state in HOLDS_VIP and self._view(now).entitled:
+            try:
+                self.vip.add()  # renews the kernel lifetime: the dead man's switch
+            except Exception as exc:
+                self.bus.event("vip.error", f"could not renew {self.cfg.vip}: {exc}", "warning")
+        self._watch_health(now)
+        self._evaluate(now)
+
+    # -- packets --------------------------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def _send_heartbeats(self, now: float) -> None:
+        state = self.sm.state
+        body_common = {
+            "node": self.cfg.name,
+            "inc": self.incarnation,
+            "state": state.label,
+            "healthy": self.escalated is None and state != State.FAILED,
+            "all_links": all(self.peer.alive_on(now, self.cfg.timings.dead).values()),
+            "sees": self.peer.state.label if self.peer.state is not None and self._peer_alive(now) else "unknown",
+            "ack": self.peer.received_seq,
+            "ack_inc": self.peer.incarnation,
+            "handover": self.cfg.peer_name
+            if self.handing_over_until is not None and now < self.handing_over_until
+            else None,
+            "failback": self._wants_failback(now),
+            "vip": self.vip_held,
+            "lease": round(self.lease.remaining(now), 3),
+        }
+        for link in self.cfg.links:
+            endpoint = self._endpoints.get(link.network)
+            if endpoint is None or endpoint.transport is None:
+                continue
+            seq = self._next_seq()
+            self.sent.record(seq, now)
+            data = encode(KIND_HEARTBEAT, {**body_common, "seq": seq, "net": link.network}, self.key)
+            endpoint.transport.sendto(data, (str(link.peer), self.cfg.port))
+
+    def _send_lease(self, now: float) -> None:
+        if not self.cfg.witness or self._lease_endpoint is None or self._lease_endpoint.transport is None:
+            return
+        op = "acquire" if self.sm.state in WANTS_LEASE else "query"
+        seq = self._next_seq()
+        self.lease.sent(seq, now, op)
+        data = encode(
+            KIND_LEASE_REQUEST, {"node": self.cfg.name, "inc": self.incarnation, "seq": seq, "op": op}, self.key
+        )
+        for address in self.cfg.witness:
+            self._lease_endpoint.transport.sendto(data, (str(address), self.cfg.witness_port))
+
+    def _release_lease(self) -> None:
+        self.lease.release()
+        if not self.cfg.witness or self._lease_endpoint is None or self._lease_endpoint.transport is None:
+            return
+        seq = self._next_seq()
+        self.lease.sent(seq, time.monotonic(), "release")
+        data = encode(
+            KIND_LEASE_REQUEST, {"node": self.cfg.name, "inc": self.incarnation, "seq": seq, "op": "release"}, self.key
+        )
+        for address in self.cfg.witness:
+            self._lease_endpoint.transport.sendto(data, (str(address), self.cfg.witness_port))
+
+    def _accept(self, data: bytes, kind: int, senders: tuple[str, ...]) -> dict[str, Any] | None:
+        try:
+            packet = decode(data, self.key)
+        except Rejected as exc:
+            self._drop(exc.reason)
+            return None
+        if packet.kind != kind:
+            self._drop("wrong_kind")
+            return None
+        if packet.sender not in senders:
+            self._drop("unknown_sender")
+            return None
+        if not self.replay.accept(packet.sender, packet.incarnation, packet.seq):
+            self._drop("replay")
+            return None
+        return packet.body
+
+    def _drop(self, reason: str) -> None:
+        self.drops.drop(reason)
+        count = self.drops.counts[reason]
+        if count in (1, 10, 100, 1000) or count % 10000 == 0:  # visible, but a flood cannot flood the log
+            self.bus.event("packet.dropped", f"dropped a {reason} packet ({count} so far)", "warning", reason=reason)
+
+    def _on_heartbeat(self, network: str, data: bytes) -> None:
+        body = self._accept(data, KIND_HEARTBEAT, (self.cfg.peer_name,))
+        if body is None:
+            return
+        now = time.monotonic()
+        before = self.peer.state
+        self.peer.heard(network, body, now, self.incarnation)
+        if self.peer.state != before:
+            self._evaluate(now)
+
+    def _on_lease_packet(self, data: bytes, addr: Any) -> None:
+        witness_name = self.cfg.ha.witness.hostname if self.cfg.ha.witness else ""
+        body = self._accept(data, KIND_LEASE_REPLY, (witness_name,))
+        if body is None or body.get("to") != self.cfg.name:
+            return
+        now = time.monotonic()
+        holder = body.get("holder")
+        applied = self.lease.reply(
+            int(body.get("nonce", -1)),
+            bool(body.get("granted")),
+            holder if isinstance(holder, str) else None,
+            float(body.get("remaining", 0.0)),
+            now,
+        )
+        if applied:
+            self._evaluate(now)
+
+    # -- health and warnings --------------------------------------------------------------------------------
+    def _peer_alive(self, now: float) -> bool:
+        newest = self.peer.newest()
+        return newest is not None and now - newest < self.cfg.timings.dead
+
+    def _warn(self, key: str, message: str | None, severity: Severity = "warning", **data: Any) -> None:
+        """Raise (message) or clear (None) a standing warning; each change is one event."""
+        if message is not None and self.warnings.get(key) != message:
+            self.warnings[key] = message
+            self.bus.event(key, message, severity, **data)
+        elif message is None and key in self.warnings:
+            del self.warnings[key]
+            self.bus.event(key + ".ok", f"{key} recovered")
+
+    def _watch_health(self, now: float) -> None:
+        t = self.cfg.timings
+        if now - self.started < t.startup_wait:
+            return
+        alive = self.peer.alive_on(now, t.dead)
+        peer_alive = any(alive.values())
+        for network, up in alive.items():
+            if peer_alive and not up:
+                self._warn(f"network.{network}", f"no heartbeat from {self.cfg.peer_name} on {network}: degraded")
+            else:
+                self._warn(f"network.{network}", None)
+        severity: Severity = "critical" if self.sm.state == State.ACTIVE else "warning"
+        self._warn("peer", None if peer_alive else f"{self.cfg.peer_name} is silent on every network", severity)
+        if self.cfg.witness:
+            last = self.lease.last_reply
+            down = last is None or now - last > max(2 * t.dead, t.lease)
+            message = None
+            if down:
+                message = "witness unreachable: no role change while the peer is heard"
+            self._warn("witness", message)
+        ok = self.cfg.is_primary and self.sm.state == State.STANDBY and peer_alive and all(alive.values())
+        if ok and self.escalated is None:
+            self.stable_since = self.stable_since or now
+        else:
+            self.stable_since = None
+
+    def _wants_failback(self, now: float) -> bool:
+        if not self.cfg.is_primary or self.sm.state != State.STANDBY:
+            return False
+        return self.failback_requested or wants_failback(self._view(now))
+
+    # -- decide and act -------------------------------------------------------------------------------------
+    def _peer_guard_until(self) -> float | None:
+        """Until when the peer cannot have declared us dead: it acknowledged our packet ``ack`` while seeing us
+        active and being standby itself, and it waits ``dead`` seconds of silence after hearing us."""
+        if self.peer.sees_me != State.ACTIVE or self.peer.state != State.STANDBY:
+            return None
+        sent = self.sent.sent_at(self.peer.ack_seq)
+        if sent is None:
+            return None
+        return sent + self.cfg.timings.dead - self.cfg.timings.margin
+
+    def _view(self, now: float) -> View:
+        t = self.cfg.timings
+        return View(
+            now=now,
+            state=self.sm.state,
+            state_since=self.state_since,
+            started=self.started,
+            is_primary=self.cfg.is_primary,
+            dead=t.dead,
+            startup_wait=t.startup_wait,
+            handover_timeout=t.handover_timeout,
+            witness_configured=bool(self.cfg.witness),
+            fencing_configured=self.cfg.ha.fencing.method != "none",
+            failback_auto=self.cfg.ha.failback == "auto",
+            failback_stable=self.cfg.ha.failback_stable_s,
+            peer_last_heard=self.peer.newest(),
+            peer_state=self.peer.state,
+            peer_healthy=self.peer.healthy,
+            peer_all_links=all(self.peer.alive_on(now, t.dead).values()),
+            peer_handover_to_me=self.peer.handover_to == self.cfg.name,
+            peer_wants_failback=self.peer.wants_failback,
+            peer_guard_until=self._peer_guard_until(),
+            lease_until=self.lease.until,
+            promote_result=self.promote_result,
+            demote_result=self.demote_result,
+            resources_escalated=self.escalated is not None,
+            shutdown=self.shutdown,
+            switchover_requested=self.switchover_requested,
+            failback_requested=self.failback_requested,
+            handing_over_until=self.handing_over_until,
+            stable_since=self.stable_since,
+        )
+
+    def _evaluate(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for _ in range(4):  # a transition can enable the next one (e.g. TAKEOVER -> STARTING) in the same instant
+            actions = decide(self._view(now))
+            if not actions:
+                break
+            for action in actions:
+                self._apply(action, now)
+        self._schedule_wake(now)
+        if self.sm.state == State.STOPPED:
+            self._stopped.set()
+
+    def _schedule_wake(self, now: float) -> None:
+        """Re-evaluate exactly when the lease view or the peer guard runs out, not at the next tick."""
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
+        if self.sm.state not in HOLDS_VIP:
+            return
+        deadlines = [d for d in (self.lease.until, self._peer_guard_until()) if d is not None and d > now]
+        if deadlines:
+            loop = asyncio.get_running_loop()
+            self._wake = loop.call_at(loop.time() + (max(deadlines) - now), self._evaluate)
+
+    def _apply(self, action: Action, now: float) -> None:
+        if isinstance(action, Go):
+            if action.state == State.TAKEOVER:
+                peer_heard = self.peer.newest()
+                cause = peer_heard if peer_heard is not None and not self._peer_alive(now) else now
+                self.takeover_cause = (cause, action.reason)
+            self.sm.set(action.state, action.reason)
+        elif isinstance(action, Promote):
+            self.promote_result = None
+            self._spawn(self._promote(action), "promote")
+        elif isinstance(action, Demote):
+            self.sm.set(State.STOPPING, action.reason)
+            if action.urgent:
+                self._drop_vip(action.reason)  # now, in this very callback: the lease view is ending
+            self.demote_result = None
+            self._spawn(self._demote(action), "demote")
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_transition(self, old: State, new: State, reason: str) -> None:
+        self.state_since = time.monotonic()
+        severity: Severity = "warning" if new in (State.STOPPING, State.FAILED) else "info"
+        if new == State.FAILED:
+            severity = "critical"
+        self.bus.event("role", f"{old.label} -> {new.label}: {reason}", severity, old=old.label, new=new.label)
+        if new == State.ACTIVE:
+            self.switchover_requested = False
+            self.failback_requested = False
+            self.handing_over_until = None
+            cause, why = self.takeover_cause or (self.state_since, "start")
+            took = self.state_since - cause
+            kind = "failover" if "silent" in why else "switchover" if "handed" in why else "start"
+            self.last_failover = Failover(why, round(took, 3), time.time(), kind)
+            self.bus.event("failover", f"active after {took * 1000:.0f} ms ({why})", took_s=round(took, 3), kind=kind)
+        if new == State.STANDBY:
+            self.promote_result = None
+
+    def _drop_vip(self, reason: str) -> None:
+        was = self.vip_held
+        self.vip_held = False
+        try:
+            removed = self.vip.remove()
+        except Exception as exc:
+            self.bus.event("vip.error", f"could not remove {self.cfg.vip}: {exc}", "critical")
+            return
+        if was or removed:
+            self.bus.event("vip.down", f"{self.cfg.vip} dropped ({reason})")
+
+    def _on_escalate(self, service: str) -> None:
+        self.escalated = service
+        self.bus.event("resource.escalate", f"{service} failed too often: failing over", "critical")
+        self._evaluate()
+
+    async def _promote(self, action: Promote) -> None:
+        t = self.cfg.timings
+        must_fence = (not self.cfg.witness and not action.handover) or self.peer.state == State.FAILED
+        try:
+            if not action.handover:
+                holder = await asyncio.to_thread(self.vip.probe, t.probe_timeout)
+                if holder is not None and action.fence:
+                    self.bus.event("vip.conflict", f"{holder} still answers for {self.cfg.vip}: fencing", "warning")
+                    must_fence = True
+                elif holder is not None:
+                    # No fencing: the old owner's kernel drops the VIP when its lifetime runs out.
+                    deadline = time.monotonic() + t.vip_lifetime + 1.0
+                    while holder is not None and time.monotonic() < deadline:
+                        await asyncio.sleep(t.interval / 2)
+                        holder = await asyncio.to_thread(self.vip.probe, t.probe_timeout)
+                    if holder is not None:
+                        raise RuntimeError(f"{holder} still answers for {self.cfg.vip}")
+            if must_fence:
+                result = await fence(self.cfg.ha.fencing, self.cfg.peer_name)
+                self.last_fence = result
+                self.bus.event(
+                    "fence",
+                    f"{result.method} {result.target}: {'ok' if result.ok else 'FAILED'} {result.message}",
+                    "warning" if result.ok else "critical",
+                    **result.as_dict(),
+                )
+                if not result.ok:
+                    raise RuntimeError(f"fencing {self.cfg.peer_name} failed: {result.message}")
+            if self.sm.state != State.STARTING or not self._view(time.monotonic()).entitled:
+                raise RuntimeError("lost the right to the role while preparing")
+            self.vip.add()
+            self.vip_held = True
+            self.bus.event("vip.up", f"{self.cfg.vip} on {self.cfg.public_interface}")
+            await asyncio.to_thread(self.vip.announce)
+            await self.resources.start()
+            self.resources.start_monitoring()
+            self.promote_result = "ok"
+        except Exception as exc:
+            self.promote_result = f"{type(exc).__name__}: {exc}"
+        self._evaluate()
+
+    async def _demote(self, action: Demote) -> None:
+        ok = True
+        try:
+            with contextlib.suppress(Exception):
+                await self.resources.stop_monitoring()
+            ok = await self.resources.stop()
+        except Exception as exc:
+            self.bus.event("resource.error", f"stopping services failed: {exc}", "critical")
+            ok = False
+        self._drop_vip(action.reason)
+        self._release_lease()
+        self.escalated = None
+        if action.handover:
+            self.handing_over_until = time.monotonic() + self.cfg.timings.handover_timeout
+            self.takeover_cause = None
+        self.demote_result = "ok" if ok else "a service would not stop"
+        self._evaluate()
+
+    # -- operator requests ----------------------------------------------------------------------------------
+    async def _control(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        if op == "status":
+            return self.status()
+        if op == "switchover":
+            return await self.switchover()
+        if op == "failback":
+            return await self.failback()
+        if op == "takeover":
+            return await self.takeover(bool(request.get("force")))
+        return {"ok": False, "error": f"unknown request {op!r}; use status, switchover, failback or takeover"}
+
+    async def switchover(self) -> dict[str, Any]:
+        now = time.monotonic()
+        if self.sm.state != State.ACTIVE:
+            return {
+                "ok": False,
+                "error": f"{self.cfg.name} is {self.sm.state.label}; run switchover on the active head",
+            }
+        if not (self._peer_alive(now) and self.peer.state == State.STANDBY and self.peer.healthy):
+            return {"ok": False, "error": f"{self.cfg.peer_name} is not a healthy standby; switchover refused"}
+        self.switchover_requested = True
+        self._evaluate()
+        return {"ok": True, "message": f"handing the role over to {self.cfg.peer_name}"}
+
+    async def failback(self) -> dict[str, Any]:
+        if self.cfg.is_primary and self.sm.state == State.ACTIVE:
+            return {"ok": False, "error": f"{self.cfg.name} is the primary and already active"}
+        if not self.cfg.is_primary and self.sm.state != State.ACTIVE:
+            return {"ok": False, "error": f"{self.cfg.name} is not active; nothing to fail back"}
+        self.failback_requested = True
+        self._evaluate()
+        return {"ok": True, "message": "failing back to the primary"}
+
+    async def takeover(self, force: bool) -> dict[str, Any]:
+        # The role is only ever taken with the lease; a forced takeover would be split brain on demand.
+        return {"ok": False, "error": "takeover is automatic and needs the witness lease; use switchover on the active"}
+
+    # -- status ---------------------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        now = time.monotonic()
+        t = self.cfg.timings
+        alive = self.peer.alive_on(now, t.dead)
+        networks = {
+            net: {
+                "up": alive[net],
+                "last_heard_ms": round((now - self.peer.last_heard[net]) * 1000)
+                if net in self.peer.last_heard
+                else None,
+                "received": self.peer.received[net],
+            }
+            for net in self.peer.networks
+        }
+        peer_alive = any(alive.values())
+        holder_view = self.lease.holder if self.lease.last_reply is not None else None
+        resources = []
+        for item in self.resources.snapshot():
+            resources.append(item.to_dict() if hasattr(item, "to_dict") else dict(item))
+        degraded = bool(self.warnings) or any(r.get("state") not in ("running", "stopped") for r in resources)
+        return {
+            "node": self.cfg.name,
+            "role": self.cfg.role,
+            "state": self.sm.state.label,
+            "state_for_s": round(now - self.state_since, 3),
+            "degraded": degraded,
+            "warnings": sorted(self.warnings.values()),
+            "vip": {"address": str(self.cfg.vip), "interface": self.cfg.public_interface, "held": self.vip_held},
+            "peer": {
+                "node": self.cfg.peer_name,
+                "state": self.peer.state.label if self.peer.state is not None and peer_alive else "unknown",
+                "alive": peer_alive,
+                "healthy": self.peer.healthy and peer_alive,
+                "holds_vip": bool(self.peer.last_body.get("vip")) and peer_alive,
+                "lease_remaining_s": self.peer.last_body.get("lease") if peer_alive else None,
+                "networks": networks,
+            },
+            "lease": {
+                "witness": [str(a) for a in self.cfg.witness],
+                "valid": self.lease.valid(now),
+                "remaining_s": round(self.lease.remaining(now), 3),
+                "holder": holder_view,
+                "holder_remaining_s": round(self.lease.holder_remaining, 3),
+                "witness_last_reply_ms": round((now - self.lease.last_reply) * 1000)
+                if self.lease.last_reply is not None
+                else None,
+                "denials": self.lease.denials,
+            },
+            "resources": resources,
+            "dropped": self.drops.as_dict(),
+            "fencing": {
+                "method": self.cfg.ha.fencing.method,
+                "last": self.last_fence.as_dict() if self.last_fence else None,
+            },
+            "last_failover": None
+            if self.last_failover is None
+            else {
+                "kind": self.last_failover.kind,
+                "reason": self.last_failover.reason,
+                "took_s": self.last_failover.took_s,
+                "wall": self.last_failover.wall,
+            },
+            "failback": self.cfg.ha.failback,
+            "timings": t.as_dict(),
+            "heartbeats_sent": self.seq,
+        }

@@ -1,0 +1,49 @@
+"""Replay protection: a sliding window of sequence numbers per sender and incarnation (as in IPsec, RFC 4303).
+
+Every sender numbers its packets 1, 2, 3, ... within an *incarnation*, a number it picks at start (its start time
+in nanoseconds, so a restarted daemon has a larger one). A receiver accepts a packet when its sequence number is new
+within the window of the sender's current incarnation; a packet of an older incarnation is a replay of a previous
+life and is refused, a larger incarnation starts a new window. Packets sent on several networks carry distinct
+sequence numbers, so the copy that arrives on a second network is not taken for a replay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class _Window:
+    incarnation: int
+    highest: int = 0
+    bitmap: int = 0  # bit i set = highest - i was seen
+
+
+class ReplayWindow:
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._senders: dict[str, _Window] = {}
+
+    def accept(self, sender: str, incarnation: int, seq: int) -> bool:
+        """True (and remembered) when the packet is fresh; False for a replay or a packet too old to judge."""
+        window = self._senders.get(sender)
+        if window is None or incarnation > window.incarnation:
+            window = self._senders[sender] = _Window(incarnation)
+        elif incarnation < window.incarnation:
+            return False
+        if seq <= 0:
+            return False
+        if seq > window.highest:
+            shift = seq - window.highest
+            window.bitmap = ((window.bitmap << shift) | 1) & ((1 << self.size) - 1) if shift < self.size else 1
+            window.highest = seq
+            return True
+        offset = window.highest - seq
+        if offset >= self.size or window.bitmap & (1 << offset):
+            return False
+        window.bitmap |= 1 << offset
+        return True
+
+    def incarnation(self, sender: str) -> int | None:
+        window = self._senders.get(sender)
+        return None if window is None else window.incarnation

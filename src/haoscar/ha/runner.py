@@ -1,0 +1,83 @@
+"""Wiring of a head's daemon and of the witness from a spec: what ``haoscar ha run`` and ``haoscar witness run``
+do after parsing their options."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from haoscar.errors import UserError
+from haoscar.ha.config import node_config
+from haoscar.ha.daemon import Daemon
+from haoscar.ha.events import EventBus
+from haoscar.ha.keyfile import load_key
+from haoscar.ha.lease import LeaseTable
+from haoscar.ha.resources import ResourceGroup
+from haoscar.ha.timing import LoopLagMonitor, apply_timing_protection
+from haoscar.ha.witness import Witness, serve
+from haoscar.spec.models import ClusterSpec
+
+
+class _Provider:
+    """The status API's view of the daemon, which exists only after the resource group was built."""
+
+    def __init__(self) -> None:
+        self.daemon: Daemon | None = None
+
+    def _get(self) -> Daemon:
+        if self.daemon is None:
+            raise RuntimeError("the daemon is not running yet")
+        return self.daemon
+
+    def status(self) -> dict[str, Any]:
+        return self._get().status()
+
+    async def switchover(self) -> Any:
+        return await self._get().switchover()
+
+    async def failback(self) -> Any:
+        return await self._get().failback()
+
+    async def takeover(self, force: bool) -> Any:
+        return await self._get().takeover(force)
+
+
+def _key_path(spec: ClusterSpec, key_file: Path | None) -> Path:
+    return key_file or Path(spec.ha.key_file)
+
+
+async def run_head(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path | None = None) -> None:
+    cfg = node_config(spec, node, key_file)
+    key = load_key(cfg.key_file)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    bus = EventBus.from_config(spec.ha, cfg.name, state_dir)
+    apply_timing_protection(spec.ha, bus)
+    provider = _Provider()
+    resources = ResourceGroup.from_spec(spec, cfg.name, state_dir, bus, provider)
+    daemon = Daemon(cfg, key=key, state_dir=state_dir, bus=bus, resources=resources)
+    provider.daemon = daemon
+    lag = LoopLagMonitor(bus, threshold=spec.ha.loop_lag_warning)
+    lag.start()
+    try:
+        await daemon.run()
+    finally:
+        await lag.stop()
+        bus.close(5.0)
+
+
+async def run_witness(spec: ClusterSpec, key_file: Path | None = None, addresses: list[str] | None = None) -> None:
+    witness_spec = spec.ha.witness
+    if witness_spec is None:
+        raise UserError("the spec has no ha.witness section; add one (hostname, addresses) to run a witness")
+    key = load_key(_key_path(spec, key_file))
+    heads = frozenset({spec.heads.primary.hostname, spec.heads.standby.hostname})
+    witness = Witness(
+        name=witness_spec.hostname,
+        key=key,
+        heads=heads,
+        table=LeaseTable(lease=spec.ha.lease_s, started=time.monotonic()),
+        log=sys.stderr,
+    )
+    await serve(witness, addresses or [str(a) for a in witness_spec.addresses], witness_spec.port)

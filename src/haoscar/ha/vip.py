@@ -1,0 +1,146 @@
+"""The public alias IP (VIP): added with a short kernel lifetime that the daemon keeps renewing, announced with
+gratuitous ARP, and probed with ARP before a takeover.
+
+The lifetime is the dead man's switch: if the daemon is killed or its host frozen, nobody renews the address and
+the kernel removes it ``vip_lifetime`` seconds after the last renewal (measured here: IPv4 lifetimes expire within
+about 20 ms of the deadline), so a head whose daemon cannot act stops answering for the VIP on its own.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import IPv4Address
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+
+ETH_P_ARP = 0x0806
+T = TypeVar("T")
+BROADCAST = b"\xff" * 6
+
+
+def arp_frame(op: int, src_mac: bytes, sender_ip: IPv4Address, target_ip: IPv4Address, dst: bytes = BROADCAST) -> bytes:
+    eth = dst + src_mac + struct.pack("!H", ETH_P_ARP)
+    target_mac = b"\x00" * 6 if op == 1 else dst
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + src_mac + sender_ip.packed + target_mac + target_ip.packed
+    return eth + arp
+
+
+def parse_arp(frame: bytes) -> tuple[int, bytes, IPv4Address, IPv4Address] | None:
+    """(op, sender MAC, sender IP, target IP) of an Ethernet ARP frame for IPv4, else None."""
+    if len(frame) < 42 or frame[12:14] != b"\x08\x06":
+        return None
+    htype, ptype, hlen, plen, op = struct.unpack_from("!HHBBH", frame, 14)
+    if htype != 1 or ptype != 0x0800 or hlen != 6 or plen != 4:
+        return None
+    return op, frame[22:28], IPv4Address(frame[28:32]), IPv4Address(frame[38:42])
+
+
+def format_mac(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+class Vip:
+    def __init__(self, ifname: str, address: IPv4Address, lifetime: int, own_ip: IPv4Address) -> None:
+        self.ifname = ifname
+        self.address = address
+        self.lifetime = lifetime
+        self.own_ip = own_ip
+        self._ipr: Any = None
+        # pyroute2 0.9's synchronous IPRoute runs an event loop of its own, which cannot nest in the daemon's:
+        # every netlink call goes to this one thread and is waited for (a netlink call takes about a millisecond).
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="haoscar-vip")
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        return self._pool.submit(fn).result(timeout=5.0)
+
+    def _route(self) -> Any:
+        if self._ipr is None:
+            self._ipr = IPRoute()
+        return self._ipr
+
+    def _index(self) -> int:
+        found = self._route().link_lookup(ifname=self.ifname)
+        if not found:
+            raise OSError(f"interface {self.ifname} not found")
+        return int(found[0])
+
+    def add(self) -> None:
+        """Add or renew: ``replace`` resets the lifetimes to their full length."""
+        self._call(self._add)
+
+    def _add(self) -> None:
+        self._route().addr(
+            "replace",
+            index=self._index(),
+            address=str(self.address),
+            prefixlen=32,
+            valid_lft=self.lifetime,
+            preferred_lft=self.lifetime,
+        )
+
+    def remove(self) -> bool:
+        """Drop the VIP; False when it was not there."""
+        return self._call(self._remove)
+
+    def _remove(self) -> bool:
+        try:
+            self._route().addr("del", index=self._index(), address=str(self.address), prefixlen=32)
+        except Exception as exc:  # NetlinkError 99 (EADDRNOTAVAIL): already gone, e.g. expired
+            if getattr(exc, "code", None) in (99, 19):
+                return False
+            raise
+        return True
+
+    def present(self) -> bool:
+        return self._call(lambda: bool(self._route().get_addr(address=str(self.address), index=self._index())))
+
+    def close(self) -> None:
+        def close() -> None:
+            if self._ipr is not None:
+                self._ipr.close()
+                self._ipr = None
+
+        self._call(close)
+        self._pool.shutdown(wait=False)
+
+    def _socket(self, timeout: float) -> tuple[socket.socket, bytes]:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+        sock.bind((self.ifname, ETH_P_ARP))
+        sock.settimeout(timeout)
+        mac = sock.getsockname()[4]
+        return sock, bytes(mac)
+
+    def announce(self, count: int = 3, gap: float = 0.02) -> None:
+        """Gratuitous ARP (sender = target = VIP), request and reply form, so caches and switches move at once."""
+        sock, mac = self._socket(1.0)
+        with sock:
+            for i in range(count):
+                sock.send(arp_frame(1, mac, self.address, self.address))
+                sock.send(arp_frame(2, mac, self.address, self.address))
+                if i + 1 < count:
+                    time.sleep(gap)
+
+    def probe(self, timeout: float) -> str | None:
+        """Ask who has the VIP; the MAC of another host that answers (it still holds the VIP), else None."""
+        sock, mac = self._socket(timeout)
+        deadline = time.monotonic() + timeout
+        with sock:
+            sock.send(arp_frame(1, mac, self.own_ip, self.address))
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    frame = sock.recv(128)
+                except TimeoutError:
+                    break
+                parsed = parse_arp(frame)
+                if parsed is None:
+                    continue
+                _op, sender_mac, sender_ip, _target = parsed
+                if sender_ip == self.address and sender_mac != mac:
+                    return format_mac(sender_mac)
+        return None

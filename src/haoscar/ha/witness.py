@@ -1,0 +1,111 @@
+"""``haoscar witness run``: the lease server on a third host (see ``haoscar.ha.lease`` and docs/ha-safety.md).
+
+It answers authenticated UDP requests from the two heads on every address it is given; a request is processed once
+even when it arrives on two addresses (the replay window drops the second copy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import IO, Any, cast
+
+from haoscar.ha.lease import LeaseTable
+from haoscar.ha.peer import DropCounters
+from haoscar.ha.replay import ReplayWindow
+from haoscar.ha.wire import KIND_LEASE_REPLY, KIND_LEASE_REQUEST, Rejected, decode, encode
+
+
+@dataclass
+class Witness:
+    name: str
+    key: bytes
+    heads: frozenset[str]
+    table: LeaseTable
+    log: IO[str] = field(default_factory=lambda: sys.stderr)
+    replay: ReplayWindow = field(default_factory=ReplayWindow)
+    drops: DropCounters = field(default_factory=DropCounters)
+    incarnation: int = field(default_factory=time.time_ns)
+    seq: int = 0
+    last_holder: str | None = None
+
+    def handle(self, data: bytes, now: float) -> bytes | None:
+        """One datagram in, at most one reply out. Bad packets are counted and answered with nothing."""
+        try:
+            packet = decode(data, self.key)
+        except Rejected as exc:
+            self.drops.drop(exc.reason)
+            return None
+        if packet.kind != KIND_LEASE_REQUEST:
+            self.drops.drop("wrong_kind")
+            return None
+        body = packet.body
+        if packet.sender not in self.heads:
+            self.drops.drop("unknown_sender")
+            return None
+        if not self.replay.accept(packet.sender, packet.incarnation, packet.seq):
+            self.drops.drop("replay")
+            return None
+        op = str(body.get("op", "query"))
+        grant = self.table.request(packet.sender, op if op in ("acquire", "release", "query") else "query", now)
+        if grant.holder != self.last_holder:
+            self._log(
+                f"lease holder {self.last_holder or 'none'} -> {grant.holder or 'none'} (op {op} from {packet.sender})"
+            )
+            self.last_holder = grant.holder
+        self.seq += 1
+        reply: dict[str, Any] = {
+            "node": self.name,
+            "inc": self.incarnation,
+            "seq": self.seq,
+            "to": packet.sender,
+            "nonce": packet.seq,
+            "granted": grant.granted,
+            "holder": grant.holder,
+            "remaining": round(grant.remaining, 4),
+        }
+        return encode(KIND_LEASE_REPLY, reply, self.key)
+
+    def _log(self, message: str) -> None:
+        with contextlib.suppress(Exception):
+            self.log.write(f"<6>haoscar-witness[{self.name}]: {message}\n")
+            self.log.flush()
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, witness: Witness) -> None:
+        self.witness = witness
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A datagram endpoint always gets a DatagramTransport (isinstance fails on the selector's private class).
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        reply = self.witness.handle(data, time.monotonic())
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+
+
+async def serve(witness: Witness, addresses: Iterable[str], port: int, stop: asyncio.Event | None = None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = stop or asyncio.Event()
+    transports = []
+    for address in addresses:
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(witness), local_addr=(address, port))
+        transports.append(transport)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+    witness._log(f"serving leases of {witness.table.lease:g} s on {', '.join(addresses)} port {port}")
+    try:
+        await stop.wait()
+    finally:
+        for transport in transports:
+            transport.close()
+        witness._log("stopped")

@@ -1,0 +1,1 @@
+"""Provisioning: client images, client definitions, MAC collection, DHCP and network boot."""

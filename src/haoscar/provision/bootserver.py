@@ -1,0 +1,131 @@
+"""The haoscar boot server: iPXE scripts by MAC, kernels and initrds, and node records over HTTP (aiohttp).
+
+- ``/boot.ipxe``: the entry script every iPXE client is sent to by DHCP; it chains to the client's own script.
+- ``/boot/{mac}.ipxe``: the node's script written by ``netboot sync`` (404 for a MAC no node owns).
+- ``/files/...``: kernels and initrds from ``STATE/netboot/boot/`` (nothing outside it).
+- ``/node/{mac}``: the node's record as JSON, for the installer.
+
+It binds only the addresses it is given (the head's private address), never all interfaces.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy import select
+
+from haoscar.db.models import Image, Interface, Network, Node
+from haoscar.errors import UserError
+from haoscar.provision.netboot_files import NetbootPaths
+from haoscar.provision.netboot_snapshot import Database
+from haoscar.spec.types import parse_mac
+
+DB_KEY = web.AppKey("db", Database)
+PATHS_KEY = web.AppKey("paths", NetbootPaths)
+IPXE_TYPE = "text/plain"
+
+
+def _mac_or_400(text: str) -> str:
+    try:
+        return parse_mac(text)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"{exc}\n") from None
+
+
+def _node_by_mac(db: Database, mac: str) -> dict[str, object] | None:
+    with db.session() as session:
+        row = session.execute(
+            select(
+                Node.name,
+                Node.domain,
+                Node.role,
+                Node.boot_mode,
+                Node.install_state,
+                Image.name,
+                Interface.name,
+                Interface.ip,
+                Interface.prefix,
+                Interface.network,
+            )
+            .join(Interface, Interface.node_id == Node.id)
+            .outerjoin(Image, Image.id == Node.image_id)
+            .where(Interface.mac == mac)
+        ).first()
+        if row is None:
+            return None
+        gateway = session.execute(select(Network.gateway).where(Network.name == row[9])).scalar_one_or_none()
+    name, domain, role, boot_mode, install_state, image, ifname, ip, prefix, network = row
+    netmask = str(ipaddress.IPv4Network(f"0.0.0.0/{prefix}").netmask)
+    return {
+        "name": name,
+        "fqdn": f"{name}.{domain}",
+        "domain": domain,
+        "role": role,
+        "boot_mode": boot_mode,
+        "install_state": install_state,
+        "image": image,
+        "interface": {"name": ifname, "network": network, "mac": mac, "ip": ip, "prefix": prefix, "netmask": netmask},
+        "gateway": gateway,
+    }
+
+
+async def entry_script(request: web.Request) -> web.StreamResponse:
+    path = request.app[PATHS_KEY].entry_script
+    if not path.exists():
+        raise web.HTTPNotFound(text="no entry script yet; run haoscar netboot sync\n")
+    return web.Response(text=path.read_text(), content_type=IPXE_TYPE)
+
+
+async def node_script(request: web.Request) -> web.StreamResponse:
+    mac = _mac_or_400(request.match_info["mac"])
+    node = _node_by_mac(request.app[DB_KEY], mac)
+    if node is None:
+        raise web.HTTPNotFound(text=f"no node has MAC {mac}; assign it with haoscar mac assign NODE {mac}\n")
+    path = request.app[PATHS_KEY].ipxe_file(str(node["name"]))
+    try:
+        return web.Response(text=path.read_text(), content_type=IPXE_TYPE)
+    except FileNotFoundError:
+        raise web.HTTPNotFound(text=f"no iPXE script for {node['name']}; run haoscar netboot sync\n") from None
+
+
+async def node_record(request: web.Request) -> web.StreamResponse:
+    mac = _mac_or_400(request.match_info["mac"])
+    node = _node_by_mac(request.app[DB_KEY], mac)
+    if node is None:
+        raise web.HTTPNotFound(text=f"no node has MAC {mac}\n")
+    return web.json_response(node)
+
+
+async def boot_file(request: web.Request) -> web.StreamResponse:
+    root = request.app[PATHS_KEY].boot_dir.resolve()
+    relative = request.match_info["path"]
+    target = (root / relative).resolve()
+    # Refuse anything that leaves the boot directory (.., symlinks pointing out).
+    if not target.is_relative_to(root) or not target.is_file():
+        raise web.HTTPNotFound(text=f"no file {relative}\n")
+    return web.FileResponse(target)
+
+
+def make_app(db: Database, state_dir: Path) -> web.Application:
+    app = web.Application()
+    app[DB_KEY] = db
+    app[PATHS_KEY] = NetbootPaths.under(state_dir)
+    app.router.add_get("/boot.ipxe", entry_script)
+    app.router.add_get("/boot/{mac}.ipxe", node_script)
+    app.router.add_get("/node/{mac}", node_record)
+    app.router.add_get("/files/{path:.+}", boot_file)
+    return app
+
+
+def serve(db: Database, state_dir: Path, binds: list[str], port: int) -> None:
+    """Run until interrupted, listening on ``binds`` only."""
+    for address in binds:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise UserError(
+                f"--bind {address!r} is not an IP address; give the head's private IP, e.g. 198.18.0.1"
+            ) from None
+    web.run_app(make_app(db, state_dir), host=binds, port=port, print=None, handle_signals=True)

@@ -1,0 +1,215 @@
+"""Giving nodes their MAC addresses (OSCAR's Assign MAC to Node, Assign All, Import/Export MACs).
+
+Every operation checks all of its pairs against the database before writing any, then writes them in one
+transaction: a bad line in an import file changes nothing. An assigned MAC leaves the sightings list, the node goes
+from ``defined`` to ``mac-assigned``, and the caller syncs the nodes' DHCP entries.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from haoscar.db.models import Interface, MacSighting, Node
+from haoscar.db.session import record_event
+from haoscar.errors import NotFound, UserError
+from haoscar.fsutil import atomic_write
+from haoscar.provision.netboot_snapshot import Database
+from haoscar.spec.nodes import expand_nodeset
+from haoscar.spec.types import parse_mac
+
+
+@dataclass(frozen=True)
+class Assignment:
+    node: str
+    mac: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"node": self.node, "mac": self.mac}
+
+
+@dataclass(frozen=True)
+class Sighting:
+    mac: str
+    interface: str
+    first_seen: datetime
+    last_seen: datetime
+    seen_count: int
+    message_type: str
+    client_arch: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "mac": self.mac,
+            "interface": self.interface,
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "seen_count": self.seen_count,
+            "message_type": self.message_type,
+            "client_arch": self.client_arch,
+        }
+
+
+def checked_mac(text: str, where: str) -> str:
+    try:
+        return parse_mac(text)
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
+def _check(session: Session, pairs: Sequence[tuple[str, str, str]]) -> list[Assignment]:
+    """Validate (node, mac, where) triples against each other and the database; all problems in one error."""
+    rows = session.execute(
+        select(Node.name, Interface.mac)
+        .join(Interface, Interface.node_id == Node.id)
+        .where(Interface.network == "private")
+    ).all()
+    private_mac = {name: mac for name, mac in rows}
+    owner = {mac: name for name, mac in rows if mac}
+    problems: list[str] = []
+    result: list[Assignment] = []
+    seen_nodes: dict[str, str] = {}
+    seen_macs: dict[str, str] = {}
+    for node, raw_mac, where in pairs:
+        try:
+            mac = parse_mac(raw_mac)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+            continue
+        if node not in private_mac:
+            problems.append(f"{where}: unknown node {node!r} (or it has no private interface); see haoscar node list")
+            continue
+        if node in seen_nodes:
+            problems.append(f"{where}: node {node} is already given a MAC at {seen_nodes[node]}; one MAC per node")
+            continue
+        if mac in seen_macs:
+            problems.append(f"{where}: MAC {mac} is already given at {seen_macs[mac]}; each NIC has its own MAC")
+            continue
+        holder = owner.get(mac)
+        if holder is not None and holder != node:
+            problems.append(f"{where}: MAC {mac} already belongs to node {holder}; each NIC has its own MAC")
+            continue
+        seen_nodes[node], seen_macs[mac] = where, where
+        result.append(Assignment(node, mac))
+    if problems:
+        raise UserError(
+            problems[0] if len(problems) == 1 else f"{len(problems)} problems, nothing was assigned",
+            problems if len(problems) > 1 else None,
+        )
+    return result
+
+
+def _write(session: Session, assignments: list[Assignment], source: str) -> None:
+    for item in assignments:
+        node_id = select(Node.id).where(Node.name == item.node).scalar_subquery()
+        session.execute(
+            update(Interface).where(Interface.node_id == node_id, Interface.network == "private").values(mac=item.mac)
+        )
+        session.execute(
+            update(Node)
+            .where(Node.name == item.node, Node.install_state == "defined")
+            .values(install_state="mac-assigned")
+        )
+    if assignments:
+        session.execute(delete(MacSighting).where(MacSighting.mac.in_([a.mac for a in assignments])))
+        record_event(
+            session,
+            "mac.assigned",
+            f"{source}: "
+            + ", ".join(f"{a.node}={a.mac}" for a in assignments[:5])
+            + (f" and {len(assignments) - 5} more" if len(assignments) > 5 else ""),
+            data={"assignments": [a.as_dict() for a in assignments]},
+        )
+
+
+def assign_macs(db: Database, pairs: Sequence[tuple[str, str, str]], source: str = "mac assign") -> list[Assignment]:
+    """Assign (node, mac, where-for-errors) pairs, all or nothing."""
+    with db.session() as session:
+        assignments = _check(session, pairs)
+        _write(session, assignments, source)
+    return assignments
+
+
+def list_sightings(db: Database) -> list[Sighting]:
+    """Unassigned MACs seen on the wire, in order of arrival."""
+    with db.session() as session:
+        rows = session.scalars(select(MacSighting).order_by(MacSighting.first_seen, MacSighting.id)).all()
+        return [
+            Sighting(r.mac, r.interface, r.first_seen, r.last_seen, r.seen_count, r.message_type, r.client_arch)
+            for r in rows
+        ]
+
+
+def assign_all(db: Database, nodeset: str) -> list[Assignment]:
+    """Sightings in order of arrival to the nodes of NODESET that have no MAC yet, in node-set order."""
+    wanted = expand_nodeset(nodeset)
+    with db.session() as session:
+        rows = session.execute(
+            select(Node.name, Interface.mac)
+            .join(Interface, Interface.node_id == Node.id)
+            .where(Interface.network == "private")
+        ).all()
+        macs = {name: mac for name, mac in rows}
+        unknown = [name for name in wanted if name not in macs]
+        if unknown:
+            raise NotFound(f"unknown node(s) {', '.join(unknown[:5])} in {nodeset}; see haoscar node list")
+        free = [name for name in wanted if not macs[name]]
+        sightings = session.scalars(select(MacSighting.mac).order_by(MacSighting.first_seen, MacSighting.id)).all()
+        pairs = [(node, mac, f"sighting {mac}") for node, mac in zip(free, sightings, strict=False)]
+        assignments = _check(session, pairs)
+        _write(session, assignments, "mac assign-all")
+    return assignments
+
+
+def parse_csv(path: Path) -> list[tuple[str, str, str]]:
+    """``node,mac`` lines (an optional header ``node,mac``; blank lines and # comments skipped)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    pairs: list[tuple[str, str, str]] = []
+    problems: list[str] = []
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        cells = [cell.strip() for cell in row]
+        if not cells or not any(cells) or cells[0].startswith("#"):
+            continue
+        if number == 1 and [c.lower() for c in cells] == ["node", "mac"]:
+            continue
+        if len(cells) != 2 or not all(cells):
+            problems.append(f"{path}:{number}: expected two fields node,mac (e.g. node01,52:54:00:12:34:56)")
+            continue
+        pairs.append((cells[0], cells[1], f"{path}:{number}"))
+    if problems:
+        raise UserError(
+            problems[0] if len(problems) == 1 else f"{len(problems)} bad lines in {path}, nothing imported",
+            problems if len(problems) > 1 else None,
+        )
+    return pairs
+
+
+def import_csv(db: Database, path: Path) -> list[Assignment]:
+    return assign_macs(db, parse_csv(path), source=f"mac import {path}")
+
+
+def export_csv(db: Database, path: Path) -> int:
+    """Write ``node,mac`` for every node with a private MAC; returns how many."""
+    with db.session() as session:
+        rows = session.execute(
+            select(Node.name, Interface.mac)
+            .join(Interface, Interface.node_id == Node.id)
+            .where(Interface.network == "private", Interface.mac.is_not(None))
+            .order_by(Node.name)
+        ).all()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["node", "mac"])
+    writer.writerows(rows)
+    atomic_write(path, out.getvalue())
+    return len(rows)

@@ -1,0 +1,174 @@
+"""``netboot sync``: regenerate every DHCP and network-boot file from the database, idempotently.
+
+One pass (Cobbler's sync) reads a snapshot of the nodes in one query, renders, writes only what changed, removes
+the files of deleted nodes and SIGHUPs a running dnsmasq when a host entry changed. The incremental path
+(``nodes={"node07"}``) reads and rewrites only those nodes' files. dnsmasq is reloaded, never restarted: the main
+config is only read at start, so a change to it is reported (``restart_needed``) for ``haoscar dhcp configure``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from haoscar.provision import dhcp_server
+from haoscar.provision.dnsmasq_conf import IPXE_BIOS, IPXE_EFI, IPXE_SOURCE_DIR, host_line, render_main
+from haoscar.provision.ipxe import render_entry, render_script
+from haoscar.provision.netboot_files import NetbootPaths, same_content, sync_dirs, sync_lock, write_file
+from haoscar.provision.netboot_snapshot import Database, NetbootSettings, NodeBoot, read_nodes, read_settings
+
+
+@dataclass
+class SyncReport:
+    nodes: int = 0
+    written: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    changed_nodes: list[str] = field(default_factory=list)
+    removed_nodes: list[str] = field(default_factory=list)
+    main_changed: bool = False
+    restart_needed: bool = False
+    reloaded_pid: int | None = None
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "nodes": self.nodes,
+            "written": self.written,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "changed_nodes": self.changed_nodes,
+            "removed_nodes": self.removed_nodes,
+            "main_changed": self.main_changed,
+            "restart_needed": self.restart_needed,
+            "reloaded_pid": self.reloaded_pid,
+            "seconds": round(self.seconds, 4),
+        }
+
+
+@dataclass
+class _Pass:
+    paths: NetbootPaths
+    durable: bool
+    report: SyncReport
+    hosts_changed: bool = False
+
+    def put(self, path: Path, text: str, node: str | None, existing: set[str] | None = None) -> None:
+        data = text.encode()
+        known = existing is None or path.name in existing
+        if known and same_content(path, data):
+            self.report.unchanged += 1
+            return
+        write_file(path, data, durable=self.durable)
+        self.report.written += 1
+        if node is not None and node not in self.report.changed_nodes[-1:]:
+            self.report.changed_nodes.append(node)
+
+    def drop(self, path: Path, node: str) -> bool:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        self.report.removed += 1
+        if node not in self.report.removed_nodes[-1:]:
+            self.report.removed_nodes.append(node)
+        return True
+
+
+def _node_files(run: _Pass, node: NodeBoot, settings: NetbootSettings, existing: dict[str, set[str]] | None) -> None:
+    paths = run.paths
+    line = host_line(node)
+    hosts_existing = existing["hosts"] if existing is not None else None
+    if line:
+        before = run.report.written
+        run.put(paths.host_file(node.name), line, node.name, hosts_existing)
+        run.hosts_changed |= run.report.written != before
+    elif (hosts_existing is None or node.name in hosts_existing) and run.drop(paths.host_file(node.name), node.name):
+        run.hosts_changed = True
+    ipxe_existing = existing["ipxe"] if existing is not None else None
+    run.put(paths.ipxe_file(node.name), render_script(node, settings), node.name, ipxe_existing)
+
+
+def _common_files(run: _Pass, settings: NetbootSettings) -> None:
+    paths = run.paths
+    paths.make_dirs()
+    before = run.report.written
+    run.put(paths.conf, render_main(settings, paths.root), None)
+    run.report.main_changed = run.report.written != before
+    run.put(paths.entry_script, render_entry(settings), None)
+    for name in (IPXE_BIOS, IPXE_EFI):
+        source = IPXE_SOURCE_DIR / name
+        target = paths.tftp_dir / name
+        if source.exists() and not _same_file(source, target):
+            shutil.copyfile(source, target.with_name(f".{name}.tmp"))
+            os.chmod(target.with_name(f".{name}.tmp"), 0o644)
+            os.replace(target.with_name(f".{name}.tmp"), target)
+            run.report.written += 1
+
+
+def _same_file(source: Path, target: Path) -> bool:
+    try:
+        src, dst = source.stat(), target.stat()
+    except FileNotFoundError:
+        return False
+    return src.st_size == dst.st_size and src.st_mtime_ns <= dst.st_mtime_ns
+
+
+def _listing(directory: Path) -> set[str]:
+    try:
+        return {name for name in os.listdir(directory) if not name.startswith(".")}
+    except FileNotFoundError:
+        return set()
+
+
+def netboot_sync(
+    db: Database,
+    state_dir: Path,
+    *,
+    nodes: Collection[str] | None = None,
+    interface: str | None = None,
+    reload: bool = True,
+) -> SyncReport:
+    """Regenerate ``STATE/netboot`` from the database (all nodes, or only ``nodes``) and reload dnsmasq."""
+    started = time.monotonic()
+    paths = NetbootPaths.under(state_dir)
+    with db.session() as session:
+        settings = read_settings(session, interface=interface)
+        snapshot = read_nodes(session, nodes)
+    report = SyncReport(nodes=len(snapshot))
+    with sync_lock(paths):
+        run = _Pass(paths, durable=nodes is not None, report=report)
+        _common_files(run, settings)
+        if nodes is None:
+            existing = {"hosts": _listing(paths.hosts_dir), "ipxe": _listing(paths.ipxe_dir)}
+            for node in snapshot:
+                _node_files(run, node, settings, existing)
+            wanted = {node.name for node in snapshot}
+            for name in sorted(existing["hosts"] - wanted):
+                run.hosts_changed |= run.drop(paths.host_file(name), name)
+            for name in sorted(existing["ipxe"]):
+                stem = name.removesuffix(".ipxe")
+                if stem not in wanted:
+                    run.drop(paths.ipxe_dir / name, stem)
+            if report.written or report.removed:
+                sync_dirs(paths.root, paths.hosts_dir, paths.ipxe_dir, paths.tftp_dir)
+        else:
+            found = {node.name for node in snapshot}
+            for node in snapshot:
+                _node_files(run, node, settings, None)
+            # Names asked for but gone from the database: their node was deleted.
+            for name in sorted(set(nodes) - found):
+                run.hosts_changed |= run.drop(paths.host_file(name), name)
+                run.drop(paths.ipxe_file(name), name)
+        if reload:
+            pid = dhcp_server.running_pid(paths)
+            if pid is not None:
+                report.restart_needed = report.main_changed
+                if run.hosts_changed:
+                    report.reloaded_pid = dhcp_server.reload(paths)
+    report.seconds = time.monotonic() - started
+    return report

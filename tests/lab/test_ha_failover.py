@@ -1,0 +1,196 @@
+"""The HA daemon in a lab with real daemons: cold start, partitions, a lost network or witness, a standby crash,
+forged packets, then the primary's crash, its return, and failback.
+
+One lab for the whole module (bringing HA up costs seconds); each test leaves head1 active and head2 standby, except
+the last ones, which run in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from haoscar.ha.labrun import HaLab, OwnerSampler, ha_lab, in_netns, wait_until
+from haoscar.ha.wire import KIND_HEARTBEAT, encode
+from haoscar.lab.defaults import default_spec
+from haoscar.lab.testing import pings, unique_lab_name
+
+pytestmark = pytest.mark.lab
+
+
+@pytest.fixture(scope="module")
+def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaLab]:
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (network namespaces)")
+    with ha_lab(default_spec(), unique_lab_name("ha"), tmp_path_factory.mktemp("ha")) as running:
+        yield running
+
+
+def _steady(ha: HaLab, active: str, standby: str) -> None:
+    ha.wait_for(active, "active", 10)
+    ha.wait_for(standby, "standby", 10)
+    assert wait_until(lambda: (ha.status(active) or {}).get("peer", {}).get("alive"), 5)
+
+
+def _events(ha: HaLab, head: str) -> list[dict[str, object]]:
+    path = ha.lab.host_dir(head) / "var/lib/haoscar/ha/events.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_cold_start_makes_the_primary_active_with_the_lease(ha: HaLab) -> None:
+    first, second = ha.status(ha.primary), ha.status(ha.standby)
+    assert first is not None and second is not None
+    assert (first["state"], second["state"]) == ("active", "standby")
+    assert first["lease"]["valid"] and first["lease"]["holder"] == ha.primary
+    assert second["lease"]["holder"] == ha.primary  # the standby asks the witness too, without taking anything
+    assert first["vip"]["held"] and not second["vip"]["held"]
+    assert pings(ha.lab, "client", ha.vip)
+    with OwnerSampler(ha) as sampler:
+        time.sleep(0.3)
+    assert {s.client_owner for s in sampler.samples} == {ha.primary}
+    assert sampler.max_owners() == 1
+
+
+def test_heads_cut_from_each_other_but_not_from_the_witness_do_not_fail_over(ha: HaLab) -> None:
+    with OwnerSampler(ha) as sampler:
+        ha.lab.partition(ha.primary, ha.standby)
+        time.sleep(2.5)
+        during = ha.status(ha.primary)
+        ha.lab.heal()
+        _steady(ha, ha.primary, ha.standby)
+    assert during is not None and during["state"] == "active" and not during["peer"]["alive"]
+    assert sampler.max_owners() == 1
+    assert all(s.reachable == {ha.primary} for s in sampler.samples)
+
+
+def test_one_network_down_is_degraded_never_a_failover(ha: HaLab) -> None:
+    with OwnerSampler(ha) as sampler:
+        ha.lab.partition(ha.primary, ha.standby, "heartbeat")
+        assert wait_until(lambda: bool((ha.status(ha.primary) or {}).get("degraded")), 3)
+        time.sleep(0.6)
+        first, second = ha.status(ha.primary), ha.status(ha.standby)
+        ha.lab.heal()
+    assert first is not None and second is not None
+    assert (first["state"], second["state"]) == ("active", "standby")
+    assert not first["peer"]["networks"]["heartbeat"]["up"] and first["peer"]["networks"]["public"]["up"]
+    assert any("heartbeat" in w for w in first["warnings"]) and any("heartbeat" in w for w in second["warnings"])
+    assert all(s.reachable == {ha.primary} for s in sampler.samples)
+    assert wait_until(lambda: not (ha.status(ha.primary) or {}).get("degraded", True), 3)
+
+
+def test_witness_down_is_a_warning_and_no_role_change(ha: HaLab) -> None:
+    assert ha.witness_host is not None
+    with OwnerSampler(ha) as sampler:
+        ha.terminate(ha.witness_host, "witness")
+        time.sleep(2.0)  # 2.5 leases: the primary keeps the role because the standby confirms it every heartbeat
+        during = ha.status(ha.primary)
+        ha.start_witness()
+        assert wait_until(lambda: (ha.status(ha.primary) or {}).get("lease", {}).get("valid"), 5)
+    assert during is not None and during["state"] == "active" and not during["lease"]["valid"]
+    assert any("witness unreachable" in w for w in during["warnings"])
+    assert all(s.reachable == {ha.primary} for s in sampler.samples)
+    kinds = [(e["kind"], e["severity"]) for e in _events(ha, ha.primary)]
+    assert ("witness", "warning") in kinds
+
+
+def test_forged_replayed_and_garbage_heartbeats_are_dropped_and_counted(ha: HaLab) -> None:
+    target = (str(ha.spec.heads.primary.public_ip), ha.spec.ha.port)
+    before = ha.status(ha.primary)
+    assert before is not None
+    # A real heartbeat of head2, captured on the wire, to be replayed.
+    sniff = in_netns(ha.lab.netns(ha.primary), lambda: _udp_sniffer())
+    with sniff:
+        sniff.settimeout(2.0)
+        captured = _next_payload(sniff, ha.spec.ha.port)
+    forged = encode(KIND_HEARTBEAT, {"node": ha.standby, "inc": 1, "seq": 1, "state": "takeover"}, b"f" * 32)
+    sender = in_netns(ha.lab.netns("client"), lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    with sender:
+        for _ in range(5):
+            sender.sendto(forged, target)
+            sender.sendto(captured, target)
+            sender.sendto(b"\x00garbage", target)
+            sender.sendto(captured[:30], target)
+    time.sleep(0.5)
+    after = ha.status(ha.primary)
+    assert after is not None and after["state"] == "active"
+    dropped = {k: after["dropped"][k] - before["dropped"][k] for k in after["dropped"]}
+    assert dropped["bad_mac"] == 5 and dropped["replay"] >= 5 and dropped["garbage"] == 5
+    assert dropped["truncated"] == 5
+
+
+def _udp_sniffer() -> socket.socket:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+    return sock
+
+
+def _next_payload(sock: socket.socket, port: int) -> bytes:
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        packet = sock.recv(4096)
+        header = (packet[0] & 0x0F) * 4
+        if packet[9] == 17 and int.from_bytes(packet[header + 2 : header + 4], "big") == port:
+            return packet[header + 8 :]
+    raise AssertionError("no heartbeat seen on the wire")
+
+
+def test_standby_crash_keeps_the_active_serving_degraded_with_an_alert(ha: HaLab) -> None:
+    with OwnerSampler(ha) as sampler:
+        ha.lab.crash(ha.standby)
+        assert wait_until(lambda: not (ha.status(ha.primary) or {}).get("peer", {}).get("alive", True), 3)
+        time.sleep(0.3)
+        during = ha.status(ha.primary)
+        assert pings(ha.lab, "client", ha.vip)
+    assert during is not None and during["state"] == "active" and during["degraded"]
+    assert all(s.reachable == {ha.primary} for s in sampler.samples)
+    assert any(e["kind"] == "peer" and e["severity"] == "critical" for e in _events(ha, ha.primary))
+    ha.lab.restore(ha.standby)
+    ha.start_daemon(ha.standby)
+    _steady(ha, ha.primary, ha.standby)
+
+
+def test_switchover_moves_the_role_and_back(ha: HaLab) -> None:
+    with OwnerSampler(ha) as sampler:
+        reply = ha.control(ha.primary, "switchover")
+        assert reply["ok"], reply
+        _steady(ha, ha.standby, ha.primary)
+        assert pings(ha.lab, "client", ha.vip)
+        reply = ha.control(ha.standby, "failback")
+        assert reply["ok"], reply
+        _steady(ha, ha.primary, ha.standby)
+    assert sampler.max_owners() == 1
+    assert ha.primary in {s.client_owner for s in sampler.samples[-5:]}
+    refused = ha.control(ha.standby, "switchover")
+    assert not refused["ok"] and "active head" in refused["error"]
+
+
+def test_primary_crash_fails_over_with_one_owner_and_manual_failback(ha: HaLab) -> None:
+    with OwnerSampler(ha) as sampler:
+        time.sleep(0.2)
+        crashed = time.monotonic()
+        ha.lab.crash(ha.primary)
+        second = ha.wait_for(ha.standby, "active", 10)
+        assert pings(ha.lab, "client", ha.vip)
+        taken = sampler.first_owned_by(ha.standby, crashed)
+        ha.lab.restore(ha.primary)
+        restored = time.monotonic()
+        ha.start_daemon(ha.primary)
+        ha.wait_for(ha.primary, "standby", 10)
+        time.sleep(1.0)  # failback: manual -> the primary stays standby
+        assert (ha.status(ha.standby) or {}).get("state") == "active"
+        reply = ha.control(ha.primary, "failback")
+        assert reply["ok"], reply
+        _steady(ha, ha.primary, ha.standby)
+    assert second["last_failover"]["kind"] == "failover"
+    assert taken is not None
+    assert sampler.max_owners() == 1
+    assert not ha.fence or not ha.fence.requests  # a crashed host does not answer for the VIP: no fence needed
+    # The restarted primary announced the VIP only after the failback, never while the standby held it.
+    back = sampler.first_owned_by(ha.primary, restored)
+    assert back is not None
+    assert all(a.t >= back for a in sampler.announced_by(ha.primary, restored))
+    print(f"failover: VIP on {ha.standby} {(taken - crashed) * 1000:.0f} ms after the crash")

@@ -1,0 +1,132 @@
+"""The pure decision step, scenario by scenario."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from haoscar.ha.decide import Demote, Go, Promote, View, decide, wants_failback
+from haoscar.ha.state import State
+
+
+def view(**changes: object) -> View:
+    base = View(
+        now=100.0,
+        state=State.STANDBY,
+        state_since=90.0,
+        started=90.0,
+        is_primary=False,
+        dead=0.6,
+        startup_wait=0.6,
+        handover_timeout=3.0,
+        witness_configured=True,
+        fencing_configured=True,
+        failback_auto=False,
+        failback_stable=10.0,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_a_standby_that_hears_an_active_peer_stays() -> None:
+    assert decide(view(peer_last_heard=99.9, peer_state=State.ACTIVE, peer_healthy=True)) == []
+
+
+def test_a_standby_goes_for_the_role_when_the_peer_is_silent_for_dead_time() -> None:
+    assert decide(view(peer_last_heard=99.5, peer_state=State.ACTIVE)) == []
+    actions = decide(view(peer_last_heard=99.39, peer_state=State.ACTIVE))
+    assert actions == [Go(State.TAKEOVER, "the peer is silent on every network")]
+
+
+def test_takeover_needs_the_lease_and_fences_when_configured() -> None:
+    assert decide(view(state=State.TAKEOVER, state_since=99.9)) == []
+    actions = decide(view(state=State.TAKEOVER, lease_until=100.5))
+    assert isinstance(actions[0], Go) and actions[0].state == State.STARTING
+    assert actions[1] == Promote("holds the witness lease", fence=True, handover=False)
+
+
+def test_takeover_gives_up_when_the_peer_comes_back_active() -> None:
+    actions = decide(view(state=State.TAKEOVER, lease_until=100.5, peer_last_heard=99.99, peer_state=State.ACTIVE))
+    assert actions == [Go(State.STANDBY, "the peer is active")]
+
+
+def test_without_witness_takeover_is_only_through_fencing() -> None:
+    no_witness = view(state=State.TAKEOVER, witness_configured=False, fencing_configured=False, state_since=99.0)
+    assert decide(no_witness) == []
+    fenced = decide(replace(no_witness, fencing_configured=True))
+    assert fenced[1] == Promote("peer dead", fence=True, handover=False)
+
+
+def test_an_active_head_without_lease_demotes_urgently_unless_the_peer_confirms_it() -> None:
+    active = view(state=State.ACTIVE, lease_until=99.9)
+    assert decide(active) == [
+        Demote("lease expired and the peer does not confirm this head", urgent=True, handover=False)
+    ]
+    assert decide(replace(active, peer_guard_until=100.2)) == []  # witness down: only a warning
+
+
+def test_cold_start_the_primary_goes_first_and_the_standby_waits() -> None:
+    both = {"peer_last_heard": 99.9, "peer_state": State.STANDBY, "peer_healthy": True, "started": 99.0}
+    primary = decide(view(is_primary=True, **both))
+    assert primary and isinstance(primary[0], Go) and primary[0].state == State.TAKEOVER
+    assert decide(view(is_primary=False, state_since=99.0, **both)) == []
+
+
+def test_startup_waits_for_the_peer_before_declaring_it_dead() -> None:
+    assert decide(view(started=99.7)) == []
+    assert decide(view(started=99.3))[0] == Go(State.TAKEOVER, "the peer is silent on every network")
+
+
+def test_switchover_hands_over_only_to_a_healthy_standby() -> None:
+    active = view(state=State.ACTIVE, lease_until=100.5, switchover_requested=True, peer_last_heard=99.9)
+    assert decide(replace(active, peer_state=State.STANDBY, peer_healthy=False)) == []
+    actions = decide(replace(active, peer_state=State.STANDBY, peer_healthy=True))
+    assert actions == [Demote("switchover requested", urgent=False, handover=True)]
+
+
+def test_the_standby_takes_a_handover_at_once() -> None:
+    actions = decide(view(peer_last_heard=99.9, peer_state=State.STANDBY, peer_handover_to_me=True))
+    assert actions == [Go(State.TAKEOVER, "the peer handed the role over")]
+    promote = decide(
+        view(
+            state=State.TAKEOVER,
+            lease_until=100.7,
+            peer_last_heard=99.9,
+            peer_state=State.STANDBY,
+            peer_handover_to_me=True,
+        )
+    )
+    assert promote[1] == Promote("holds the witness lease", fence=False, handover=True)
+
+
+def test_a_head_handing_over_does_not_take_the_role_back() -> None:
+    v = view(is_primary=True, peer_last_heard=99.9, peer_state=State.STANDBY, handing_over_until=101.0)
+    assert decide(v) == []
+
+
+def test_an_escalated_service_fails_over() -> None:
+    v = view(state=State.ACTIVE, lease_until=100.5, resources_escalated=True, peer_last_heard=99.9, peer_healthy=True)
+    assert decide(v) == [Demote("a service failed too often", urgent=False, handover=True)]
+
+
+def test_auto_failback_waits_for_a_stable_period() -> None:
+    v = view(is_primary=True, failback_auto=True, peer_last_heard=99.9, peer_state=State.ACTIVE, peer_all_links=True)
+    assert not wants_failback(replace(v, stable_since=95.0))
+    assert wants_failback(replace(v, stable_since=90.0))
+    assert not wants_failback(replace(v, stable_since=90.0, failback_auto=False))
+
+
+def test_the_active_standby_head_fails_back_when_the_primary_asks() -> None:
+    v = view(
+        state=State.ACTIVE,
+        lease_until=100.5,
+        peer_last_heard=99.9,
+        peer_state=State.STANDBY,
+        peer_healthy=True,
+        peer_wants_failback=True,
+    )
+    assert decide(v) == [Demote("failback to the primary", urgent=False, handover=True)]
+
+
+def test_shutdown_demotes_and_stops() -> None:
+    v = view(state=State.ACTIVE, lease_until=100.5, shutdown=True)
+    assert decide(v) == [Demote("shutting down", urgent=False, handover=False, final=State.STOPPED)]
+    assert decide(view(shutdown=True)) == [Go(State.STOPPED, "shutting down")]

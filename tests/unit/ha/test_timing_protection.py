@@ -1,0 +1,81 @@
+"""Timing protection: loop-lag warnings, and real-time scheduling / locked memory applied or warned about."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+
+from haoscar.ha.events import EventBus
+from haoscar.ha.timing import LoopLagMonitor
+
+
+def test_a_stalled_loop_is_measured_and_warned_about_once_per_quiet_period() -> None:
+    bus = EventBus("head1")
+    monitor = LoopLagMonitor(bus, interval=0.02, threshold=0.1, quiet=60)
+
+    async def scenario() -> None:
+        monitor.start()
+        await asyncio.sleep(0.2)
+        assert monitor.samples > 0
+        assert monitor.max_lag_ms < 100  # an idle loop wakes on time (within the threshold)
+        time.sleep(0.3)  # the daemon stalls: blocking work on the loop, a CPU hog, a VM pause
+        await asyncio.sleep(0.1)
+        time.sleep(0.2)  # a second stall inside the quiet period: measured, not warned about again
+        await asyncio.sleep(0.1)
+        await monitor.stop()
+
+    asyncio.run(scenario())
+    warnings = [e for e in bus.recent(100) if e.kind == "loop.lag"]
+    assert len(warnings) == 1
+    assert warnings[0].severity == "warning"
+    assert warnings[0].data["lag_ms"] >= 250
+    assert monitor.max_lag_ms >= 250
+    assert monitor.late_count == 2
+    assert monitor.status()["max_lag_ms"] == round(monitor.max_lag_ms, 1)
+
+
+PROBE = """
+import json, os
+from haoscar.ha.timing import apply_timing_protection
+from haoscar.spec.models import HA
+report = apply_timing_protection(HA(realtime=True, realtime_priority=7, lock_memory=True))
+policy = os.sched_getscheduler(0)
+vmlck = [l for l in open('/proc/self/status') if l.startswith('VmLck:')][0].split()[1]
+print(json.dumps({"realtime": report.realtime, "locked": report.memory_locked, "warnings": report.warnings,
+                  "policy_rr": policy == os.SCHED_RR, "priority": os.sched_getparam(0).sched_priority,
+                  "vmlck_kb": int(vmlck)}))
+"""
+
+
+def test_realtime_and_mlockall_are_applied_or_reported() -> None:
+    # In a child process: SCHED_RR and mlockall must not leak into the test runner.
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(out.stdout)
+    if result["realtime"] is not None:
+        assert result["realtime"] == "SCHED_RR priority 7"
+        assert result["policy_rr"] and result["priority"] == 7
+    else:
+        assert not result["policy_rr"]
+        assert any("real-time scheduling refused" in w for w in result["warnings"])
+    if result["locked"]:
+        assert result["vmlck_kb"] > 0
+    else:
+        assert result["vmlck_kb"] == 0
+        assert any("mlockall refused" in w for w in result["warnings"])
+
+
+def test_nothing_is_applied_by_default() -> None:
+    probe = PROBE.replace("HA(realtime=True, realtime_priority=7, lock_memory=True)", "HA()")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(out.stdout)
+    assert result == {
+        "realtime": None,
+        "locked": False,
+        "warnings": [],
+        "policy_rr": False,
+        "priority": 0,
+        "vmlck_kb": 0,
+    }
