@@ -31,9 +31,26 @@ exit 0
 """
 
 
+HAOSCAR = [sys.executable, "-m", "haoscar", "--state-dir", "/var/lib/haoscar"]
+
+
 def haoscar(lab: Lab, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "haoscar", "--state-dir", "/var/lib/haoscar", *args]
-    return lab.exec(HEAD, argv, timeout=timeout, check=False)
+    return lab.exec(HEAD, [*HAOSCAR, *args], timeout=timeout, check=False)
+
+
+def fetch(lab: Lab, path: str) -> str:
+    """GET from the boot server on the head's private address, retried while it starts."""
+    code = (
+        "import sys, time, urllib.request\n"
+        "for _ in range(100):\n"
+        "    try:\n"
+        f"        print(urllib.request.urlopen('http://198.18.0.1:8470{path}', timeout=2).read().decode()); break\n"
+        "    except OSError:\n"
+        "        time.sleep(0.1)\n"
+        "else:\n"
+        "    sys.exit('boot server did not answer')\n"
+    )
+    return lab.exec(HEAD, [sys.executable, "-c", code], timeout=30).stdout
 
 
 def dhcp_client(lab: Lab, host: str, out: Path, *extra: str) -> dict[str, str] | None:
@@ -43,7 +60,6 @@ def dhcp_client(lab: Lab, host: str, out: Path, *extra: str) -> dict[str, str] |
     argv = ["busybox", "udhcpc", "-i", "eth0", "-f", "-q", "-n", "-t", "3", "-T", "1", "-O", "hostname"]
     result = lab.exec(host, [*argv, "-s", str(out / "udhcpc.sh"), *extra], check=False, timeout=20)
     if result.returncode != 0 or not env_file.exists():
-        print(host, result.returncode, result.stdout, result.stderr)
         return None
     return dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
 
@@ -83,8 +99,7 @@ def test_dnsmasq_serves_known_macs_collects_unknown_ones_and_reloads_in_place(
     # An unknown MAC gets nothing, and `mac collect` (running beside dnsmasq) shows it.
     collector = lab.popen(
         HEAD,
-        [sys.executable, "-m", "haoscar", "--state-dir", "/var/lib/haoscar", "mac", "collect",
-         "--interface", "eth0", "--timeout", "20", "--count", "1", "--json"],
+        [*HAOSCAR, "mac", "collect", "--interface", "eth0", "--timeout", "20", "--count", "1", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -103,20 +118,40 @@ def test_dnsmasq_serves_known_macs_collects_unknown_ones_and_reloads_in_place(
     assert [s["mac"] for s in listed] == [UNKNOWN_MAC]
 
     # Assigning it (incremental sync, SIGHUP) gives that client its node's address from the same dnsmasq.
-    r = haoscar(lab, "mac", "assign-all", "node02")
-    print(r.stdout, r.stderr)
+    assert haoscar(lab, "mac", "assign-all", "node02").returncode == 0
     offer2 = dhcp_client(lab, "dc2", tmp_path)
-    time.sleep(1)
     assert offer2 is not None, (state / "netboot/dnsmasq.log").read_text()[-3000:]
     assert (offer2["ip"], offer2["hostname"]) == ("198.18.0.102", "node02")
 
-    # localboot: still its address, no longer the netboot file; dnsmasq was reloaded, not restarted.
-    disabled = haoscar(lab, "netboot", "disable", "node01", "--json")
-    assert disabled.returncode == 0, disabled.stderr
-    assert json.loads(disabled.stdout)["sync"]["reloaded_pid"] == pid
+    # A changed entry (node01 moves to .111) is picked up by the same dnsmasq through SIGHUP.
+    assert haoscar(lab, "node", "set", "node01", "--ip", "198.18.0.111").returncode == 0
+    synced = haoscar(lab, "netboot", "sync", "node01", "--json")
+    assert json.loads(synced.stdout)["reloaded_pid"] == pid, synced.stderr
     offer = dhcp_client(lab, "dc1", tmp_path)
-    assert offer is not None and offer["ip"] == "198.18.0.101" and not offer.get("boot_file")
+    assert offer is not None, (state / "netboot/dnsmasq.log").read_text()[-3000:]
+    assert offer["ip"] == "198.18.0.111"
+
+    # localboot: the node keeps its address and chainloader, but the boot server's script for it no longer
+    # loads a kernel: it exits to the local disk.
+    server = lab.popen(
+        HEAD,
+        [*HAOSCAR, "netboot", "serve", "--bind", "198.18.0.1", "--port", "8470"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert "kernel http://198.18.0.1:8470/files/oscarimage/vmlinuz" in fetch(lab, f"/boot/{KNOWN_MAC}.ipxe")
+        disabled = haoscar(lab, "netboot", "disable", "node01", "--json")
+        assert disabled.returncode == 0, disabled.stderr
+        offer = dhcp_client(lab, "dc1", tmp_path)
+        assert offer is not None and offer["ip"] == "198.18.0.111"
+        script = fetch(lab, f"/boot/{KNOWN_MAC}.ipxe")
+        lines = script.strip().splitlines()
+        assert lines[-1] == "exit" and not [line for line in lines if line.startswith("kernel")], script
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
     status = json.loads(haoscar(lab, "dhcp", "status", "--json").stdout)
-    assert status["running"] and status["pid"] == pid
+    assert status["running"] and status["pid"] == pid  # reloaded all along, never restarted
     assert {lease["mac"] for lease in status["leases"]} == {KNOWN_MAC, UNKNOWN_MAC}
     assert haoscar(lab, "dhcp", "stop").returncode == 0

@@ -34,7 +34,7 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaLab]:
 def _steady(ha: HaLab, active: str, standby: str) -> None:
     ha.wait_for(active, "active", 10)
     ha.wait_for(standby, "standby", 10)
-    assert wait_until(lambda: (ha.status(active) or {}).get("peer", {}).get("alive"), 5)
+    assert wait_until(lambda: (ha.status(active) or {}).get("peer", {}).get("state") == "standby", 5)
 
 
 def _events(ha: HaLab, head: str) -> list[dict[str, object]]:
@@ -47,7 +47,8 @@ def test_cold_start_makes_the_primary_active_with_the_lease(ha: HaLab) -> None:
     assert first is not None and second is not None
     assert (first["state"], second["state"]) == ("active", "standby")
     assert first["lease"]["valid"] and first["lease"]["holder"] == ha.primary
-    assert second["lease"]["holder"] == ha.primary  # the standby asks the witness too, without taking anything
+    # the standby asks the witness too (a query), without taking anything
+    assert wait_until(lambda: (ha.status(ha.standby) or {}).get("lease", {}).get("holder") == ha.primary, 3)
     assert first["vip"]["held"] and not second["vip"]["held"]
     assert pings(ha.lab, "client", ha.vip)
     with OwnerSampler(ha) as sampler:
@@ -103,7 +104,7 @@ def test_forged_replayed_and_garbage_heartbeats_are_dropped_and_counted(ha: HaLa
     before = ha.status(ha.primary)
     assert before is not None
     # A real heartbeat of head2, captured on the wire, to be replayed.
-    sniff = in_netns(ha.lab.netns(ha.primary), lambda: _udp_sniffer())
+    sniff = in_netns(ha.lab.netns(ha.primary), _udp_sniffer)
     with sniff:
         sniff.settimeout(2.0)
         captured = _next_payload(sniff, ha.spec.ha.port)
@@ -168,6 +169,49 @@ def test_switchover_moves_the_role_and_back(ha: HaLab) -> None:
     assert not refused["ok"] and "active head" in refused["error"]
 
 
+def test_sigterm_demotes_in_order_and_hands_over(ha: HaLab) -> None:
+    with OwnerSampler(ha) as sampler:
+        stopped = time.monotonic()
+        assert ha.terminate(ha.primary) == 0
+        ha.wait_for(ha.standby, "active", 10)
+        took = sampler.first_owned_by(ha.standby, stopped)
+        ha.start_daemon(ha.primary)
+        _steady(ha, ha.standby, ha.primary)
+        assert ha.control(ha.primary, "failback")["ok"]
+        _steady(ha, ha.primary, ha.standby)
+    assert sampler.max_owners() == 1 and took is not None
+    kinds = [e["kind"] for e in _events(ha, ha.primary)]
+    assert "daemon.stop" in kinds
+    log = ha.log_path(ha.primary, "ha").read_text()
+    assert "<6>haoscar-ha[head1]: role stopping -> stopped" in log
+
+
+def test_primary_cut_from_everyone_demotes_before_the_standby_takes_over(ha: HaLab) -> None:
+    others = [host for host in ha.lab.hosts if host != ha.primary]
+    with OwnerSampler(ha) as sampler:
+        time.sleep(0.2)
+        cut = time.monotonic()
+        for host in others:
+            ha.lab.partition(ha.primary, host)
+        ha.wait_for(ha.standby, "active", 10)
+        # its control socket is a file, reachable while its networks are cut; it keeps asking the witness in vain
+        assert wait_until(lambda: (ha.status(ha.primary) or {}).get("state") in ("standby", "takeover"), 10)
+        isolated = ha.status(ha.primary)
+        ha.lab.heal()
+        _steady(ha, ha.standby, ha.primary)
+        reply = ha.control(ha.primary, "failback")
+        assert reply["ok"], reply
+        _steady(ha, ha.primary, ha.standby)
+    dropped = sampler.last_owned_by(ha.primary)
+    assert sampler.max_owners(cut) == 1
+    lost = max(s.t for s in sampler.samples if s.t < (sampler.first_owned_by(ha.standby, cut) or 0))
+    took = sampler.first_owned_by(ha.standby, cut)
+    assert took is not None and dropped is not None
+    primary_gone = next(s.t for s in sampler.samples if s.t >= cut and ha.primary not in s.reachable)
+    assert primary_gone <= took and lost < took
+    assert isolated is not None and not isolated["vip"]["held"]
+
+
 def test_primary_crash_fails_over_with_one_owner_and_manual_failback(ha: HaLab) -> None:
     with OwnerSampler(ha) as sampler:
         time.sleep(0.2)
@@ -182,6 +226,7 @@ def test_primary_crash_fails_over_with_one_owner_and_manual_failback(ha: HaLab) 
         ha.wait_for(ha.primary, "standby", 10)
         time.sleep(1.0)  # failback: manual -> the primary stays standby
         assert (ha.status(ha.standby) or {}).get("state") == "active"
+        failback = time.monotonic()
         reply = ha.control(ha.primary, "failback")
         assert reply["ok"], reply
         _steady(ha, ha.primary, ha.standby)
@@ -190,7 +235,7 @@ def test_primary_crash_fails_over_with_one_owner_and_manual_failback(ha: HaLab) 
     assert sampler.max_owners() == 1
     assert not ha.fence or not ha.fence.requests  # a crashed host does not answer for the VIP: no fence needed
     # The restarted primary announced the VIP only after the failback, never while the standby held it.
-    back = sampler.first_owned_by(ha.primary, restored)
-    assert back is not None
-    assert all(a.t >= back for a in sampler.announced_by(ha.primary, restored))
+    assert sampler.first_owned_by(ha.primary, restored) is not None
+    assert sampler.announced_by(ha.primary, restored)
+    assert all(a.t >= failback for a in sampler.announced_by(ha.primary, restored))
     print(f"failover: VIP on {ha.standby} {(taken - crashed) * 1000:.0f} ms after the crash")

@@ -25,7 +25,7 @@ def test_crash_is_a_power_loss_and_restore_a_boot(lab: Lab) -> None:
     assert daemon.wait(timeout=5) == -9
     assert all(state_of(pid) is None for pid in pids)
     assert not pings(lab, "client", HEAD2_PUBLIC, deadline=1)
-    with pytest.raises(UserError, match="head2 .* is down"):
+    with pytest.raises(UserError, match=r"head2 .* is down"):
         lab.exec("head2", ["true"])
     assert lab.status().hosts[1].state == "crashed"
 

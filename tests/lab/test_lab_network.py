@@ -45,7 +45,7 @@ def test_exec_reports_failures_and_popen_runs_daemons(lab: Lab) -> None:
     with pytest.raises(subprocess.CalledProcessError):
         lab.exec("node02", ["false"])
     assert lab.exec("node02", ["cat"], input="hello").stdout == "hello"
-    with pytest.raises(UserError, match="no host 'nosuch'.*head1"):
+    with pytest.raises(UserError, match=r"no host 'nosuch'.*head1"):
         lab.exec("nosuch", ["true"])
     daemon = lab.popen("node02", ["sleep", "60"])
     assert daemon.pid in lab.host_pids("node02")
@@ -65,6 +65,7 @@ def test_added_host_and_tap(lab: Lab) -> None:
         ["ip", "-n", lab.switch_netns, "-o", "link", "show", "tapvm0"], capture_output=True, text=True, check=True
     ).stdout
     assert "master br-private" in out
+    assert not os.path.exists("/sys/class/net/tapvm0")  # never in the machine's own namespace
 
 
 def test_two_labs_at_once_and_down_leaves_nothing(make_lab: MakeLab) -> None:

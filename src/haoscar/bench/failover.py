@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from haoscar.bench.failover_probe import ProbeStream, dhcp_argv, icmp_argv
 from haoscar.bench.keepalived_peer import KeepalivedPair
 from haoscar.errors import UserError
-from haoscar.ha.labrun import HaLab, ha_spec, start_ha
+from haoscar.ha.labrun import HaLab, ha_spec, start_ha, wait_until
 from haoscar.lab.lab import Lab
 from haoscar.spec import ClusterSpec, all_nodes
 from haoscar.spec.models import Service
@@ -33,6 +33,8 @@ from haoscar.spec.nodes import group_names
 REPLY_TIMEOUT_S = 20.0
 READY_TIMEOUT_S = 15.0
 IDLE_SAMPLE_S = 10.0
+SETTLE_TIMEOUT_S = 30.0
+MAX_UNSTEADY_STARTS = 5
 
 # The floors of the HA issue: what "fast and safe" means in numbers.
 DEFAULT_LIMIT_MS = 1000.0
@@ -46,6 +48,14 @@ class Contender(Protocol):
     """Something that keeps the alias IP on one head of the lab: haoscar, or keepalived."""
 
     label: str
+
+    @property
+    def settle_s(self) -> float:
+        """How long to let a freshly started pair run before the crash, so that the standby has left its startup
+        timers behind and heard the active head: the crash must hit a steady state."""
+
+    def steady(self) -> bool:
+        """Whether the primary alone holds the VIP (checked after the settle time, just before the crash)."""
 
     def start(self) -> None:
         """Run on both heads; return once the primary owns the VIP."""
@@ -167,20 +177,54 @@ class HaoscarPair:
     """haoscar's daemons on both heads plus the witness and lab fencing, at one of ``haoscar.ha.labrun``'s
     profiles; ``start`` returns once the primary is active (VIP and DHCP up) and the standby stands by."""
 
-    def __init__(self, lab: Lab, spec: ClusterSpec, profile: str) -> None:
+    def __init__(self, lab: Lab, spec: ClusterSpec, profile: str, **ha_overrides: Any) -> None:
         self.lab = lab
         self.spec = spec
         self.profile = profile
+        self.overrides = ha_overrides
         self.label = f"haoscar {profile}"
         self.ha: HaLab | None = None
 
     @property
+    def settle_s(self) -> float:
+        ha = self.effective.ha
+        return max(1.0, 3 * ha.dead_time)
+
+    @property
     def effective(self) -> ClusterSpec:
         """The spec the daemons run with: the profile's timings applied."""
-        return ha_spec(self.spec, profile=self.profile)
+        return ha_spec(self.spec, profile=self.profile, **self.overrides)
 
     def start(self) -> None:
-        self.ha = start_ha(self.lab, self.spec, profile=self.profile)
+        """Start, and make sure the run begins from the initial roles: if the standby won the cold start (a busy
+        machine can start it first), a switchover hands the role to the primary."""
+        ha = self.ha = start_ha(self.lab, self.spec, profile=self.profile, wait=False, **self.overrides)
+        try:
+
+            def states() -> dict[str, str | None]:
+                return {h: (ha.status(h, timeout=1.0) or {}).get("state") for h in (ha.primary, ha.standby)}
+
+            if not wait_until(lambda: sorted(map(str, states().values())) == ["active", "standby"], SETTLE_TIMEOUT_S):
+                raise RuntimeError(f"{self.label}: no head became active; states {states()}\n{ha.logs(ha.primary)}")
+            if states()[ha.primary] != "active":
+                ha.control(ha.standby, "switchover")
+            ha.wait_for(ha.primary, "active", SETTLE_TIMEOUT_S)
+            ha.wait_for(ha.standby, "standby", SETTLE_TIMEOUT_S)
+        except BaseException:
+            self.stop()
+            raise
+
+    def steady(self) -> bool:
+        ha = self.running()
+        first, second = ha.status(ha.primary), ha.status(ha.standby)
+        return (
+            first is not None
+            and second is not None
+            and first.get("state") == "active"
+            and bool(first.get("vip", {}).get("held"))
+            and second.get("state") == "standby"
+            and not second.get("vip", {}).get("held")
+        )
 
     def running(self) -> HaLab:
         if self.ha is None:
@@ -237,6 +281,8 @@ class Series:
     label: str
     vip_ms: list[float] = field(default_factory=list)
     dhcp_ms: list[float] = field(default_factory=list)
+    new_owners: list[str] = field(default_factory=list)
+    unsteady_starts: int = 0
 
     def median(self) -> float | None:
         return round(statistics.median(self.vip_ms), 1) if self.vip_ms else None
@@ -260,16 +306,29 @@ Progress = Callable[[str], None]
 def run_series(
     lab: Lab, topo: Topology, contender: Contender, series: Series, *, runs: int, with_dhcp: bool, note: Progress
 ) -> None:
-    for index in range(runs):
+    index = 0
+    while index < runs:
         note(f"{contender.label}: run {index + 1}/{runs}")
         contender.start()
+        result = None
         try:
-            result = measure_crash(lab, topo, with_dhcp)
+            time.sleep(contender.settle_s)
+            if contender.steady():
+                result = measure_crash(lab, topo, with_dhcp)
         finally:
             contender.stop()
             if lab.host(topo.primary).state == "crashed":
                 lab.restore(topo.primary)
+        if result is None:
+            # Both heads claimed the VIP after the start: a crash now would time no failover at all. Counted, and
+            # the run is done again from a fresh start.
+            series.unsteady_starts += 1
+            if series.unsteady_starts > MAX_UNSTEADY_STARTS:
+                raise RuntimeError(f"{contender.label}: {series.unsteady_starts} starts without one steady owner")
+            continue
+        index += 1
         series.vip_ms.append(round(result.vip_ms, 1))
+        series.new_owners.append(topo.standby if result.new_owner_mac == topo.standby_mac else result.new_owner_mac)
         if result.dhcp_ms is not None:
             series.dhcp_ms.append(round(result.dhcp_ms, 1))
 
@@ -355,6 +414,8 @@ def report(
         "runs": options.runs,
         "runs_ms": {key: s.vip_ms for key, s in series.items() if s.vip_ms},
         "dhcp_runs_ms": {key: s.dhcp_ms for key, s in series.items() if s.dhcp_ms},
+        "vip_owner_after_crash": {key: s.new_owners for key, s in series.items() if s.new_owners},
+        "unsteady_starts": {key: s.unsteady_starts for key, s in series.items() if s.vip_ms},
         "profiles": {
             "default": {
                 "heartbeat_interval": default_ha.heartbeat_interval,

@@ -111,6 +111,12 @@ class KeepalivedPair:
         self._logs: list[IO[bytes]] = []
 
     @property
+    def settle_s(self) -> float:
+        """A backup that has not yet heard the new master still runs its startup Master_Down timer (3 adverts and
+        the skew); crashing the master inside that window would time the startup, not a failover."""
+        return 3 * self.advert_int + 1.0
+
+    @property
     def primary(self) -> VrrpPeer:
         return self.peers[0]
 
@@ -132,15 +138,18 @@ class KeepalivedPair:
         """Start both heads and wait until the primary owns the VIP (and the standby does not)."""
         for peer in self.peers:
             self.start_head(peer)
-        standby = self.peers[1]
         wait_for(
             f"keepalived on {self.primary.host} to become MASTER with {self.vip} (log in {self.workdir})",
-            lambda: (
-                has_address(self.lab, self.primary.host, self.primary.interface, self.vip)
-                and not has_address(self.lab, standby.host, standby.interface, self.vip)
-            ),
+            self.steady,
             START_TIMEOUT_S,
         )
+
+    def steady(self) -> bool:
+        """The primary holds the VIP and the standby does not. Right after a start both may be MASTER for a while
+        (each one's startup timer ran out before it heard the other), which is no state to crash from."""
+        standby = self.peers[1]
+        primary_has = has_address(self.lab, self.primary.host, self.primary.interface, self.vip)
+        return primary_has and not has_address(self.lab, standby.host, standby.interface, self.vip)
 
     def stop(self) -> None:
         """Stop every keepalived this pair started, by pid; a crashed head's process is already gone."""

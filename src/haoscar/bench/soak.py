@@ -29,6 +29,10 @@ from haoscar.lab.lab import Lab
 from haoscar.spec import ClusterSpec
 
 POLL_S = 1.0
+# The daemons log a ``loop.lag`` warning (with their running maximum) for any lag above ``ha.loop_lag_warning``, at
+# most one per 5 s; a low threshold turns those warnings into the lag record the soak reads. Only the warning
+# threshold changes: the heartbeat, dead time and lease stay those of the default profile.
+LAG_RECORD_S = 0.005
 # A role change into one of these is the start of an attempt to move the role: the standby going for the lease,
 # or the active head stepping down.
 MOVES = ("takeover", "stopping")
@@ -95,7 +99,7 @@ def run_soak(
     lab = Lab.up(spec, name, state_dir)
     try:
         topo = topology(lab, spec)
-        pair = HaoscarPair(lab, spec, "default")
+        pair = HaoscarPair(lab, spec, "default", loop_lag_warning=LAG_RECORD_S)
         note("HA starting")
         pair.start()
         heads = (topo.primary, topo.standby)
@@ -113,23 +117,25 @@ def run_soak(
                     status = pair.status(host)
                     if status is not None:
                         statuses[host] = status
-            replies = [e for e in icmp.events if e.t >= settled]
+            ended = time.monotonic()
+            replies = [e for e in icmp.events if settled <= e.t < ended]
         pair.stop()
         role_events = []
-        lag_events: list[float] = []
+        lag_events: list[dict[str, Any]] = []
         for host in heads:
             for event in read_events(events_path(lab.host_dir(host) / "var/lib/haoscar")):
-                if float(event.get("mono", 0.0)) < settled:
-                    continue
+                if not settled <= float(event.get("mono", 0.0)) < ended:
+                    continue  # startup and the final shutdown are not part of the soak
                 if event.get("kind") == "role":
                     role_events.append(event)
                 if event.get("kind") == "loop.lag":
-                    lag_events.extend(find_values(event.get("data", {}), "lag_ms"))
+                    lag_events.append(event)
     finally:
         note(f"lab {name} down")
         lab.down()
     changes, gap = owner_changes(replies)
-    lags = [v for s in statuses.values() for v in find_values(s, "max_lag_ms")] + lag_events
+    lags = [v for s in statuses.values() for v in find_values(s, "max_lag_ms")]
+    lags += [v for e in lag_events for key in ("lag_ms", "max_lag_ms") for v in find_values(e.get("data", {}), key)]
     moves = [e for e in role_events if e.get("data", {}).get("new") in MOVES]
     ha = pair.effective.ha
     return {
@@ -144,7 +150,8 @@ def run_soak(
         "vip_owner_changes": changes,
         "vip_replies": len(replies),
         "longest_reply_gap_ms": gap,
-        "loop_lag_warnings": len(lag_events),
+        "loop_lag_records": len(lag_events),
+        "loop_lag_record_threshold_ms": LAG_RECORD_S * 1000,
         "final_states": {host: s.get("state") for host, s in statuses.items()},
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),

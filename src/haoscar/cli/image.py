@@ -17,7 +17,10 @@ from haoscar.provision.image_diff import TreeDiff
 from haoscar.provision.image_meta import IP_ASSIGNMENTS, POST_INSTALLS
 from haoscar.provision.images import FetchRequest, ImageStore, ImageSummary
 
-image_app = typer.Typer(help="Client images: fetch from a golden client, build with debootstrap, version, roll back.")
+image_app = typer.Typer(
+    help="Client images: fetch from a golden client, build with debootstrap, version, roll back.",
+    no_args_is_help=True,
+)
 
 IP_HELP = f"IP assignment method of nodes installed from this image: {' | '.join(IP_ASSIGNMENTS)}."
 POST_HELP = f"What an installed node does when its install is done: {' | '.join(POST_INSTALLS)}."

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from haoscar.cli.context import cli_context
 from haoscar.cli.render import console, print_json, table
-from haoscar.lab import Lab, LabStatus, down_lab
+
+if TYPE_CHECKING:  # haoscar.lab pulls in pyroute2: imported only when a lab command runs, not for every CLI start
+    from haoscar.lab import Lab, LabStatus
 
 lab_app = typer.Typer(
     help="The virtual cluster: hosts in network namespaces on bridged networks, with fault injection.",
@@ -21,6 +23,9 @@ HostArg = Annotated[str, typer.Argument(help="A host of the lab, e.g. head1 (see
 
 
 def _open(ctx: typer.Context, name: str) -> Lab:
+    from haoscar.lab import Lab, require_root
+
+    require_root("`haoscar lab`")  # before reading the state dir, which a non-root user may not even see
     return Lab.open(name, cli_context(ctx).state_dir)
 
 
@@ -53,6 +58,8 @@ def up(
     as_json: Annotated[bool, typer.Option("--json", help="Print the lab's status as JSON.")] = False,
 ) -> None:
     """Build the lab of a spec: both heads, every compute client, the witness and the user host."""
+    from haoscar.lab import Lab
+
     with console.status(f"bringing lab {name} up", spinner="dots"):
         lab = Lab.up(spec, name, cli_context(ctx).state_dir)
     if as_json:
@@ -67,6 +74,8 @@ def up(
 @lab_app.command("down")
 def down(ctx: typer.Context, name: NameOpt = "lab") -> None:
     """Remove every namespace, link, process and file of the lab (safe to run twice)."""
+    from haoscar.lab import down_lab
+
     if down_lab(name, cli_context(ctx).state_dir):
         console.print(f"[green]✓[/] lab {name} is down")
     else:
@@ -186,4 +195,6 @@ def loss(
 
 
 def register(app: typer.Typer) -> None:
+    import haoscar.bench.lab  # noqa: F401 - registers `haoscar bench lab` on the bench group
+
     app.add_typer(lab_app, name="lab")

@@ -97,9 +97,11 @@ def collect(
     if as_json:
         print_json(result.as_dict())
         return
+    new = len([s for s in result.sightings if s.new])
+    hint = f"{len(result.assigned)} bound to nodes" if auto else "assign them with haoscar mac assign-all NODESET"
     console.print(
-        f"{len([s for s in result.sightings if s.new])} new MAC(s), {result.known} request(s) from known nodes, "
-        f"{result.bad_packets} malformed packet(s) skipped; assign them with haoscar mac assign-all NODESET"
+        f"\n{new} new MAC(s), {result.known} request(s) from known nodes, "
+        f"{result.bad_packets} malformed packet(s) skipped; {hint}"
     )
 
 

@@ -21,7 +21,7 @@ from haoscar.cli.render import error
 from haoscar.errors import UserError
 from haoscar.paths import state_dir
 
-app = typer.Typer(
+_app = typer.Typer(
     name="haoscar",
     help="Install and manage a Beowulf cluster and keep its head node highly available (HA-OSCAR).",
     no_args_is_help=True,
@@ -36,7 +36,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _root(
     ctx: typer.Context,
     state: Annotated[
@@ -56,21 +56,72 @@ def _root(
 
 _SKIP = {"main", "context", "render", "groups"}
 
+# Top-level command -> the CLI modules that provide it. Loading only what a command needs keeps the start-up of
+# `haoscar lab status` short, since the modules pull in SQLAlchemy, aiohttp and pyroute2. A command missing here
+# still works (everything is loaded); tests/unit/cli/test_command_map.py keeps the map true.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "spec": ("spec", "apply"),
+    "db": ("db",),
+    "node": ("node",),
+    "standby": ("standby",),
+    "image": ("image",),
+    "mac": ("mac",),
+    "netboot": ("netboot",),
+    "dhcp": ("dhcp",),
+    "install": ("install",),
+    "lab": ("lab",),
+    "demo": ("demo",),
+    "ha": ("ha",),
+    "witness": ("witness",),
+    "repl": ("repl",),
+}
 
-def _load_commands() -> None:
+_loaded: set[str] = set()
+_bench_added = False
+
+
+def _all_modules() -> list[str]:
     import haoscar.cli as package
 
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if info.name in _SKIP or info.name.startswith("_"):
+    names = sorted(info.name for info in pkgutil.iter_modules(package.__path__))
+    return [name for name in names if name not in _SKIP and not name.startswith("_")]
+
+
+def load_commands(modules: tuple[str, ...] | None = None) -> typer.Typer:
+    """Register the given CLI modules (all of them when None) on the root app, each once."""
+    global _bench_added
+    for name in _all_modules() if modules is None else modules:
+        if name in _loaded:
             continue
-        module = importlib.import_module(f"haoscar.cli.{info.name}")
+        _loaded.add(name)
+        module = importlib.import_module(f"haoscar.cli.{name}")
         register = getattr(module, "register", None)
         if register is not None:
-            register(app)
-    app.add_typer(bench_app, name="bench")
+            register(_app)
+    if not _bench_added:
+        _bench_added = True
+        _app.add_typer(bench_app, name="bench")
+    return _app
 
 
-_load_commands()
+def _command_of(argv: list[str]) -> str | None:
+    """The top-level command in ``argv``: the first word that is not a global option or its value."""
+    skip_next = False
+    for word in argv:
+        if skip_next:
+            skip_next = False
+        elif word == "--state-dir":
+            skip_next = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `from haoscar.cli.main import app` (tests, typer.testing) gets the app with every command.
+    if name == "app":
+        return load_commands()
+    raise AttributeError(name)
 
 
 def run(argv: list[str] | None = None) -> None:
@@ -78,8 +129,10 @@ def run(argv: list[str] | None = None) -> None:
 
     Typer itself turns usage errors (unknown option, missing argument) into a message and exit status 2.
     """
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=argv, prog_name="haoscar")
+        load_commands(COMMAND_MODULES.get(_command_of(args) or ""))
+        _app(args=args, prog_name="haoscar")
     except UserError as exc:
         error(exc.message)
         for line in exc.details:

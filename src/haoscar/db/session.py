@@ -7,7 +7,7 @@ works without a separate set-up step, and an older database is migrated before a
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,14 @@ def _on_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
+# One write of a transaction as the DBAPI saw it: (SQL, parameters, executemany).
+CapturedWrite = tuple[str, Any, bool]
+# Called with a transaction's writes just before SQLite commits it (replication ships them to the standby here).
+CommitHook = Callable[[list[CapturedWrite]], None]
+_WRITES_KEY = "haoscar_writes"
+_NOT_WRITES = ("SELECT", "BEGIN", "COMMIT", "END", "PRAGMA", "EXPLAIN", "ANALYZE")
+
+
 class Database:
     """The engine and session factory for ``state_dir/haoscar.db``."""
 
@@ -60,6 +68,33 @@ class Database:
         event.listen(self.engine, "connect", _on_connect)
         event.listen(self.engine, "begin", _on_begin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._commit_hooks: list[CommitHook] = []
+
+    def add_commit_hook(self, hook: CommitHook) -> None:
+        """Call ``hook(writes)`` with every write transaction's statements before SQLite commits it; an exception
+        from the hook aborts the commit. Used by ``haoscar.replication`` for synchronous database replication."""
+        if not self._commit_hooks:
+            event.listen(self.engine, "before_cursor_execute", self._capture)
+            event.listen(self.engine, "commit", self._before_commit)
+            event.listen(self.engine, "rollback", self._forget)
+        self._commit_hooks.append(hook)
+
+    def _capture(
+        self, conn: Connection, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
+    ) -> None:
+        head = statement.lstrip()[:8].upper()
+        if head.startswith(_NOT_WRITES) or (head.startswith("ROLLBACK") and " TO " not in statement.upper()):
+            return
+        conn.info.setdefault(_WRITES_KEY, []).append((statement, parameters, executemany))
+
+    def _before_commit(self, conn: Connection) -> None:
+        writes: list[CapturedWrite] = conn.info.pop(_WRITES_KEY, [])
+        if writes:
+            for hook in self._commit_hooks:
+                hook(writes)
+
+    def _forget(self, conn: Connection) -> None:
+        conn.info.pop(_WRITES_KEY, None)
 
     @contextmanager
     def session(self, *, readonly: bool = False) -> Iterator[Session]:
@@ -117,6 +152,11 @@ def open_database(state_dir: Path | str, *, upgrade: bool = True) -> Database:
             "choose a writable one with --state-dir or HAOSCAR_STATE_DIR"
         ) from None
     db = Database(directory)
+    # The seam of synchronous replication: while this head's replication daemon runs as the source, every write
+    # transaction (a schema upgrade too) is shipped to the standby before it commits (a no-op otherwise).
+    from haoscar.replication.dbhook import attach_if_replicating
+
+    attach_if_replicating(db)
     if upgrade:
         db.upgrade()
     return db

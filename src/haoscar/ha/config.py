@@ -50,9 +50,11 @@ class Timings:
             # Kernel address lifetimes are whole seconds and IPv4 expires them within ~20 ms of the deadline (measured
             # here): the dead man's switch that removes the VIP when the daemon cannot renew it.
             vip_lifetime=max(1, math.ceil(ha.lease_s)),
-            startup_wait=ha.dead_time,
+            # Both heads of a cold start rarely start within dead_time of each other; the standby waits longer so
+            # that the preferred primary wins when both are healthy.
+            startup_wait=max(3 * ha.dead_time, 2.0),
             handover_timeout=max(3.0, 5 * ha.dead_time),
-            probe_timeout=min(0.05, ha.heartbeat_interval / 2),
+            probe_timeout=min(0.03, ha.heartbeat_interval / 4),
         )
 
     def as_dict(self) -> dict[str, float]:

@@ -123,6 +123,7 @@ class Daemon:
         self._lease_endpoint: _Endpoint | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake: asyncio.TimerHandle | None = None
+        self._retry: asyncio.TimerHandle | None = None
         self._stopped = asyncio.Event()
         self._witness_ok: bool | None = None
         self._peer_ok: bool | None = None
@@ -307,6 +308,18 @@ class Daemon:
         )
         if applied:
             self._evaluate(now)
+            remaining = float(body.get("remaining", 0.0))
+            if self.sm.state == State.TAKEOVER and not body.get("granted") and 0 < remaining < self.cfg.timings.lease:
+                # Ask again the moment the holder's lease runs out at the witness rather than at the next tick:
+                # up to one heartbeat interval off every failover.
+                if self._retry is not None:
+                    self._retry.cancel()
+                self._retry = asyncio.get_running_loop().call_later(remaining + 0.002, self._retry_lease)
+
+    def _retry_lease(self) -> None:
+        self._retry = None
+        if self.sm.state == State.TAKEOVER:
+            self._send_lease(time.monotonic())
 
     # -- health and warnings --------------------------------------------------------------------------------
     def _peer_alive(self, now: float) -> bool:
@@ -428,6 +441,8 @@ class Daemon:
                 cause = peer_heard if peer_heard is not None and not self._peer_alive(now) else now
                 self.takeover_cause = (cause, action.reason)
             self.sm.set(action.state, action.reason)
+            if action.state == State.TAKEOVER:
+                self._send_lease(now)  # ask at once, not at the next tick
         elif isinstance(action, Promote):
             self.promote_result = None
             self._spawn(self._promote(action), "promote")
@@ -533,6 +548,9 @@ class Daemon:
         if action.handover:
             self.handing_over_until = time.monotonic() + self.cfg.timings.handover_timeout
             self.takeover_cause = None
+            # Tell the peer now (VIP dropped, lease released), not at the next tick - a daemon that is shutting
+            # down has no next tick.
+            self._send_heartbeats(time.monotonic())
         self.demote_result = "ok" if ok else "a service would not stop"
         self._evaluate()
 

@@ -118,7 +118,7 @@ def _standby_wants_role(v: View) -> tuple[bool, str, bool]:
         return True, "the peer is silent on every network", False
     if v.peer_state in (State.INIT, State.STANDBY, State.FAILED, State.STOPPED):
         # Nobody is active (cold start, or the active stepped down without a handover).
-        if v.is_primary and up_for >= v.startup_wait:
+        if v.is_primary and up_for >= v.dead:  # the peer is heard and is not active: no need to wait longer
             return True, "nobody is active and this is the preferred primary", False
         primary_out = not v.peer_healthy or v.peer_state in (State.FAILED, State.STOPPED)
         if not v.is_primary and primary_out and up_for >= v.startup_wait + v.dead:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from haoscar.ha.api import ApiProvider
 from haoscar.ha.events import EventBus
 from haoscar.ha.services import ResourceError, ServiceEnv, ServiceResource, build_service
+from haoscar.ha.services.proc import within
 from haoscar.spec.models import ClusterSpec
 
 __all__ = ["ResourceError", "ResourceGroup", "ResourceStatus"]
@@ -63,6 +64,7 @@ class ResourceGroup:
         self.on_escalate: Callable[[str], None] = lambda name: None
         self._track = {svc.name: _Track() for svc in services}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._generation = 0  # bumped by stop_monitoring: a monitor of an older generation ends by itself
 
     @classmethod
     def from_spec(
@@ -142,20 +144,21 @@ class ResourceGroup:
             if task is None or task.done():
                 self._track[svc.name].escalated = False
                 self._tasks[svc.name] = asyncio.get_running_loop().create_task(
-                    self._monitor(svc), name=f"haoscar-monitor-{svc.name}"
+                    self._monitor(svc, self._generation), name=f"haoscar-monitor-{svc.name}"
                 )
 
     def stop_monitoring(self) -> asyncio.Future[Any]:
         """Cancel the monitors; the returned future (awaiting it is optional) is done when they have ended."""
         tasks = list(self._tasks.values())
         self._tasks.clear()
+        self._generation += 1
         for task in tasks:
             task.cancel()
         return asyncio.gather(*tasks, return_exceptions=True)
 
     async def _check(self, svc: ServiceResource) -> str | None:
         try:
-            return await asyncio.wait_for(svc.check(), svc.spec.timeout)
+            return await within(svc.check(), svc.spec.timeout)
         except TimeoutError:
             return f"check took longer than {svc.spec.timeout:g} s"
         except ResourceError as exc:
@@ -168,11 +171,13 @@ class ResourceGroup:
         while track.restarts and track.restarts[0] <= horizon:
             track.restarts.popleft()
 
-    async def _monitor(self, svc: ServiceResource) -> None:
+    async def _monitor(self, svc: ServiceResource, generation: int) -> None:
         spec, track = svc.spec, self._track[svc.name]
-        while True:
+        while generation == self._generation:
             await asyncio.sleep(spec.interval)
             problem = await self._check(svc)
+            if generation != self._generation:
+                return  # monitoring was stopped meanwhile: the group's stop owns the service now
             if problem is None:
                 if track.state == "restarting":
                     track.state = "running"
@@ -206,9 +211,10 @@ class ResourceGroup:
             track.state = "restarting"
             try:
                 await svc.start()
-            except ResourceError as exc:
-                track.last_error = exc.reason
-                self.bus.event("resource.restart_failed", f"{svc.name}: {exc.reason}", "warning", service=svc.name)
+            except Exception as exc:  # the monitor must outlive any failure, or the service is silently unwatched
+                reason = exc.reason if isinstance(exc, ResourceError) else f"{type(exc).__name__}: {exc}"
+                track.last_error = reason
+                self.bus.event("resource.restart_failed", f"{svc.name}: {reason}", "warning", service=svc.name)
                 continue
             track.state = "running"
             self.bus.event("resource.restarted", svc.name, service=svc.name, ms=_ms(t0), pid=svc.pid())

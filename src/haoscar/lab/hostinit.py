@@ -56,9 +56,15 @@ def main(argv: list[str]) -> None:
     hostname, *binds = argv
     socket.sethostname(hostname)
     _fresh_sysfs()
+    # Hold every source before mounting any: once /var/lib/haoscar is covered, a source below the machine's own
+    # /var/lib/haoscar (the default state directory) would no longer be reachable by its path.
+    held = []
     for pair in binds:
         source, target = pair.split(":", 1)
-        _mount(source, target, None, MS_BIND)
+        held.append((os.open(source, os.O_PATH | os.O_DIRECTORY), source, target))
+    for fd, _source, target in held:
+        _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
+        os.close(fd)
     os.chdir("/")
     sys.stdout.write("ready\n")
     sys.stdout.flush()

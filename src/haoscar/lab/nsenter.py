@@ -13,7 +13,6 @@ import ctypes
 import os
 import subprocess
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,15 +25,17 @@ CLONE_NEWNET = 0x40000000
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _fork_lock = threading.Lock()
-# Processes started in hosts by this process. A dying PID-namespace init waits until every process of its
-# namespace is reaped, also those whose parent is outside (us): so we poll ours while a host goes down.
-_spawned: weakref.WeakSet[subprocess.Popen[Any]] = weakref.WeakSet()
+# Processes started in hosts by this process, until reaped. A dying PID-namespace init waits until every process
+# of its namespace is reaped, also those whose parent is outside (us): so we poll ours while a host goes down.
+# Strong references: a Popen the caller dropped must still be reaped, or the host's init would never finish dying.
+_spawned: set[subprocess.Popen[Any]] = set()
 
 
 def reap_spawned() -> None:
     """Collect the exit status of every finished process this process started in a host (Popen keeps it)."""
     for proc in list(_spawned):
-        proc.poll()
+        if proc.poll() is not None:
+            _spawned.discard(proc)
 
 
 def setns(fd: int, nstype: int) -> None:

@@ -33,19 +33,25 @@ def unique_lab_name(prefix: str = "t") -> str:
 
 @pytest.fixture
 def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeLab]:
-    made: list[tuple[str, Path]] = []
+    made: list[tuple[str, Lab | None]] = []
     state_dir = tmp_path_factory.mktemp("labstate")
 
     def factory(spec_or_path: ClusterSpec | Path | str | None = None, name: str | None = None) -> Lab:
         lab_name = name or unique_lab_name()
-        made.append((lab_name, state_dir))  # recorded before up: a half-built lab is taken down too
-        return Lab.up(spec_or_path if spec_or_path is not None else default_spec(), lab_name, state_dir)
+        made.append((lab_name, None))  # recorded before up: whatever a failed up left is swept by name
+        lab = Lab.up(spec_or_path if spec_or_path is not None else default_spec(), lab_name, state_dir)
+        made[-1] = (lab_name, lab)
+        return lab
 
     yield factory
     errors = []
-    for lab_name, where in reversed(made):
+    for lab_name, lab in reversed(made):
         try:
-            down_lab(lab_name, where)
+            # Down through the very Lab object that started the hosts, so it also reaps their starters.
+            if lab is not None:
+                lab.down()
+            else:
+                down_lab(lab_name, state_dir)
         except Exception as exc:  # keep tearing the others down, report at the end
             errors.append(f"{lab_name}: {exc}")
     if errors:

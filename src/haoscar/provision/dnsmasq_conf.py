@@ -7,10 +7,14 @@ Why a directory of per-node host files: dnsmasq watches ``dhcp-hostsdir`` with i
 a signal, and a SIGHUP re-reads the whole directory (a changed or deleted file keeps its old record until then), so
 a one-node change rewrites one small file and sends one SIGHUP; dnsmasq never restarts.
 
-Boot modes: a ``netboot`` node's host line sets the tag ``netboot``, and only that tag gives a boot file. A
-``localboot`` node still gets its fixed address and host name but no boot file, so its firmware falls through to
-the local disk; should it reach iPXE anyway (a stale boot order), its iPXE script says ``exit`` (see ``ipxe.py``).
-Unknown MACs get nothing, or an address from the optional quarantine range, never a boot file.
+Boot modes (OSCAR's way: pxelinux "localboot"): every known MAC gets its fixed address, host name and the iPXE
+chainloader; what to boot is decided by the node's iPXE script from the boot server: a ``netboot`` node's script
+loads its image's kernel and initrd, a ``localboot`` node's script is ``exit``, so the firmware goes on to the local
+disk. Unknown MACs get nothing, or an address from the optional quarantine range, never a boot file.
+
+Why no per-node ``set:`` tags in host lines: dnsmasq 2.90 (Debian 12) segfaults on SIGHUP when a
+``dhcp-hostsdir``/``dhcp-hostsfile`` entry carries a ``set:`` tag and a lease exists for it (seen in the lab). With
+tag-free host lines a boot-mode change touches only the node's iPXE script and needs no reload at all.
 """
 
 from __future__ import annotations
@@ -26,15 +30,15 @@ IPXE_SOURCE_DIR = Path("/usr/lib/ipxe")
 # The generic script every iPXE client is sent to first; the boot server answers it with a chain to the
 # client's own script by MAC (iPXE expands ${mac} in scripts).
 IPXE_ENTRY = "boot.ipxe"
-NETBOOT_TAG = "netboot"
+# dnsmasq sets "known" for every MAC with a host entry: only those get a boot file.
+KNOWN_TAG = "known"
 
 
 def host_line(node: NodeBoot) -> str:
     """The ``dhcp-hostsdir`` line of one node ("" for a node without a MAC: nothing to match yet)."""
     if not node.mac:
         return ""
-    tags = f"set:{NETBOOT_TAG}," if node.boot_mode == "netboot" else ""
-    return f"{node.mac},{tags}{node.ip},{node.name}\n"
+    return f"{node.mac},{node.ip},{node.name}\n"
 
 
 def render_main(settings: NetbootSettings, netboot_dir: Path) -> str:
@@ -71,16 +75,16 @@ def render_main(settings: NetbootSettings, netboot_dir: Path) -> str:
         f"dhcp-hostsdir={netboot_dir / 'hosts.d'}",
         "",
         "# Network boot: BIOS clients chainload undionly.kpxe, UEFI (client arch 7, 9) ipxe.efi, and iPXE itself",
-        "# fetches its script from the haoscar boot server. Only hosts tagged netboot get a boot file.",
+        "# fetches its node's script (kernel + initrd, or exit for localboot) from the haoscar boot server.",
         "enable-tftp",
         f"tftp-root={netboot_dir / 'tftp'}",
         "tftp-secure",
         "dhcp-match=set:efi64,option:client-arch,7",
         "dhcp-match=set:efi64,option:client-arch,9",
         "dhcp-userclass=set:ipxe,iPXE",
-        f"dhcp-boot=tag:{NETBOOT_TAG},tag:!ipxe,tag:!efi64,{IPXE_BIOS},,{settings.server_ip}",
-        f"dhcp-boot=tag:{NETBOOT_TAG},tag:!ipxe,tag:efi64,{IPXE_EFI},,{settings.server_ip}",
-        f"dhcp-boot=tag:{NETBOOT_TAG},tag:ipxe,{settings.server_url}/{IPXE_ENTRY}",
+        f"dhcp-boot=tag:{KNOWN_TAG},tag:!ipxe,tag:!efi64,{IPXE_BIOS},,{settings.server_ip}",
+        f"dhcp-boot=tag:{KNOWN_TAG},tag:!ipxe,tag:efi64,{IPXE_EFI},,{settings.server_ip}",
+        f"dhcp-boot=tag:{KNOWN_TAG},tag:ipxe,{settings.server_url}/{IPXE_ENTRY}",
     ]
     if settings.log_dhcp:
         lines.append("log-dhcp")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -123,31 +124,48 @@ _PROGRESS_LINE = re.compile(rb"^\s*[\d,.]+[KMGT]?\s+(\d{1,3})%\s")
 def run_rsync(argv: Sequence[str], progress: Progress | None, label: str) -> subprocess.CompletedProcess[str]:
     """Run rsync with ``--info=progress2``, reporting its overall percentage; returns stdout (minus progress
     lines) and stderr."""
-    proc = subprocess.Popen(
-        [argv[0], "--info=progress2", "--no-inc-recursive", *argv[1:]],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    # progress2 rewrites one line with carriage returns; read raw chunks and pick the last percentage.
-    kept: list[bytes] = []
+    # stderr goes to a file: a pipe read only after stdout could fill up and stall rsync on a noisy copy.
+    with tempfile.TemporaryFile() as errors:
+        proc = subprocess.Popen(
+            [argv[0], "--info=progress2", "--no-inc-recursive", *argv[1:]],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            kept = _follow(proc, progress, label)
+            code = proc.wait()
+        except BaseException:
+            # Interrupted (Ctrl-C): the caller throws the half copy away, so rsync must not keep writing it.
+            proc.kill()
+            proc.wait()
+            raise
+        errors.seek(0)
+        stderr = errors.read().decode(errors="replace")
+    return subprocess.CompletedProcess(list(argv), code, "\n".join(kept), stderr)
+
+
+def _follow(proc: subprocess.Popen[bytes], progress: Progress | None, label: str) -> list[str]:
+    """Read rsync's stdout to its end: progress2 rewrites one line with carriage returns, so split on both."""
+    assert proc.stdout is not None
+    if progress is not None:
+        progress(0, f"{label}: listing files")
+    kept: list[str] = []
     buffer = b""
-    while chunk := os.read(proc.stdout.fileno(), 65536):
-        buffer += chunk
-        *parts, buffer = re.split(rb"[\r\n]", buffer)
-        for part in parts:
-            match = _PROGRESS_LINE.match(part)
-            if match:
-                if progress is not None:
-                    progress(float(match.group(1)), label)
-            elif part.strip():
-                kept.append(part)
+    with proc.stdout:
+        while chunk := os.read(proc.stdout.fileno(), 65536):
+            buffer += chunk
+            *parts, buffer = re.split(rb"[\r\n]", buffer)
+            for part in parts:
+                match = _PROGRESS_LINE.match(part)
+                if match:
+                    if progress is not None:
+                        progress(float(match.group(1)), label)
+                elif part.strip():
+                    kept.append(part.decode(errors="replace"))
     if buffer.strip():
-        kept.append(buffer)
-    stderr = proc.stderr.read().decode(errors="replace")
-    code = proc.wait()
-    return subprocess.CompletedProcess(list(argv), code, b"\n".join(kept).decode(errors="replace"), stderr)
+        kept.append(buffer.decode(errors="replace"))
+    return kept
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -122,3 +123,37 @@ def sync_dirs(*dirs: Path) -> None:
             os.fsync(dfd)
         finally:
             os.close(dfd)
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def stage_dir(target: Path, files: dict[str, bytes]) -> Path:
+    """Write ``files`` into a fresh hidden sibling of ``target`` (one create per file, no renames, no fsync)."""
+    staging = target.with_name(f".{target.name}.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    base = str(staging)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    for name, data in files.items():
+        fd = os.open(os.path.join(base, name), flags, 0o644)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+    return staging
+
+
+def swap_in(staging: Path, target: Path) -> None:
+    """Atomically exchange ``staging`` and ``target`` (renameat2 RENAME_EXCHANGE), then drop the old tree.
+
+    A reader sees the old directory or the new one, never a mix and never none."""
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.renameat2(_AT_FDCWD, os.fsencode(staging), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), str(target))
+    shutil.rmtree(staging)

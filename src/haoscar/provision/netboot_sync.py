@@ -18,7 +18,15 @@ from pathlib import Path
 from haoscar.provision import dhcp_server
 from haoscar.provision.dnsmasq_conf import IPXE_BIOS, IPXE_EFI, IPXE_SOURCE_DIR, host_line, render_main
 from haoscar.provision.ipxe import render_entry, render_script
-from haoscar.provision.netboot_files import NetbootPaths, same_content, sync_dirs, sync_lock, write_file
+from haoscar.provision.netboot_files import (
+    NetbootPaths,
+    same_content,
+    stage_dir,
+    swap_in,
+    sync_dirs,
+    sync_lock,
+    write_file,
+)
 from haoscar.provision.netboot_snapshot import Database, NetbootSettings, NodeBoot, read_nodes, read_settings
 
 
@@ -125,6 +133,41 @@ def _listing(directory: Path) -> set[str]:
         return set()
 
 
+def _full_pass(run: _Pass, snapshot: list[NodeBoot], settings: NetbootSettings) -> None:
+    """Every node's files. A directory that is mostly new (a first sync, a big spec apply) is built afresh beside
+    the old one and swapped in at once: one create per file instead of create + rename, and one syncfs for all."""
+    paths, report = run.paths, run.report
+    wanted = {
+        paths.hosts_dir: {node.name: host_line(node).encode() for node in snapshot if node.mac},
+        paths.ipxe_dir: {f"{node.name}.ipxe": render_script(node, settings).encode() for node in snapshot},
+    }
+    staged: list[tuple[Path, Path]] = []
+    for directory, files in wanted.items():
+        existing = _listing(directory)
+        is_hosts = directory == paths.hosts_dir
+        if len(existing) * 2 < len(files):
+            staged.append((stage_dir(directory, files), directory))
+            report.written += len(files)
+            gone = sorted(name.removesuffix(".ipxe") for name in existing - files.keys())
+            report.removed += len(gone)
+            report.removed_nodes = sorted(set(report.removed_nodes) | set(gone))
+            run.hosts_changed |= is_hosts
+            continue
+        for name, data in files.items():
+            node = name.removesuffix(".ipxe")
+            before = report.written
+            run.put(directory / name, data.decode(), node, existing)
+            run.hosts_changed |= is_hosts and report.written != before
+        for name in sorted(existing - files.keys()):
+            run.hosts_changed |= run.drop(directory / name, name.removesuffix(".ipxe")) and is_hosts
+    if staged:  # a rebuilt directory compares nothing: every node counts as changed
+        report.changed_nodes = sorted({node.name for node in snapshot} | set(report.changed_nodes))
+    if report.written or report.removed:
+        sync_dirs(paths.root, *(staging for staging, _ in staged), paths.hosts_dir, paths.ipxe_dir, paths.tftp_dir)
+    for staging, target in staged:
+        swap_in(staging, target)
+
+
 def netboot_sync(
     db: Database,
     state_dir: Path,
@@ -144,18 +187,7 @@ def netboot_sync(
         run = _Pass(paths, durable=nodes is not None, report=report)
         _common_files(run, settings)
         if nodes is None:
-            existing = {"hosts": _listing(paths.hosts_dir), "ipxe": _listing(paths.ipxe_dir)}
-            for node in snapshot:
-                _node_files(run, node, settings, existing)
-            wanted = {node.name for node in snapshot}
-            for name in sorted(existing["hosts"] - wanted):
-                run.hosts_changed |= run.drop(paths.host_file(name), name)
-            for name in sorted(existing["ipxe"]):
-                stem = name.removesuffix(".ipxe")
-                if stem not in wanted:
-                    run.drop(paths.ipxe_dir / name, stem)
-            if report.written or report.removed:
-                sync_dirs(paths.root, paths.hosts_dir, paths.ipxe_dir, paths.tftp_dir)
+            _full_pass(run, snapshot, settings)
         else:
             found = {node.name for node in snapshot}
             for node in snapshot:

@@ -374,6 +374,14 @@ def check_ha(parts: Parts) -> Iterator[Finding]:
                 f"use at least {3 * ha.heartbeat_interval:g} s so one lost packet is not a death"
             ),
         )
+    if timing_known and ("ha", "lease_s") not in parts.bad and ha.lease_s < 2 * ha.heartbeat_interval - 1e-9:
+        yield (
+            ("ha", "lease_s"),
+            (
+                f"{ha.lease_s:g} s is less than 2 x heartbeat_interval ({ha.heartbeat_interval:g} s); the active head "
+                f"renews the lease every heartbeat, so use at least {2 * ha.heartbeat_interval:g} s"
+            ),
+        )
     if ha.witness is not None:
         for i, ip in enumerate(ha.witness.addresses or []):
             networks_known = not any(("networks", name) in parts.bad for name in ("private", "public", "heartbeat"))
@@ -390,9 +398,39 @@ def check_ha(parts: Parts) -> Iterator[Finding]:
         seen.add(service.name)
     if ha.fencing.method == "fence-agents" and not ha.fencing.agent:
         yield ("ha", "fencing", "agent"), "method fence-agents needs an agent, e.g. fence_ipmilan"
+    yield from check_replication(ha)
+
+
+def check_replication(ha: HA) -> Iterator[Finding]:
+    """Replicate paths are absolute, normalised and inside ``ha.replicate_roots`` (the standby writes them as root);
+    the replication ports must not clash with the daemon's. Whether a path exists is checked on the head itself
+    when replication starts (the spec may be validated elsewhere)."""
+    roots = [r.rstrip("/") or "/" for r in ha.replicate_roots]
+    for i, root in enumerate(ha.replicate_roots):
+        if not root.startswith("/") or "/../" in f"{root}/" or "/./" in f"{root}/":
+            yield ("ha", "replicate_roots", i), f"{root!r} is not a normalised absolute path; write e.g. /home"
     for i, rep in enumerate(ha.replicate):
         if not rep.path.startswith("/"):
             yield ("ha", "replicate", i, "path"), f"{rep.path!r} is not an absolute path; write e.g. /home"
+            continue
+        if "/../" in f"{rep.path}/" or "/./" in f"{rep.path}/" or "//" in rep.path:
+            yield ("ha", "replicate", i, "path"), f"{rep.path!r} is not normalised; write it without . , .. or //"
+            continue
+        path = rep.path.rstrip("/") or "/"
+        if not any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots):
+            yield (
+                ("ha", "replicate", i, "path"),
+                f"{rep.path} is outside the allowed roots ({', '.join(roots)}); "
+                "move it under one of them or add its tree to ha.replicate_roots",
+            )
+    used = {ha.port: "ha.port", ha.api_port: "ha.api_port"}
+    if ha.witness is not None:
+        used[ha.witness.port] = "ha.witness.port"
+    for name in ("replication_port", "replication_rsync_port"):
+        port = getattr(ha, name)
+        if port in used:
+            yield ("ha", name), f"port {port} is already {used[port]}; give replication a port of its own"
+        used[port] = f"ha.{name}"
 
 
 def check_lab(parts: Parts) -> Iterator[Finding]:

@@ -208,7 +208,23 @@ class HA(SpecModel):
     key_file: str = "/etc/haoscar/ha.key"
     witness: Witness | None = None
     services: list[Service] = Field(default_factory=list)
-    replicate: list[ReplicatedPath] = Field(default_factory=list)
+    replicate: list[ReplicatedPath] = Field(
+        default_factory=list,
+        description="trees copied to the standby continuously (empty: /home, /etc/haoscar, the image store and the "
+        "scheduler state, see docs/replication.md)",
+    )
+    replicate_roots: list[str] = Field(
+        default_factory=lambda: ["/home", "/etc/haoscar", "/var/lib/haoscar", "/srv", "/var/spool"],
+        description="the only trees a replicate path may lie in (replication writes as root on the standby)",
+    )
+    replication_port: int = Field(default=7407, ge=1, le=65535, description="the standby's database channel")
+    replication_rsync_port: int = Field(default=7408, ge=1, le=65535, description="each head's rsync daemon")
+    replication_lag_alert_s: float = Field(default=5.0, gt=0, description="file lag (s) that raises an event")
+    replication_full_pass_s: float = Field(default=600.0, gt=0, description="period of the full rsync pass")
+    replication_batch_s: float = Field(default=0.075, gt=0, le=5, description="how long file events are batched")
+    replication_ack_timeout_s: float = Field(
+        default=2.0, gt=0, description="how long a commit waits for the standby before marking it stale"
+    )
     fencing: Fencing = Field(default_factory=Fencing)
     alerts: list[Alert] = Field(default_factory=list)
     api_port: int = Field(default=7406, ge=1, le=65535, description="the status API's port on the heads")

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from haoscar.commands.apply import apply_spec
-from haoscar.db.session import DB_FILE, open_database
+from haoscar.db.session import open_database
 from haoscar.lab.defaults import default_spec
 from haoscar.provision.bootserver import make_app
 from haoscar.provision.netboot_files import NetbootPaths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import struct
 
@@ -28,7 +29,7 @@ def test_request_from_bios_pxe_with_rfc3004_user_class() -> None:
 
 def test_busybox_udhcpc_discover_bytes() -> None:
     # A DISCOVER as busybox udhcpc sends it: client id (61), max size (57), parameter list (55), vendor (60).
-    options = bytes.fromhex("350101" "3d0701525400123456" "39020240" "37070103060c0f1c2a" "3c0c756468637020312e33362e31" "ff")
+    options = bytes.fromhex("3501013d07015254001234563902024037070103060c0f1c2a3c0c756468637020312e33362e31ff")
     fixed = bytearray(236)
     fixed[0:4] = b"\x01\x01\x06\x00"
     fixed[4:8] = struct.pack("!I", 0x3903F326)
@@ -75,7 +76,5 @@ def test_random_garbage_never_raises_anything_but_bad_packet() -> None:
         for _ in range(rng.randint(1, 8)):
             frame[rng.randrange(len(frame))] = rng.randrange(256)
         frame = frame[: rng.randint(0, len(frame))] if rng.random() < 0.3 else frame
-        try:
+        with contextlib.suppress(BadPacket):  # anything else fails the test
             parse_frame(bytes(frame))
-        except BadPacket:
-            pass

@@ -144,3 +144,35 @@ def test_cli_lists_shows_and_rejects_bad_input(tmp_path: Path, capsys: pytest.Ca
         assert message in " ".join(err.split()), (argv, err)
         assert "Traceback" not in err
     assert _snapshot(state / "images") == before
+
+
+def test_progress_is_reported_and_two_images_compare(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    store = ImageStore(tmp_path / "state")
+    seen: list[tuple[float, str]] = []
+    store.import_tree("compute", src, progress=lambda percent, what: seen.append((percent, what)))
+    assert seen[0][0] == 0 and seen[-1][0] == 100
+    assert [p for p, _ in seen] == sorted(p for p, _ in seen)
+    (src / "etc/hostname").unlink()
+    store.import_tree("login", src)
+    diff = store.diff("compute", other="login")
+    assert (diff.added, diff.removed, diff.changed) == ([], ["etc/hostname"], [])
+    with pytest.raises(NotFound, match="not in the store"):
+        store.diff("compute", other="nosuch")
+
+
+def test_delete_asks_the_cluster_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from haoscar.commands.apply import apply_spec
+    from haoscar.db.session import open_database
+    from haoscar.lab.defaults import default_spec
+
+    state = tmp_path / "state"
+    db = open_database(state)
+    apply_spec(db, default_spec())  # both heads use serverimage
+    db.close()
+    store = ImageStore(state)
+    store.import_tree("serverimage", _tree(tmp_path / "src"))
+    code, _, err = _cli(capsys, "--state-dir", str(state), "image", "delete", "serverimage")
+    assert code == 2
+    assert "used by 2 node(s) (head1, head2)" in " ".join(err.split())
+    assert store.versions("serverimage") == [1]

@@ -104,7 +104,7 @@ def test_collect_auto_binds_new_macs_and_writes_their_dhcp_entry(db: Database, s
     result = collect(db, state, "eth0", timeout=5, auto=True, source=FakeWire([frame("52:54:00:cc:00:01")]))
     assert [(a.node, a.mac) for a in result.assigned] == [("node01", "52:54:00:cc:00:01")]
     host = NetbootPaths.under(state).host_file("node01").read_text()
-    assert host == "52:54:00:cc:00:01,set:netboot,198.18.0.101,node01\n"
+    assert host == "52:54:00:cc:00:01,198.18.0.101,node01\n"
 
 
 @pytest.mark.parametrize(

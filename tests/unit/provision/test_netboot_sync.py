@@ -53,8 +53,13 @@ def test_full_sync_writes_config_host_entries_and_scripts(db: Database, state: P
     paths = NetbootPaths.under(state)
     assert report.nodes == 4 and not report.reloaded_pid
     assert sorted(p.name for p in paths.hosts_dir.iterdir()) == ["node01", "node02"]  # only nodes with a MAC
-    assert paths.host_file("node01").read_text() == "52:54:00:aa:00:01,set:netboot,198.18.0.101,node01\n"
-    assert sorted(p.name for p in paths.ipxe_dir.iterdir()) == ["head1.ipxe", "head2.ipxe", "node01.ipxe", "node02.ipxe"]
+    assert paths.host_file("node01").read_text() == "52:54:00:aa:00:01,198.18.0.101,node01\n"
+    assert sorted(p.name for p in paths.ipxe_dir.iterdir()) == [
+        "head1.ipxe",
+        "head2.ipxe",
+        "node01.ipxe",
+        "node02.ipxe",
+    ]
     assert (paths.tftp_dir / "undionly.kpxe").read_bytes() == Path("/usr/lib/ipxe/undionly.kpxe").read_bytes()
     assert (paths.tftp_dir / "ipxe.efi").stat().st_size > 0
     assert f"dhcp-hostsdir={paths.hosts_dir}" in paths.conf.read_text()
@@ -69,17 +74,24 @@ def test_second_sync_rewrites_nothing(db: Database, state: Path) -> None:
     assert snapshot(state / "netboot") == before
 
 
+def changed_files(before: dict[str, tuple[int, bytes]], after: dict[str, tuple[int, bytes]]) -> list[str]:
+    return sorted(name for name in after.keys() | before.keys() if after.get(name) != before.get(name))
+
+
 def test_one_node_change_rewrites_only_that_nodes_files(db: Database, state: Path) -> None:
     netboot_sync(db, state)
     before = snapshot(state / "netboot")
     set_nodes(db, "node02", boot_mode="localboot")
     report = netboot_sync(db, state, nodes={"node02"})
     after = snapshot(state / "netboot")
-    changed = sorted(name for name in after if after[name] != before.get(name))
-    assert changed == ["hosts.d/node02", "ipxe/node02.ipxe"]
+    assert changed_files(before, after) == ["ipxe/node02.ipxe"]  # the DHCP entry does not depend on the boot mode
     assert report.changed_nodes == ["node02"] and report.nodes == 1
-    assert after["hosts.d/node02"][1] == b"52:54:00:aa:00:02,198.18.0.102,node02\n"  # no netboot tag
-    assert b"exit" in after["ipxe/node02.ipxe"][1]
+    assert after["ipxe/node02.ipxe"][1].decode().splitlines()[-1] == "exit"
+    set_nodes(db, "node02", ip="198.18.0.152")
+    netboot_sync(db, state, nodes={"node02"})
+    again = snapshot(state / "netboot")
+    assert changed_files(after, again) == ["hosts.d/node02"]
+    assert again["hosts.d/node02"][1] == b"52:54:00:aa:00:02,198.18.0.152,node02\n"
 
 
 def test_deleted_nodes_lose_their_files_in_both_paths(db: Database, state: Path) -> None:
@@ -112,10 +124,11 @@ def test_cli_netboot_disable_and_enable_switch_the_boot_file(state: Path) -> Non
     host = NetbootPaths.under(state).host_file("node01")
     result = runner.invoke(app, ["--state-dir", str(state), "netboot", "disable", "node01"])
     assert result.exit_code == 0, result.output
-    assert "set:netboot" not in host.read_text()
+    assert host.read_text() == "52:54:00:aa:00:01,198.18.0.101,node01\n"  # still its address
+    assert NetbootPaths.under(state).ipxe_file("node01").read_text().splitlines()[-1] == "exit"
     result = runner.invoke(app, ["--state-dir", str(state), "netboot", "enable", "node[01-02]"])
     assert result.exit_code == 0, result.output
-    assert "set:netboot" in host.read_text()
+    assert "kernel " in NetbootPaths.under(state).ipxe_file("node01").read_text()
 
 
 def test_cli_unknown_node_is_a_user_error_and_changes_nothing(state: Path) -> None:

@@ -1,3 +1,5 @@
+# ruff: noqa: E501
+# (tables of one-line spec edits read best unwrapped)
 """Expanding a spec into nodes: OSCAR's Define Clients naming and addressing, and ClusterShell node sets."""
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def test_expand_nodeset(pattern: str, expected: list[str]) -> None:
     ],
 )
 def test_bad_nodeset_is_a_user_error(pattern: str, phrase: str) -> None:
-    with pytest.raises(UserError, match="e.g. node|split it") as caught:
+    with pytest.raises(UserError, match=r"e\.g\. node|split it") as caught:
         expand_nodeset(pattern)
     assert phrase in caught.value.message
 
@@ -93,17 +95,27 @@ def test_start_number_padding_and_a_range_across_an_octet_boundary() -> None:
         ("198.18.1.1", "198.19.128.1"),
         ("198.18.1.2", "198.19.128.2"),
         ("    subnet: 198.19.0.0/24", "    subnet: 198.19.0.0/24"),
-        ("    netmask: 255.255.255.0\n    gateway: 198.19.0.1\n    heartbeat_interface: eth2\n    heartbeat_ip: 198.19.128.1", "    netmask: 16\n    gateway: 198.19.0.1\n    heartbeat_interface: eth2\n    heartbeat_ip: 198.19.128.1"),
-        ("    netmask: 255.255.255.0\n    gateway: 198.19.0.1\n    heartbeat_interface: eth2\n    heartbeat_ip: 198.19.128.2", "    netmask: 16\n    gateway: 198.19.0.1\n    heartbeat_interface: eth2\n    heartbeat_ip: 198.19.128.2"),
-        ("    count: 4\n    start_number: 1\n    padding: 2\n    start_ip: 198.18.0.100\n    netmask: 255.255.255.0", "    count: 12\n    start_number: 7\n    padding: 4\n    start_ip: 198.18.0.250\n    netmask: 16"),
+        (
+            "    netmask: 255.255.255.0\n    gateway: 198.19.0.1\n    heartbeat_interface: eth2\n    heartbeat_ip: 198.19.128.1",
+            "    netmask: 16\n    gateway: 198.19.0.1\n    heartbeat_interface: eth2\n    heartbeat_ip: 198.19.128.1",
+        ),
+        (
+            "    netmask: 255.255.255.0\n    gateway: 198.19.0.1\n    heartbeat_interface: eth2\n    heartbeat_ip: 198.19.128.2",
+            "    netmask: 16\n    gateway: 198.19.0.1\n    heartbeat_interface: eth2\n    heartbeat_ip: 198.19.128.2",
+        ),
+        (
+            "    count: 4\n    start_number: 1\n    padding: 2\n    start_ip: 198.18.0.100\n    netmask: 255.255.255.0",
+            "    count: 12\n    start_number: 7\n    padding: 4\n    start_ip: 198.18.0.250\n    netmask: 16",
+        ),
         ("node01:", "node0007:"),
-        ("    start_ip: 198.18.0.253\n    netmask: 255.255.255.0", "    start_ip: 198.18.255.253\n    netmask: 255.255.0.0"),
+        (
+            "    start_ip: 198.18.0.253\n    netmask: 255.255.255.0",
+            "    start_ip: 198.18.255.253\n    netmask: 255.255.0.0",
+        ),
     )
     compute = [n for n in all_nodes(spec) if n.group == "compute"]
     assert [n.name for n in compute] == [f"node{i:04d}" for i in range(7, 19)]
-    assert [n.interfaces[0].ip for n in compute] == [
-        ipaddress.IPv4Address("198.18.0.250") + i for i in range(12)
-    ]
+    assert [n.interfaces[0].ip for n in compute] == [ipaddress.IPv4Address("198.18.0.250") + i for i in range(12)]
     assert str(compute[-1].interfaces[0].ip) == "198.18.1.5"
     assert compute[0].interfaces[0].prefix == 16
 

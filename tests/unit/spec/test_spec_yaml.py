@@ -52,8 +52,10 @@ def test_a_file_that_is_not_a_mapping_says_what_a_spec_is(text: str, phrase: str
 def test_duplicate_key_is_reported_at_the_second_one() -> None:
     text = edit(BASE, ("    hostname: head2\n", "    hostname: head2\n    hostname: head3\n"))
     found = problems(text)
-    assert found == [f"cluster.yaml:{line_of(text, 'hostname: head3')}: heads.standby.hostname: key 'hostname' "
-                     "appears twice; keep one (the first one is used)"]
+    assert found == [
+        f"cluster.yaml:{line_of(text, 'hostname: head3')}: heads.standby.hostname: key 'hostname' "
+        "appears twice; keep one (the first one is used)"
+    ]
 
 
 def test_problems_are_sorted_by_line_and_each_reported_once() -> None:
@@ -85,14 +87,21 @@ def test_yaml_1_1_surprises_are_plain_values() -> None:
 
 
 def test_macs_are_stored_lower_case_with_colons() -> None:
-    spec, _ = check_text(edit(BASE, ("52:54:00:aa:00:02", "52-54-00-AA-00-0F"), ("52:54:00:bb:00:01", "52:54:00:BB:00:01")))
+    spec, _ = check_text(
+        edit(BASE, ("52:54:00:aa:00:02", "52-54-00-AA-00-0F"), ("52:54:00:bb:00:01", "52:54:00:BB:00:01"))
+    )
     assert spec is not None
     assert spec.heads.standby.private_mac == "52:54:00:aa:00:0f"
     assert spec.clients[0].macs == {"node01": "52:54:00:bb:00:01"}
 
 
 def test_netmask_as_prefix_is_stored_dotted() -> None:
-    spec, _ = check_text(edit(BASE, ("    start_ip: 198.18.0.100\n    netmask: 255.255.255.0", "    start_ip: 198.18.0.100\n    netmask: 24")))
+    spec, _ = check_text(
+        edit(
+            BASE,
+            ("    start_ip: 198.18.0.100\n    netmask: 255.255.255.0", "    start_ip: 198.18.0.100\n    netmask: 24"),
+        )
+    )
     assert spec is not None
     assert str(spec.clients[0].netmask) == "255.255.255.0"
 
@@ -146,4 +155,6 @@ def test_load_spec_of_an_unreadable_file_is_a_user_error(tmp_path: Path, kind: s
     with pytest.raises(UserError) as caught:
         load_spec(target)
     assert str(target) in caught.value.message
-    assert {"missing": "no such file", "directory": "is a directory", "binary": "is not UTF-8"}[kind] in caught.value.message
+    assert {"missing": "no such file", "directory": "is a directory", "binary": "is not UTF-8"}[
+        kind
+    ] in caught.value.message

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from haoscar.ha.events import EventBus
+from haoscar.ha.services.proc import within
 from haoscar.spec.models import HA, ClusterSpec, HeadNode, Service
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ class ServiceResource(ABC):
                 raise self.fail(f"exited with status {proc.returncode} while starting (log: {self.log_path})")
             remaining = deadline - time.monotonic()
             try:
-                problem = await asyncio.wait_for(self.check(), max(0.05, remaining))
+                problem = await within(self.check(), max(0.05, remaining))
             except TimeoutError:
                 problem = f"check took longer than {self.spec.timeout:g} s"
             if problem is None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from haoscar.fsutil import atomic_write
 from haoscar.ha.services.base import ServiceEnv, ServiceResource
-from haoscar.ha.services.proc import read_pid_file, run_shell, spawn, terminate
+from haoscar.ha.services.proc import read_pid_file, run_shell, spawn, terminate, within
 from haoscar.spec.models import ClusterSpec, HeadNode, Service
 from haoscar.spec.nodes import group_names
 
@@ -133,6 +133,6 @@ class DnsmasqService(ServiceResource):
         gone = await terminate(proc.pid, self.spec.stop_timeout, self.spec.kill_timeout)
         if gone:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(proc.wait(), self.spec.kill_timeout)
+                await within(proc.wait(), self.spec.kill_timeout)
             self.paths.pid_file.unlink(missing_ok=True)
         return gone

@@ -13,10 +13,20 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 PROC = Path("/proc")
+T = TypeVar("T")
+
+
+async def within(awaitable: Awaitable[T], seconds: float) -> T:
+    """``awaitable`` with a timeout (TimeoutError). Unlike ``asyncio.wait_for`` before Python 3.12, it never
+    swallows a cancellation that arrives as the awaitable completes, so a cancelled monitor really stops."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,9 @@ def proc_is_ours() -> bool:
         return False
 
 
-def read_proc(pid: int) -> ProcInfo | None:
+def read_proc(pid: int, argv0: bool = True) -> ProcInfo | None:
+    """One process's /proc entry. ``argv0=False`` reads only ``stat``: reading ``cmdline`` takes the target's
+    mmap lock and can wait as long as that process holds it (a page fault on a stalled disk, a large mlock)."""
     try:
         raw = (PROC / str(pid) / "stat").read_text()
     except (OSError, ValueError):
@@ -58,18 +70,20 @@ def read_proc(pid: int) -> ProcInfo | None:
     fields = rest.split()
     if len(fields) < 3:
         return None
-    try:
-        argv0 = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
-    except OSError:
-        argv0 = ""
-    return ProcInfo(pid=pid, comm=comm, state=fields[0], pgrp=int(fields[2]), argv0=argv0)
+    first = ""
+    if argv0:
+        try:
+            first = (PROC / str(pid) / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+        except OSError:
+            first = ""
+    return ProcInfo(pid=pid, comm=comm, state=fields[0], pgrp=int(fields[2]), argv0=first)
 
 
-def all_processes() -> list[ProcInfo]:
+def all_processes(argv0: bool = True) -> list[ProcInfo]:
     out = []
     for entry in PROC.iterdir():
         if entry.name.isdigit():
-            info = read_proc(int(entry.name))
+            info = read_proc(int(entry.name), argv0)
             if info is not None:
                 out.append(info)
     return out
@@ -81,14 +95,14 @@ def find_by_name(name: str) -> list[int]:
 
 
 def pid_alive(pid: int) -> bool:
-    info = read_proc(pid)
+    info = read_proc(pid, argv0=False)
     return info is not None and info.alive
 
 
 def group_alive(pgid: int) -> bool:
     """Whether any live (non-zombie) process remains in process group ``pgid``."""
     if proc_is_ours():
-        return any(p.pgrp == pgid and p.alive for p in all_processes())
+        return any(p.pgrp == pgid and p.alive for p in all_processes(argv0=False))
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -117,7 +131,8 @@ def _signal(pid: int, sig: signal.Signals, group: bool) -> None:
 async def _wait_gone(pid: int, group: bool, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while True:
-        gone = not (group_alive(pid) if group else pid_alive(pid))
+        # /proc is read off the event loop: a scan must never delay a heartbeat.
+        gone = not await asyncio.to_thread(group_alive if group else pid_alive, pid)
         if gone or time.monotonic() >= deadline:
             return gone
         await asyncio.sleep(0.02)
@@ -161,14 +176,14 @@ async def run_shell(command: str, timeout: float, env: dict[str, str] | None = N
         start_new_session=True,
     )
     try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+        out, _ = await within(proc.communicate(), timeout)
     except asyncio.CancelledError:
         _signal(proc.pid, signal.SIGKILL, group=True)  # a cancelled monitor must not leave its check running
         raise
     except TimeoutError:
         _signal(proc.pid, signal.SIGKILL, group=True)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(proc.wait(), 2.0)
+            await within(proc.wait(), 2.0)
         return CommandResult(None, "")
     return CommandResult(proc.returncode, out.decode(errors="replace")[-4000:])
 
@@ -190,7 +205,7 @@ async def spawn(argv: list[str], log_path: Path, env: dict[str, str] | None = No
 async def tcp_open(host: str, port: int, timeout: float) -> str | None:
     """None when something accepts a TCP connection on host:port within ``timeout``, else the reason."""
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        _, writer = await within(asyncio.open_connection(host, port), timeout)
     except TimeoutError:
         return f"no answer on {host}:{port} within {timeout:g} s"
     except OSError as exc:

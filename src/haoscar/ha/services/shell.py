@@ -15,6 +15,7 @@ from pathlib import Path
 from haoscar.ha.services.base import ServiceEnv, ServiceResource
 from haoscar.ha.services.proc import (
     find_by_name,
+    pid_alive,
     proc_is_ours,
     read_pid_file,
     read_proc,
@@ -22,6 +23,7 @@ from haoscar.ha.services.proc import (
     spawn,
     tcp_open,
     terminate,
+    within,
 )
 from haoscar.spec.models import Service
 
@@ -82,7 +84,7 @@ class ShellService(ServiceResource):
                 self.last_stop_error = f"process group {proc.pid} survived SIGKILL"
             if proc.returncode is None:
                 try:
-                    await asyncio.wait_for(proc.wait(), self.spec.kill_timeout)
+                    await within(proc.wait(), self.spec.kill_timeout)
                 except TimeoutError:
                     ok = False
         leftover = await self.still_running()
@@ -149,21 +151,21 @@ class ProcessService(ShellService):
             return [pid] if pid and info is not None and info.alive and info.named(self.spec.process) else []
         return find_by_name(self.spec.process)
 
+    _found: tuple[int, ...] = ()
+
     def pid(self) -> int | None:
+        # Sync and called from status views on the event loop: use what the last check found (stat only here).
         own = super().pid()
         if own is not None:
             return own
-        try:
-            found = self.pids()
-        except Exception:
-            return None
-        return found[0] if found else None
+        return next((pid for pid in self._found if pid_alive(pid)), None)
 
     async def check(self) -> str | None:
         problem = await super().check()
         if problem is not None:
             return problem
-        if not self.pids():
+        self._found = tuple(await asyncio.to_thread(self.pids))
+        if not self._found:
             where = f"pid file {self.spec.pid_file}" if self.spec.pid_file else "/proc"
             return f"no live process named {self.spec.process} (looked in {where})"
         return None
@@ -171,7 +173,7 @@ class ProcessService(ShellService):
     async def still_running(self) -> str | None:
         # The daemon may have left our process group (double fork + setsid): stop it by its own pid.
         survivors = []
-        for pid in self.pids():
+        for pid in await asyncio.to_thread(self.pids):
             if not await terminate(pid, self.spec.stop_timeout, self.spec.kill_timeout, group=False):
                 survivors.append(pid)
         if survivors:

@@ -1,0 +1,188 @@
+"""``haoscar demo`` as a function: bring the demo cluster's lab up, run the demo's acts, always tear it down.
+
+The demo is a list of *acts*; each takes the running lab and the spec and returns what it showed as checks. The acts:
+reachability across the private and public networks, then HA failover (``default_acts``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from haoscar.lab import Lab, LabStatus, down_lab
+from haoscar.lab.defaults import default_spec
+from haoscar.spec import ClusterSpec, all_nodes, load_spec
+
+
+@dataclass(frozen=True)
+class Check:
+    """One thing the demo proves: ``source`` can (or cannot) reach ``address`` of ``target``."""
+
+    what: str
+    source: str
+    target: str
+    address: str
+    expected: bool
+    observed: bool
+    detail: str = ""  # what was measured, shown instead of reachable/unreachable
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.observed
+
+
+@dataclass(frozen=True)
+class ActResult:
+    title: str
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+@dataclass
+class DemoReport:
+    lab: str
+    status: LabStatus | None = None
+    acts: list[ActResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and all(a.ok for a in self.acts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lab": self.lab,
+            "ok": self.ok,
+            "status": self.status.to_dict() if self.status else None,
+            "acts": [
+                {"title": a.title, "ok": a.ok, "checks": [asdict(c) | {"ok": c.ok} for c in a.checks]}
+                for a in self.acts
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class Act:
+    """A step of the demo: ``run(lab, spec)`` shows something on the running lab and returns its checks."""
+
+    title: str
+    run: Callable[[Lab, ClusterSpec], ActResult]
+
+
+# Called with ("lab", LabStatus) once the lab is up, ("act-start", title) and ("act", ActResult) around each act,
+# ("down", lab name) after teardown: the CLI renders these as they happen.
+Observer = Callable[[str, Any], None]
+
+
+def _pings(lab: Lab, host: str, address: str, expected: bool) -> bool:
+    # A reachable host answers at once; an unreachable one is given a second, not the full patience.
+    deadline = "3" if expected else "1"
+    argv = ["ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", deadline, address]
+    return lab.exec(host, argv, check=False, timeout=15).returncode == 0
+
+
+def reachability(lab: Lab, spec: ClusterSpec) -> ActResult:
+    """The primary reaches a compute client on the private network and the standby on the heartbeat one; the user
+    reaches the primary on the public network; the user can NOT reach the private network."""
+    nodes = all_nodes(spec)
+    primary, standby = nodes[0], nodes[1]
+    computes = [n for n in nodes if n.role == "compute"]
+    plan: list[tuple[str, str, str, str, bool]] = []  # what, source, target, address, expected
+
+    def address(node_name: str, network: str) -> str | None:
+        return lab.host(node_name).address_on(network)
+
+    if computes and (ip := address(computes[0].name, "private")):
+        plan.append(("private network: head to compute client", primary.name, computes[0].name, ip, True))
+    if ip := address(standby.name, "heartbeat"):
+        plan.append(("heartbeat network: head to head", primary.name, standby.name, ip, True))
+    user = spec.lab.client.hostname if spec.lab.client else None
+    if user is not None:
+        if ip := address(primary.name, "public"):
+            plan.append(("public network: user to head", user, primary.name, ip, True))
+        if ip := address(primary.name, "private"):
+            plan.append(("user cannot reach the private network (head)", user, primary.name, ip, False))
+        if computes and (ip := address(computes[0].name, "private")):
+            plan.append(("user cannot reach a compute client", user, computes[0].name, ip, False))
+    checks = [Check(w, s, t, a, e, _pings(lab, s, a, e)) for w, s, t, a, e in plan]
+    return ActResult(REACHABILITY, checks)
+
+
+REACHABILITY = "Reachability across the private and public networks"
+FAILOVER = "HA: the primary crashes, the standby takes over, the role is switched back"
+
+
+def failover_act(console: Console) -> Act:
+    """The HA act: live status, a primary crash with the measured failover time, restore, switch back."""
+
+    def run(lab: Lab, spec: ClusterSpec) -> ActResult:
+        from haoscar.ha.demo_act import run_failover_act
+
+        primary, standby = spec.heads.primary.hostname, spec.heads.standby.hostname
+        vip = str(spec.heads.primary.alias_ip)
+        measured = run_failover_act(lab, spec, console)
+        took, double, back = measured["failover_ms"], measured["double_ownership_ms"], measured["switchback_ms"]
+        checks = [
+            Check(
+                "the standby owns the alias IP after the crash",
+                primary,
+                standby,
+                vip,
+                True,
+                took is not None,
+                f"after {took} ms" if took is not None else "never",
+            ),
+            Check(
+                "never two owners of the alias IP",
+                primary,
+                standby,
+                vip,
+                True,
+                double == 0,
+                f"{double} ms with two owners",
+            ),
+            Check("switched back to the primary", standby, primary, vip, True, back is not None, f"after {back} ms"),
+        ]
+        return ActResult(FAILOVER, checks)
+
+    return Act(FAILOVER, run)
+
+
+def default_acts(console: Console) -> list[Act]:
+    return [Act(REACHABILITY, reachability), failover_act(console)]
+
+
+def load_demo_spec(spec_file: Path | None) -> ClusterSpec:
+    return default_spec() if spec_file is None else load_spec(spec_file)
+
+
+def run_demo(
+    spec: ClusterSpec,
+    state_dir: Path,
+    name: str = "demo",
+    acts: Sequence[Act] | None = None,
+    observe: Observer | None = None,
+) -> DemoReport:
+    """Bring the lab up, run every act, and take the lab down whatever happens (errors, Ctrl-C)."""
+    notify: Observer = observe or (lambda kind, payload: None)
+    down_lab(name, state_dir)  # a demo killed hard last time may have left its lab behind
+    report = DemoReport(name)
+    lab = Lab.up(spec, name, state_dir)
+    try:
+        report.status = lab.status()
+        notify("lab", report.status)
+        for act in acts if acts is not None else default_acts(Console(stderr=True)):
+            notify("act-start", act.title)
+            result = act.run(lab, spec)
+            report.acts.append(result)
+            notify("act", result)
+    finally:
+        lab.down()
+        notify("down", name)
+    return report

@@ -1,0 +1,142 @@
+"""What one head's replication needs from the spec: the peer's address, the trees and their excludes, the ports,
+the timings, the key, and where its own state lives under the state directory."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from haoscar.errors import UserError
+from haoscar.ha.keyfile import load_key
+from haoscar.spec.models import ClusterSpec, HeadNode
+
+# The trees replicated when ha.replicate is empty: users' homes, haoscar's config, the image store and the
+# scheduler's state (haoscar points Slurm's StateSaveLocation there, so both heads have it).
+DEFAULT_TREES = ("/home", "/etc/haoscar", "/var/lib/haoscar/images", "/var/lib/haoscar/scheduler")
+# Never shipped by rsync: SQLite files go through the database channel, and the daemons' own state is per head.
+STATE_EXCLUDES = ("/haoscar.db", "/haoscar.db-*", "/haoscar.db.lock", "/replication/", "/ha/", "/labs/")
+RSYNC_USER = "haoscar"
+DB_SOCKET = "db.sock"  # in state_dir/replication: where local writers hand over transactions
+
+
+@dataclass(frozen=True)
+class Tree:
+    """One replicated tree: ``module`` is its rsync daemon module on the peer."""
+
+    path: Path
+    excludes: tuple[str, ...]
+    module: str
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class ReplConfig:
+    node: str
+    peer: str
+    local_ip: IPv4Address
+    peer_ip: IPv4Address
+    db_port: int
+    rsync_port: int
+    trees: tuple[Tree, ...]
+    state_dir: Path
+    key_file: Path
+    batch_s: float
+    full_pass_s: float
+    lag_alert_s: float
+    ack_timeout_s: float
+    # Writes to files that never close (mmap, a log held open) are shipped once stable this long.
+    open_write_quiet_s: float = 2.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def repl_dir(self) -> Path:
+        return self.state_dir / "replication"
+
+    def key(self) -> bytes:
+        return load_key(self.key_file)
+
+
+def derived_secret(key: bytes, purpose: str) -> bytes:
+    """A per-purpose secret from the HA key, so the rsync password never equals the heartbeat key."""
+    return hmac.new(key, f"haoscar-replication/{purpose}".encode(), hashlib.sha256).digest()
+
+
+def rsync_password(key: bytes) -> str:
+    return derived_secret(key, "rsync").hex()[:48]
+
+
+def _heads(spec: ClusterSpec, node: str) -> tuple[HeadNode, HeadNode]:
+    primary, standby = spec.heads.primary, spec.heads.standby
+    if node in ("primary", primary.hostname):
+        return primary, standby
+    if node in ("standby", standby.hostname):
+        return standby, primary
+    raise UserError(
+        f"{node!r} is not a head of this cluster; use {primary.hostname} (primary) or {standby.hostname} (standby)"
+    )
+
+
+def peer_addresses(spec: ClusterSpec, me: HeadNode, peer: HeadNode) -> tuple[IPv4Address, IPv4Address]:
+    """The dedicated heartbeat link when both heads have one (replication traffic stays off the compute network),
+    else the private network."""
+    if spec.networks.heartbeat is not None and me.heartbeat_ip is not None and peer.heartbeat_ip is not None:
+        return me.heartbeat_ip, peer.heartbeat_ip
+    return me.private_ip, peer.private_ip
+
+
+def trees_of(spec: ClusterSpec, state_dir: Path) -> tuple[Tree, ...]:
+    entries = [(p.path, tuple(p.exclude), False) for p in spec.ha.replicate] or [
+        (path, (), True) for path in DEFAULT_TREES
+    ]
+    trees = []
+    for i, (raw, excludes, default) in enumerate(entries):
+        path = Path(raw)
+        extra: tuple[str, ...] = ()
+        # A tree that holds the state directory must not ship the live database or the daemons' private state.
+        if path == state_dir or state_dir.is_relative_to(path):
+            inner = "" if path == state_dir else "/" + str(state_dir.relative_to(path))
+            extra = tuple(inner + e for e in STATE_EXCLUDES)
+        trees.append(Tree(path=path, excludes=excludes + extra, module=f"t{i}", default=default))
+    return tuple(trees)
+
+
+def repl_config(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path | None = None) -> ReplConfig:
+    me, peer = _heads(spec, node)
+    local_ip, peer_ip = peer_addresses(spec, me, peer)
+    ha = spec.ha
+    return ReplConfig(
+        node=me.hostname,
+        peer=peer.hostname,
+        local_ip=local_ip,
+        peer_ip=peer_ip,
+        db_port=ha.replication_port,
+        rsync_port=ha.replication_rsync_port,
+        trees=trees_of(spec, Path(state_dir)),
+        state_dir=Path(state_dir),
+        key_file=key_file or Path(ha.key_file),
+        batch_s=ha.replication_batch_s,
+        full_pass_s=ha.replication_full_pass_s,
+        lag_alert_s=ha.replication_lag_alert_s,
+        ack_timeout_s=ha.replication_ack_timeout_s,
+    )
+
+
+def prepare_trees(cfg: ReplConfig) -> None:
+    """Check that every tree exists on this head (default trees are created, they are haoscar's own)."""
+    missing = []
+    for tree in cfg.trees:
+        if tree.default:
+            tree.path.mkdir(parents=True, exist_ok=True)
+        elif not tree.path.is_dir():
+            missing.append(str(tree.path))
+    if missing:
+        raise UserError(
+            f"replicated path {', '.join(missing)} does not exist (or is not a directory) on {cfg.node}; "
+            "create it or remove it from ha.replicate"
+        )
+    if os.geteuid() != 0:
+        raise UserError("replication needs root: it keeps ownership, ACLs and xattrs of every file")

@@ -1,0 +1,249 @@
+"""The active head's end of the database channel.
+
+Every process that writes the cluster database on this head hands each transaction to this server over a local
+UNIX socket just before it commits (``dbhook``); the transactions arrive one at a time because SQLite's write lock
+is held meanwhile. While the standby is in sync, each gets the next LSN, is shipped, and is acknowledged only after
+the standby has it on disk: only then does the writer commit. When the standby does not answer within the ack
+timeout (or refuses the transaction), this head goes on alone: the writer is told to commit anyway, the standby is
+marked stale, and a background task reconnects and sends a full copy — taken while holding the write lock, so no
+transaction can fall between the copy and the first shipped LSN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from haoscar.db.session import DB_FILE
+from haoscar.ha.events import EventBus
+from haoscar.replication import dblog
+from haoscar.replication.config import DB_SOCKET, ReplConfig
+from haoscar.replication.dbwire import Channel, ChannelError, client_handshake
+
+SOCKET = DB_SOCKET
+RECONNECT_S = 0.5
+PING_S = 1.0
+
+
+class DbSource:
+    def __init__(
+        self,
+        cfg: ReplConfig,
+        key: bytes,
+        bus: EventBus,
+        on_degraded: Callable[[str, bool], None],
+    ) -> None:
+        self.cfg = cfg
+        self.key = key
+        self.bus = bus
+        self.on_degraded = on_degraded  # (reason, auth problem): the manager marks the standby stale
+        self.channel: Channel | None = None
+        self.synced = False
+        self.need_copy = True
+        self.epoch = ""
+        self.lsn = 0
+        self.shipped = 0
+        self.last_error: str | None = None
+        self._lock = asyncio.Lock()
+        self._server: asyncio.Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._auth_reported = False
+        self.on_synced: Callable[[], None] = lambda: None
+        self._behind = False
+
+    @property
+    def socket_path(self) -> Any:
+        return self.cfg.repl_dir / SOCKET
+
+    async def start(self) -> None:
+        self.cfg.repl_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        old = os.umask(0o077)  # only root may hand transactions to the standby
+        try:
+            self._server = await asyncio.start_unix_server(self._local, str(self.socket_path))
+        finally:
+            os.umask(old)
+        self._task = asyncio.create_task(self._connect_loop(), name="repl-db-connect")
+
+    async def stop(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()  # writers stop waiting for us from now on
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        self._drop()
+
+    def _drop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        self.synced = False
+
+    # -- local writers ----------------------------------------------------------------------------------------
+    async def _local(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            if not line:
+                return
+            request = json.loads(line)
+            reply = await self.handle(request)
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except (ValueError, OSError) as exc:
+            self.bus.log_error(f"replication: bad local database request: {exc}")
+        finally:
+            writer.close()
+
+    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("op") == "dirty":
+            self.degrade(f"a writer could not replicate a transaction: {request.get('reason')}")
+            return {"replicated": False}
+        writes = request.get("writes") or []
+        if not self.synced:
+            # Never wait for the lock here: a full copy holds it while waiting for this writer's SQLite lock.
+            self._missed("a change was committed while the standby was not in sync")
+            return {"replicated": False, "reason": "the standby is not in sync; it gets a full copy later"}
+        async with self._lock:
+            if not self.synced or self.channel is None:
+                self.need_copy = True
+                return {"replicated": False, "reason": "the standby is not in sync; it gets a full copy later"}
+            lsn = self.lsn + 1
+            try:
+                reply = await self.channel.request(
+                    {"op": "txn", "epoch": self.epoch, "lsn": lsn, "writes": writes}, self.cfg.ack_timeout_s
+                )
+            except ChannelError as exc:
+                self.degrade(f"standby did not acknowledge transaction {lsn}: {exc}")
+                return {"replicated": False, "reason": str(exc)}
+            if not reply.get("ok"):
+                self.degrade(f"standby refused transaction {lsn}: {reply.get('error')}")
+                return {"replicated": False, "reason": str(reply.get("error"))}
+            self.lsn = lsn
+            self.shipped += 1
+            return {"replicated": True, "lsn": lsn}
+
+    def degrade(self, reason: str, auth: bool = False) -> None:
+        self._drop()
+        self.last_error = reason
+        self._missed(reason, auth)
+
+    def _missed(self, reason: str, auth: bool = False) -> None:
+        """The standby lacks a committed change from now on: it is stale until a full copy (reported once)."""
+        self.need_copy = True
+        if not self._behind or auth:
+            self._behind = True
+            self.on_degraded(reason, auth)
+        self._wake.set()
+
+    # -- the standby ------------------------------------------------------------------------------------------
+    async def _connect_loop(self) -> None:
+        while True:
+            if self.channel is None:
+                try:
+                    await self._connect()
+                    self._auth_reported = False
+                except ChannelError as exc:
+                    self.last_error = f"database channel to {self.cfg.peer}: {exc}"
+                    if exc.auth and not self._auth_reported:
+                        self._auth_reported = True
+                        self._missed(self.last_error, auth=True)
+                except OSError as exc:
+                    self.last_error = f"database channel to {self.cfg.peer}: {exc.strerror or exc}"
+                except Exception as exc:  # a bug must not end replication: report it and retry
+                    self.last_error = f"database channel to {self.cfg.peer}: {type(exc).__name__}: {exc}"
+                    self.bus.log_error(self.last_error)
+            elif self._lock.locked() is False:
+                async with self._lock:
+                    if self.channel is not None:
+                        try:
+                            await self.channel.request({"op": "ping"}, self.cfg.ack_timeout_s)
+                        except ChannelError as exc:
+                            if self.synced:
+                                # Nothing was lost yet (no write went unacknowledged): just reconnect.
+                                self.bus.event("replication.disconnected", f"standby {self.cfg.peer}: {exc}", "warning")
+                            self._drop()
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RECONNECT_S if self.channel is None else PING_S)
+
+    async def _connect(self) -> None:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(str(self.cfg.peer_ip), self.cfg.db_port), self.cfg.ack_timeout_s
+        )
+        try:
+            channel, welcome = await client_handshake(reader, writer, self.key, self.cfg.node, self.cfg.ack_timeout_s)
+        except BaseException:
+            writer.close()
+            raise
+        async with self._lock:
+            self.channel = channel
+            same = welcome.get("epoch") == self.epoch and welcome.get("lsn") == self.lsn and self.epoch
+            if same and not self.need_copy:
+                self.synced = True
+            else:
+                await self._full_copy(channel)
+            self.last_error = None
+        self.bus.event("replication.db_synced", f"database in sync with {self.cfg.peer} (epoch {self.epoch})")
+        self.on_synced()
+
+    async def _full_copy(self, channel: Channel) -> None:
+        """Hold SQLite's write lock (waiting for any writer to finish), copy, ship, and only then let writers on."""
+        conn = await asyncio.to_thread(_lock_database, self.cfg)
+        try:
+            data = await asyncio.to_thread(dblog.snapshot, conn)
+            epoch = secrets.token_hex(8)
+            timeout = max(self.cfg.ack_timeout_s, 10.0 + len(data) / 20e6)
+            reply = await channel.request({"op": "snapshot", "epoch": epoch}, timeout, blob=data)
+            if not reply.get("ok"):
+                raise ChannelError(f"standby could not load the full copy: {reply.get('error')}")
+            self.epoch, self.lsn = epoch, 0
+            self.synced = True
+            self.need_copy = False
+            self._behind = False
+            self.bus.event("replication.full_copy", f"sent a full database copy ({len(data)} bytes) to {self.cfg.peer}")
+        except BaseException:
+            self._drop()
+            raise
+        finally:
+            await asyncio.to_thread(_unlock, conn)
+
+    async def set_peer_stale(self, stale: bool, reason: str) -> bool:
+        """Tell the standby (persisted there) whether its copy is stale; False when it cannot be told now."""
+        async with self._lock:
+            if self.channel is None:
+                return False
+            try:
+                reply = await self.channel.request({"op": "stale", "stale": stale, "reason": reason}, 5.0)
+            except ChannelError:
+                self._drop()
+                return False
+            return bool(reply.get("ok"))
+
+    def status(self) -> dict[str, Any]:
+        return {"connected": self.channel is not None, "synced": self.synced, "lsn": self.lsn, "epoch": self.epoch}
+
+
+def _lock_database(cfg: ReplConfig) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(cfg.state_dir / DB_FILE), isolation_level=None, check_same_thread=False, timeout=60)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+def _unlock(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")
+    conn.close()
