@@ -234,6 +234,12 @@ class ChangeSet:
             if now != sig:
                 self.note("file" if now is not None else "delete", self.root / rel)
 
+    def writing(self, limit: int = 500) -> list[str]:
+        """Paths still being written: a recursive copy of their directory (a new or renamed one, a full pass)
+        must skip them, or a half-written file would land on the peer."""
+        with self._lock:
+            return [rel for rel, entry in self._pending.items() if entry.kind == "write"][:limit]
+
     # -- status -----------------------------------------------------------------------------------------------
     def stats(self) -> tuple[int, int, float | None]:
         """(paths pending, bytes pending, monotonic time of the oldest pending change)."""

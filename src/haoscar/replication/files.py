@@ -101,7 +101,8 @@ class FileReplicator:
             return True
         state.inflight_since = batch.oldest
         try:
-            result = await run_rsync(batch_argv(self.cfg, state.tree), batch.files_from())
+            argv = batch_argv(self.cfg, state.tree, state.changes.writing())
+            result = await run_rsync(argv, batch.files_from())
         finally:
             state.inflight_since = None
         if not result.ok:
@@ -137,7 +138,7 @@ class FileReplicator:
     async def full_pass(self) -> bool:
         for state in self.trees:
             started = time.monotonic()
-            result = await run_rsync(full_argv(self.cfg, state.tree))
+            result = await run_rsync(full_argv(self.cfg, state.tree, state.changes.writing()))
             if not result.ok:
                 self.full_pass_ok = False
                 self._report(result, state.tree)

@@ -153,22 +153,23 @@ def _url(cfg: ReplConfig, tree: Tree) -> str:
     return f"rsync://{RSYNC_USER}@{cfg.peer_ip}:{cfg.rsync_port}/{tree.module}/"
 
 
-def _excludes(tree: Tree) -> list[str]:
-    return [f"--exclude={pattern}" for pattern in tree.excludes]
+def _excludes(tree: Tree, writing: Sequence[str] = ()) -> list[str]:
+    # Files still being written go first (first match wins): anchored at the tree, so only that very path.
+    return [f"--exclude=/{rel}" for rel in writing] + [f"--exclude={pattern}" for pattern in tree.excludes]
 
 
-def batch_argv(cfg: ReplConfig, tree: Tree) -> list[str]:
+def batch_argv(cfg: ReplConfig, tree: Tree, writing: Sequence[str] = ()) -> list[str]:
     _, password = secrets_paths(cfg)
     return [
         "rsync", *FIDELITY, *TIMEOUTS, "-r", "--relative", "--from0", "--files-from=-", "--delete-missing-args",
-        "--delete", f"--password-file={password}", *_excludes(tree), f"{tree.path}/", _url(cfg, tree),
+        "--delete", f"--password-file={password}", *_excludes(tree, writing), f"{tree.path}/", _url(cfg, tree),
     ]  # fmt: skip
 
 
-def full_argv(cfg: ReplConfig, tree: Tree) -> list[str]:
+def full_argv(cfg: ReplConfig, tree: Tree, writing: Sequence[str] = ()) -> list[str]:
     _, password = secrets_paths(cfg)
     return [
-        "rsync", *FIDELITY, *TIMEOUTS, "--delete", f"--password-file={password}", *_excludes(tree),
+        "rsync", *FIDELITY, *TIMEOUTS, "--delete", f"--password-file={password}", *_excludes(tree, writing),
         f"{tree.path}/", _url(cfg, tree),
     ]  # fmt: skip
 

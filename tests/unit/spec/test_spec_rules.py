@@ -494,7 +494,7 @@ GOOD = {
         "    public_interface: enp0s31f6.1001\n    public_ip: 198.19.0.11",
     ),
     "dead-time-exactly-3x": one(
-        "  heartbeat_interval: 0.2\n  dead_time: 0.6", "  heartbeat_interval: 2\n  dead_time: 6"
+        "  heartbeat_interval: 0.2\n  dead_time: 0.6", "  heartbeat_interval: 2\n  dead_time: 6\n  lease_s: 4"
     ),
     "range-fills-subnet-to-the-top": one("gpu[1-2]", "gpu[01-02]"),
     "range-just-past-head": one("198.18.0.100", "198.18.0.4"),

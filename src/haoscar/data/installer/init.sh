@@ -1,0 +1,17 @@
+#!/bin/sh
+# /init of the haoscar installer initramfs: mount the kernel's file systems, load the drivers, run the installer.
+# PID 1 must never exit (the kernel would panic), so it waits forever once the installer is done or has failed:
+# the head node already knows the outcome and the post-install action has run.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /tmp /run
+exec </dev/console >/dev/console 2>&1
+echo "haoscar installer: loading drivers"
+while read -r module; do
+    insmod "$module" 2>/dev/null
+done </etc/haoscar-modules
+/bin/sh /usr/lib/haoscar/install.sh
+echo "haoscar installer: finished (status $?); the head node has the outcome"
+while :; do sleep 3600; done

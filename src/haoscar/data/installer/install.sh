@@ -1,0 +1,322 @@
+#!/bin/sh
+# haoscar's network installer (POSIX sh on busybox), SystemImager's flow modernised:
+#   DHCP -> node plan from the head's boot server (by MAC) -> check the disk against the image -> partition ->
+#   mkfs -> image as a tar stream over HTTP -> per-node files -> bootloader -> tell the head -> post-install action.
+# Every stage is reported to the head (POST /install/MAC/progress); a failure is reported with its stage and reason
+# (POST /install/MAC/failed) before anything else happens.
+#
+# Inputs: the kernel command line (haoscar.server=URL, optional haoscar.disk=DEV), or for running it outside the
+# initramfs: HAOSCAR_SERVER, HAOSCAR_MAC (skips DHCP), HAOSCAR_DISK (a block device or a file),
+# HAOSCAR_TARGET (mount point), HAOSCAR_NO_POWER=1 (print the post-install action instead of doing it).
+set -u
+
+TARGET=${HAOSCAR_TARGET:-/mnt/target}
+STAGE=start
+WATCHER=
+MOUNTED=
+SERVER=
+MAC=
+DISK=
+
+log() { echo "haoscar-install: $*"; }
+
+arg() {
+    for word in $(cat "${HAOSCAR_CMDLINE:-/proc/cmdline}"); do
+        case "$word" in "$1"=*) echo "${word#*=}"; return 0 ;; esac
+    done
+    return 1
+}
+
+urlenc() {
+    printf '%s' "$1" | tr '\n' ' ' | sed -e 's/%/%25/g' -e 's/&/%26/g' -e 's/+/%2B/g' -e 's/=/%3D/g' \
+        -e 's/#/%23/g' -e 's/?/%3F/g' -e 's/ /+/g'
+}
+
+post() {
+    wget -q -T 15 -O /dev/null --post-data "$2" "$SERVER$1"
+}
+
+report() { # STAGE PERCENT [BYTES [DETAIL]]
+    STAGE=$1
+    log "$1 $2% ${4:-}"
+    post "/install/$MAC/progress" "stage=$1&percent=$2&bytes=${3:-0}&detail=$(urlenc "${4:-}")" ||
+        log "could not report progress to $SERVER"
+}
+
+cleanup() {
+    [ -n "$WATCHER" ] && kill "$WATCHER" 2>/dev/null
+    WATCHER=
+    if [ -n "$MOUNTED" ]; then
+        for sub in dev/pts dev proc sys; do umount "$TARGET/$sub" 2>/dev/null; done
+        umount "$TARGET" 2>/dev/null
+        MOUNTED=
+    fi
+}
+
+fail() { # STAGE REASON
+    log "FAILED in stage $1: $2"
+    cleanup
+    if [ -n "$MAC" ]; then
+        post "/install/$MAC/failed" "stage=$1&reason=$(urlenc "$2")" || log "could not report the failure to $SERVER"
+    fi
+    exit 1
+}
+
+tail_of() { tail -n 2 "$1" 2>/dev/null | tr '\n' ' '; }
+
+# ------------------------------------------------------------------------------------------------ network, plan
+
+fetch_plan() { # MAC -> sources the head's plan for this node; false when the head does not know the MAC
+    wget -q -T 15 -O /tmp/haoscar-plan "$SERVER/install/$1/plan" 2>/dev/null || return 1
+    . /tmp/haoscar-plan
+}
+
+network() {
+    SERVER=${HAOSCAR_SERVER:-$(arg haoscar.server || true)}
+    [ -n "$SERVER" ] || fail dhcp "no haoscar.server=URL on the kernel command line; boot through haoscar's iPXE script"
+    if [ -n "${HAOSCAR_MAC:-}" ]; then
+        fetch_plan "$HAOSCAR_MAC" || fail dhcp "the boot server $SERVER does not know MAC $HAOSCAR_MAC"
+        MAC=$HAOSCAR_MAC
+        return 0
+    fi
+    tries=0
+    while [ $tries -lt 15 ]; do
+        for dev in /sys/class/net/*; do
+            iface=${dev##*/}
+            [ "$iface" = lo ] && continue
+            ip link set "$iface" up 2>/dev/null
+            udhcpc -i "$iface" -n -q -t 4 -T 2 -s /usr/share/udhcpc/default.script >/dev/null 2>&1 || continue
+            mac=$(cat "$dev/address")
+            if fetch_plan "$mac"; then
+                MAC=$mac
+                log "interface $iface ($mac) has a lease; the head knows it as $NODE"
+                return 0
+            fi
+            log "the head does not know $iface ($mac); trying the next interface"
+        done
+        tries=$((tries + 1))
+        sleep 2
+    done
+    log "no interface got a lease and a node record from $SERVER; assign this machine's MAC on the head node"
+    exit 1
+}
+
+# ------------------------------------------------------------------------------------------------------- disk
+
+find_disk() {
+    if [ -n "${HAOSCAR_DISK:-}" ]; then echo "$HAOSCAR_DISK"; return 0; fi
+    if arg haoscar.disk; then return 0; fi
+    waited=0
+    while [ $waited -lt 10 ]; do
+        for name in vda sda nvme0n1 xvda hda; do
+            if [ -b "/dev/$name" ]; then echo "/dev/$name"; return 0; fi
+        done
+        sleep 1
+        waited=$((waited + 1))
+    done
+    return 1
+}
+
+disk_bytes() {
+    if [ -b "$1" ]; then
+        echo $(($(cat "/sys/class/block/${1##*/}/size") * 512))
+    else
+        stat -c %s "$1"
+    fi
+}
+
+# Room for the files plus a fifth for file-system metadata and slack, plus 64 MiB for the journal and reserve.
+needed_bytes() { echo $(($1 + $1 / 5 + 67108864)); }
+
+partition_of() {
+    case "$1" in
+        *[0-9]) echo "${1}p1" ;;
+        *) echo "${1}1" ;;
+    esac
+}
+
+check_disk() {
+    DISK=$(find_disk) || fail disk "no disk found (looked for vda, sda, nvme0n1, xvda, hda); give haoscar.disk=DEVICE"
+    have=$(disk_bytes "$DISK") || fail disk "cannot read the size of $DISK"
+    need=$(needed_bytes "$IMAGE_BYTES")
+    if [ "$have" -lt "$need" ]; then
+        fail disk "disk too small: $DISK has $((have / 1048576)) MiB, image $IMAGE needs at least $((need / 1048576)) MiB"
+    fi
+    report disk 3 0 "$DISK: $((have / 1048576)) MiB for $((IMAGE_BYTES / 1048576)) MiB of image"
+}
+
+make_filesystem() {
+    report disk 4 0 "partitioning $DISK (MBR, one ext4 root partition)"
+    printf 'label: dos\nstart=2048, type=83, bootable\n' |
+        sfdisk -q --wipe always --wipe-partitions always "$DISK" >/tmp/sfdisk.log 2>&1 ||
+        fail disk "sfdisk $DISK: $(tail_of /tmp/sfdisk.log)"
+    PART=$(partition_of "$DISK")
+    waited=0
+    while [ ! -b "$PART" ] && [ $waited -lt 20 ]; do
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    [ -b "$PART" ] || fail disk "partition $PART did not appear after sfdisk"
+    report disk 6 0 "making ext4 on $PART"
+    ROOT_UUID=$(cat /proc/sys/kernel/random/uuid)
+    # extlinux (syslinux 6.04) cannot boot from ext4 with the 64bit or metadata_csum features.
+    mkfs.ext4 -q -F -U "$ROOT_UUID" -L root -O ^64bit,^metadata_csum "$PART" >/tmp/mkfs.log 2>&1 ||
+        fail disk "mkfs.ext4 $PART: $(tail_of /tmp/mkfs.log)"
+    mkdir -p "$TARGET"
+    mount -t ext4 "$PART" "$TARGET" || fail disk "cannot mount $PART"
+    MOUNTED=1
+    report disk 9 0 "ext4 on $PART mounted"
+}
+
+# ------------------------------------------------------------------------------------------------------ image
+
+used_kb() { df -Pk "$TARGET" | awk 'NR == 2 { print $3 }'; }
+
+pull_image() {
+    base=$(used_kb)
+    report image 10 0 "receiving $IMAGE version $IMAGE_VERSION ($((IMAGE_BYTES / 1048576)) MiB)"
+    (
+        while :; do
+            sleep 1
+            got=$((($(used_kb) - base) * 1024))
+            percent=$((10 + 80 * got / (IMAGE_BYTES + 1)))
+            [ $percent -gt 89 ] && percent=89
+            report image $percent $got "receiving $IMAGE"
+        done
+    ) &
+    WATCHER=$!
+    (
+        set -o pipefail
+        wget -q -T 60 -O - "$SERVER/image/$IMAGE.tar" 2>/tmp/wget.log | tar -x -C "$TARGET" 2>/tmp/tar.log
+    ) || fail image "receiving $IMAGE from $SERVER failed: $(tail_of /tmp/wget.log) $(tail_of /tmp/tar.log)"
+    kill "$WATCHER" 2>/dev/null
+    WATCHER=
+    [ -d "$TARGET/etc" ] || fail image "the image stream of $IMAGE held no /etc; is the image a root tree?"
+    got=$((($(used_kb) - base) * 1024))
+    report image 90 $got "received $IMAGE"
+}
+
+# -------------------------------------------------------------------------------------------- per-node files
+
+write_network() {
+    etc=$TARGET/etc
+    mkdir -p "$etc/network" "$etc/haoscar"
+    {
+        echo "# Written by the haoscar installer for $NODE."
+        echo "auto lo"
+        echo "iface lo inet loopback"
+        echo
+        echo "auto $IFNAME"
+        if [ "$IP_ASSIGNMENT" = static ]; then
+            echo "iface $IFNAME inet static"
+            echo "    address $IP/$PREFIX"
+            [ -n "$GATEWAY" ] && echo "    gateway $GATEWAY"
+        else
+            echo "iface $IFNAME inet dhcp"
+        fi
+    } >"$etc/network/interfaces"
+    {
+        echo "# The node's identity as the haoscar installer wrote it (sh syntax)."
+        echo "NODE='$NODE'"
+        echo "FQDN='$FQDN'"
+        echo "IFNAME='$IFNAME'"
+        echo "MAC='$MAC'"
+        echo "IP_ASSIGNMENT='$IP_ASSIGNMENT'"
+        echo "IP='$IP'"
+        echo "PREFIX='$PREFIX'"
+        echo "GATEWAY='$GATEWAY'"
+    } >"$etc/haoscar/node.conf"
+    # Keep the interface name the cluster database uses, whatever udev would call it.
+    if [ -d "$etc/systemd" ]; then
+        mkdir -p "$etc/systemd/network"
+        printf '[Match]\nMACAddress=%s\n\n[Link]\nName=%s\n' "$MAC" "$IFNAME" >"$etc/systemd/network/10-haoscar-$IFNAME.link"
+    fi
+}
+
+configure() {
+    report configure 91 0 "host name, addresses, /etc/hosts, fstab"
+    echo "$NODE" >"$TARGET/etc/hostname"
+    printf '%s\n' "$HOSTS" >"$TARGET/etc/hosts"
+    write_network
+    echo "UUID=$ROOT_UUID / ext4 errors=remount-ro 0 1" >"$TARGET/etc/fstab"
+    [ -f "$TARGET/etc/machine-id" ] && : >"$TARGET/etc/machine-id"
+    if [ -x "$TARGET/usr/bin/ssh-keygen" ]; then
+        report configure 93 0 "fresh ssh host keys"
+        rm -f "$TARGET"/etc/ssh/ssh_host_*
+        mkdir -p "$TARGET/dev" "$TARGET/proc"
+        mount -o bind /dev "$TARGET/dev" && mount -t proc proc "$TARGET/proc" ||
+            fail configure "cannot mount /dev and /proc in the new system for ssh-keygen"
+        chroot "$TARGET" /usr/bin/ssh-keygen -A >/tmp/ssh.log 2>&1 || fail configure "ssh-keygen -A: $(tail_of /tmp/ssh.log)"
+        umount "$TARGET/proc" "$TARGET/dev"
+    fi
+}
+
+bootloader() {
+    report bootloader 95 0 "extlinux on $DISK"
+    kernel=$(ls "$TARGET"/boot/vmlinuz-* 2>/dev/null | sort | tail -n 1)
+    [ -z "$kernel" ] && [ -f "$TARGET/boot/vmlinuz" ] && kernel=$TARGET/boot/vmlinuz
+    [ -n "$kernel" ] || fail bootloader "image $IMAGE has no kernel (no /boot/vmlinuz-*); add a kernel package to it"
+    kernel=/boot/${kernel##*/}
+    initrd=/boot/initrd.img-${kernel#/boot/vmlinuz-}
+    [ -f "$TARGET$initrd" ] || initrd=/boot/initrd.img
+    mkdir -p "$TARGET/boot/extlinux"
+    extlinux --install "$TARGET/boot/extlinux" >/tmp/extlinux.log 2>&1 ||
+        fail bootloader "extlinux: $(tail_of /tmp/extlinux.log)"
+    {
+        echo "# Written by the haoscar installer for $NODE."
+        echo "DEFAULT haoscar"
+        echo "PROMPT 0"
+        echo "TIMEOUT 1"
+        echo "LABEL haoscar"
+        echo "    LINUX $kernel"
+        [ -f "$TARGET$initrd" ] && echo "    INITRD $initrd"
+        echo "    APPEND root=UUID=$ROOT_UUID ro console=ttyS0 console=tty0"
+    } >"$TARGET/boot/extlinux/extlinux.conf"
+    dd if=/usr/lib/syslinux/mbr/mbr.bin of="$DISK" bs=440 count=1 conv=notrunc 2>/tmp/dd.log ||
+        fail bootloader "writing the MBR to $DISK: $(tail_of /tmp/dd.log)"
+    sync
+    report bootloader 99 0 "boots $kernel from UUID=$ROOT_UUID"
+}
+
+finish() {
+    cleanup
+    sync
+    tries=0
+    until post "/install/$MAC/done" "seconds=$(($(date +%s) - STARTED))"; do
+        tries=$((tries + 1))
+        [ $tries -ge 5 ] && fail done "installed, but the head node at $SERVER did not take the completion report"
+        sleep 2
+    done
+    log "installed $NODE from $IMAGE in $(($(date +%s) - STARTED)) s; post-install action: $POST_INSTALL"
+    if [ "${HAOSCAR_NO_POWER:-0}" = 1 ]; then
+        echo "post-install: $POST_INSTALL"
+        return 0
+    fi
+    case "$POST_INSTALL" in
+        reboot) reboot -f ;;
+        shutdown) poweroff -f ;;
+        *)
+            # beep: wait for the operator, audibly, as SystemImager does.
+            while :; do
+                printf '\a'
+                sleep 2
+            done
+            ;;
+    esac
+}
+
+main() {
+    STARTED=$(date +%s)
+    trap 'cleanup' EXIT
+    network
+    report node 1 0 "node $NODE, image $IMAGE"
+    [ "$IMAGE_OK" = 1 ] || fail image "$IMAGE_ERROR"
+    check_disk
+    make_filesystem
+    pull_image
+    configure
+    bootloader
+    finish
+}
+
+[ "${HAOSCAR_LIB:-0}" = 1 ] || main "$@"
