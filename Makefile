@@ -11,7 +11,8 @@ STAMPS := .make
 # Debian packages: the real parts haoscar drives (see README, "Why each dependency").
 APT_PACKAGES := iproute2 nftables dnsmasq-base rsync iputils-ping arping busybox-static \
 	openssh-server openssh-client keepalived qemu-system-x86 ipxe debootstrap \
-	procps psmisc acl attr util-linux cpio xz-utils kmod python3-venv
+	procps psmisc acl attr util-linux cpio xz-utils kmod python3-venv \
+	extlinux syslinux-common fdisk e2fsprogs
 
 .PHONY: all deps apt venv demo test lint typecheck unit lab clean
 

@@ -1,4 +1,4 @@
-"""`haoscar demo`'s function: the lab comes up, the reachability act passes, and the lab is always torn down."""
+"""`haoscar demo`'s function: the lab comes up, the reachability and failover acts pass, the lab is always torn down."""
 
 from __future__ import annotations
 
@@ -30,7 +30,10 @@ def test_demo_proves_reachability_and_leaves_nothing(tmp_path: Path) -> None:
     assert checks[("head1", "node01", "198.18.0.101")] is True
     assert checks[("client", "head1", "198.19.0.11")] is True
     assert checks[("client", "head1", "198.18.0.1")] is False
-    assert seen == ["lab", "act-start", "act", "down"]
+    assert seen == ["lab", "act-start", "act", "act-start", "act", "down"]
+    failover = {c.what: c for c in report.acts[1].checks}
+    assert failover["the standby owns the alias IP after the crash"].observed is True
+    assert failover["never two owners of the alias IP"].observed is True
     assert _leftovers(name) == [] and known_labs(tmp_path) == []
 
 

@@ -94,7 +94,10 @@ def test_every_kind_of_change_appears_identically_on_the_standby(heads: ReplLab)
     dst = rl.path(rl.standby, "/home/u")
     assert not (dst / "gone").exists() and not (dst / "d1").exists() and (dst / "d9/d2/deep").exists()
     assert os.getxattr(dst / "a", "user.tag") == b"blue"
-    assert "user:4321:r" in subprocess.run(["getfacl", "-cp", str(dst / "b2")], capture_output=True, text=True).stdout
+    assert (
+        "user:4321:r"
+        in subprocess.run(["getfacl", "-cp", str(dst / "b2")], capture_output=True, text=True, check=True).stdout
+    )
 
 
 def test_a_file_being_written_is_not_shipped_half_written(heads: ReplLab) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -338,7 +339,8 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _floor(value: float | None, limit: float) -> dict[str, Any]:
-    return {"value": value, "limit": limit, "pass": value is not None and value <= limit}
+    shown = None if value is None else round(value, 3)
+    return {"value": shown, "limit": limit, "pass": value is not None and value <= limit}
 
 
 def run_failover_bench(
@@ -364,6 +366,7 @@ def run_failover_bench(
         note("haoscar default: idle CPU and memory")
         default.start()
         try:
+            time.sleep(default.settle_s)  # idle means after the start-up work, in the steady state
             idle_cpu, rss = idle_cost(default.daemon_pids(), options.idle_seconds)
         finally:
             default.stop()
@@ -378,6 +381,7 @@ def run_failover_bench(
     finally:
         note(f"lab {options.lab_name} down")
         lab.down()
+    shutil.rmtree(workdir, ignore_errors=True)  # kept after a failure: keepalived's logs tell why
     return report(spec, options, series, idle_cpu, rss)
 
 

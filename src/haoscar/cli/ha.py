@@ -56,80 +56,100 @@ def _fmt_s(value: Any) -> str:
     return "-" if value is None else f"{float(value):.2f} s"
 
 
-def render_status(status: dict[str, Any]) -> None:
-    peer = status["peer"]
-    lease = status["lease"]
-    nets = peer["networks"]
-    net_text = " ".join(f"{name}:{'up' if info['up'] else 'DOWN'}" for name, info in nets.items())
-    me_lease = f"{_fmt_s(lease['remaining_s'])}" if lease["valid"] else "-"
-    rows = [
-        (
-            status["node"],
-            status["role"],
-            status["state"],
-            "yes" if status["vip"]["held"] else "no",
-            me_lease,
-            "(this head)",
-        ),
-        (
-            peer["node"],
-            "standby" if status["role"] == "primary" else "primary",
-            peer["state"],
-            "yes" if peer["holds_vip"] else "no",
-            _fmt_s(peer["lease_remaining_s"]) if peer["lease_remaining_s"] else "-",
-            net_text,
-        ),
-    ]
-    title = f"HA status of {status['node']} — VIP {status['vip']['address']}"
-    if status["degraded"]:
-        title += " [yellow](degraded)[/]"
-    console.print(table(title, ["head", "role", "state", "VIP", "lease left", "heartbeats"], rows))
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value) * 1000:.0f} ms"
+
+
+def _column(status: dict[str, Any]) -> list[str]:
+    """One head's own status as the cells of its column (see ``ROWS``)."""
+    peer, lease = status["peer"], status["lease"]
+    nets = " ".join(f"{name}:{'up' if info['up'] else '[red]DOWN[/]'}" for name, info in peer["networks"].items())
     holder = lease["holder"] or "nobody"
     if lease["witness"]:
-        console.print(
-            f"witness {', '.join(lease['witness'])}: lease holder [bold]{holder}[/] "
-            f"({_fmt_s(lease['holder_remaining_s'])} left), last reply {lease['witness_last_reply_ms']} ms ago"
-        )
+        holder += f" ({_fmt_s(lease['holder_remaining_s'])} left)"
     else:
-        console.print("no witness: takeover only after fencing the peer")
-    if status["resources"]:
-        console.print(
-            table(
-                "Resources",
-                ["service", "kind", "state", "restarts", "last error"],
-                [
-                    (r["name"], r.get("kind"), r["state"], r.get("total_restarts"), r.get("last_error"))
-                    for r in status["resources"]
-                ],
-            )
-        )
-    dropped = {k: v for k, v in status["dropped"].items() if v}
-    console.print("dropped packets: " + (", ".join(f"{k}={v}" for k, v in dropped.items()) or "none"))
+        holder = "no witness"
+    resources = (
+        "\n".join(f"{r['name']}: {r['state']}, {r.get('total_restarts', 0)} restarts" for r in status["resources"])
+        or "none"
+    )
+    dropped = ", ".join(f"{k}={v}" for k, v in status["dropped"].items() if v) or "none"
     last = status["last_failover"]
+    failover = "-"
     if last:
-        console.print(f"last {last['kind']}: {last['reason']}, took {last['took_s'] * 1000:.0f} ms")
-    fencing = status["fencing"]
-    if fencing["last"]:
-        f = fencing["last"]
-        console.print(f"last fence ({f['method']} {f['target']}): {'ok' if f['ok'] else 'FAILED'} {f['message']}")
-    for warning in status["warnings"]:
-        console.print(f"[yellow]warning:[/] {warning}")
+        failover = f"{last['kind']}: {last['reason']}\n{_ms(last['took_s'])} after the last heartbeat"
+        if last.get("since_dead_s") is not None:
+            failover += f"\n{_ms(last['since_dead_s'])} after declaring the peer dead"
+    fence = status["fencing"]["last"]
+    return [
+        status["role"],
+        status["state"] + (" [yellow](degraded)[/]" if status["degraded"] else ""),
+        "yes" if status["vip"]["held"] else "no",
+        nets,
+        _fmt_s(lease["remaining_s"]) if lease["valid"] else "-",
+        holder,
+        resources,
+        dropped,
+        failover,
+        "-" if not fence else f"{fence['method']} {fence['target']}: {'ok' if fence['ok'] else 'FAILED'}",
+        "\n".join(status["warnings"]) or "none",
+    ]
+
+
+ROWS = [
+    "role",
+    "state",
+    "holds the VIP",
+    "hears its peer on",
+    "own lease left",
+    "lease holder",
+    "resources",
+    "dropped packets",
+    "last failover",
+    "last fence",
+    "warnings",
+]
+
+
+def render_status(both: dict[str, Any]) -> None:
+    """Both heads side by side: the local daemon's status and the peer's own (or why it could not be read)."""
+    local, peer = both["local"], both["peer"]
+    local_cells = _column(local)
+    if peer.get("reachable"):
+        peer_name, peer_cells = peer["node"], _column(peer)
+    else:
+        seen = local["peer"]
+        peer_name = seen["node"]
+        unreachable = f"[red]unreachable[/]: {peer.get('error', 'no answer')}"
+        peer_cells = [unreachable, f"{seen['state']} (as {local['node']} hears it)"] + ["?"] * (len(ROWS) - 2)
+    title = f"HA status — VIP {local['vip']['address']}"
+    rows = [(name, a, b) for name, a, b in zip(ROWS, local_cells, peer_cells, strict=True)]
+    console.print(table(title, ["", f"{local['node']} (this head)", peer_name], rows))
 
 
 @ha_app.command("status")
 def status(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help='Print {"local": ..., "peer": ...} as JSON.')] = False,
     node: Annotated[str | None, typer.Option("--node", help="Only for the record: the local head's name.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for the peer's status.")] = 1.0,
 ) -> None:
-    """Both heads as the local daemon sees them: roles, heartbeats per network, lease, resources, failovers."""
+    """Both heads side by side: roles, heartbeats per network, lease, resources, dropped packets, failovers.
+
+    The local head's status comes from its daemon's control socket; the peer's from its read-only status over
+    HTTP (``ha.status_port`` on its cluster addresses). An unreachable peer is shown as such."""
+    from haoscar.ha.both_heads import both_heads
+
     data = _ask(ctx, "status")
     if node is not None and data.get("node") != node:
         raise UserError(f"the daemon here is {data.get('node')!r}, not {node!r}; pass the right --state-dir")
+    if timeout <= 0:
+        raise UserError(f"--timeout {timeout:g} must be more than 0 seconds, e.g. 1")
+    both = both_heads(data, timeout)
     if as_json:
-        print_json(data)
+        print_json(both)
     else:
-        render_status(data)
+        render_status(both)
 
 
 def _change(ctx: typer.Context, op: str) -> None:

@@ -66,7 +66,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "standby": ("standby",),
     "image": ("image",),
     "mac": ("mac",),
-    "netboot": ("netboot",),
+    "netboot": ("netboot", "install"),  # install.py adds `netboot build-installer`
     "dhcp": ("dhcp",),
     "install": ("install",),
     "lab": ("lab",),

@@ -171,6 +171,15 @@ def make_app(provider: ApiProvider, token: str) -> web.Application:
     return app
 
 
+def make_status_app(provider: ApiProvider) -> web.Application:
+    """Only ``GET /status``: what every head serves in any role, so that ``haoscar ha status`` on one head can show
+    the other. Nothing here changes state, so it needs no token."""
+    app = web.Application(client_max_size=4 * 1024)
+    app[PROVIDER_KEY] = provider
+    app.router.add_get("/status", _status)
+    return app
+
+
 @dataclass
 class ApiRunner:
     runner: web.AppRunner
@@ -188,6 +197,20 @@ async def start_api(bind_addresses: list[str], port: int, token_file: Path, prov
     addresses = check_bind_addresses(bind_addresses)
     token = read_token(token_file)
     runner = web.AppRunner(make_app(provider, token), access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        for address in addresses:
+            await web.TCPSite(runner, address, port, reuse_address=True).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return ApiRunner(runner, addresses, port, [f"http://{a}:{port}" for a in addresses])
+
+
+async def start_status_listener(bind_addresses: list[str], port: int, provider: ApiProvider) -> ApiRunner:
+    """Serve the read-only ``GET /status`` on exactly ``bind_addresses``:``port`` (OSError when one cannot be bound)."""
+    addresses = check_bind_addresses(bind_addresses)
+    runner = web.AppRunner(make_status_app(provider), access_log=None, handle_signals=False)
     await runner.setup()
     try:
         for address in addresses:

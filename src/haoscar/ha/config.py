@@ -37,6 +37,9 @@ class Timings:
     startup_wait: float
     handover_timeout: float
     probe_timeout: float
+    # The standby's initial dead time (Heartbeat's ``initdead``): how long a freshly started standby that hears
+    # nobody waits before it goes for the role, so that a primary whose start is slow still wins the cold start.
+    initdead: float = 10.0
 
     @classmethod
     def from_ha(cls, ha: HA) -> Timings:
@@ -55,6 +58,7 @@ class Timings:
             startup_wait=max(3 * ha.dead_time, 2.0),
             handover_timeout=max(3.0, 5 * ha.dead_time),
             probe_timeout=min(0.03, ha.heartbeat_interval / 4),
+            initdead=max(ha.initdead_s, ha.dead_time),
         )
 
     def as_dict(self) -> dict[str, float]:
@@ -64,6 +68,7 @@ class Timings:
             "lease_s": self.lease,
             "lease_margin_s": self.margin,
             "vip_lifetime_s": float(self.vip_lifetime),
+            "initdead_s": self.initdead,
             "expected_failover_s": self.expected_failover(),
         }
 

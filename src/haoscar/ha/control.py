@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from haoscar.errors import UserError
+from haoscar.ha.sockpath import socket_name
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -44,7 +45,15 @@ async def serve_control(path: Path, handler: Handler) -> asyncio.Server:
 
     old = os.umask(0o077)
     try:
-        server = await asyncio.start_unix_server(on_client, path=str(path))
+        # Bound here rather than by asyncio, through a short name: the state directory may be of any length.
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with socket_name(path) as name:
+                sock.bind(name)
+        except BaseException:
+            sock.close()
+            raise
+        server = await asyncio.start_unix_server(on_client, sock=sock)
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
@@ -56,7 +65,8 @@ def request(path: Path, op: str, timeout: float = 10.0, **params: Any) -> dict[s
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
-        sock.connect(str(path))
+        with socket_name(path) as name:
+            sock.connect(name)
     except (FileNotFoundError, ConnectionRefusedError):
         sock.close()
         raise UserError(

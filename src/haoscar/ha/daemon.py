@@ -20,13 +20,15 @@ from typing import Any, Protocol, cast
 
 from haoscar.ha.config import Link, NodeConfig
 from haoscar.ha.control import control_path, serve_control
-from haoscar.ha.decide import Action, Demote, Go, Promote, View, decide, wants_failback
+from haoscar.ha.decide import Action, Demote, Go, Promote, View, decide, lease_probe, stale_refusal, wants_failback
 from haoscar.ha.events import EventBus, Severity
 from haoscar.ha.fencing import FenceResult, fence
 from haoscar.ha.lease import LeaseView
 from haoscar.ha.peer import DropCounters, PeerView, SentLog
 from haoscar.ha.replay import ReplayWindow
+from haoscar.ha.replication_glue import ReplicationGlue
 from haoscar.ha.state import HOLDS_VIP, WANTS_LEASE, State, StateMachine
+from haoscar.ha.timing import LoopLagMonitor
 from haoscar.ha.vip import Vip
 from haoscar.ha.wire import KIND_HEARTBEAT, KIND_LEASE_REPLY, KIND_LEASE_REQUEST, Rejected, decode, encode
 
@@ -55,9 +57,12 @@ class VipPort(Protocol):
 @dataclass
 class Failover:
     reason: str
-    took_s: float
+    took_s: float  # from the last heartbeat heard from the peer (or the request) to VIP and services up
     wall: float
     kind: str  # failover | switchover | failback | start
+    # from the moment this head declared the peer dead (silent for dead_time) to VIP and services up; None when
+    # the role came without a dead peer (handover, cold start)
+    since_dead_s: float | None = None
 
 
 class _Endpoint(asyncio.DatagramProtocol):
@@ -86,8 +91,10 @@ class Daemon:
         bus: EventBus,
         resources: Resources,
         vip: VipPort | None = None,
+        replication: ReplicationGlue | None = None,
     ) -> None:
         self.cfg = cfg
+        self.replication = replication  # None: ha.replication is off (or a test without it)
         self.key = key
         self.state_dir = state_dir
         self.bus = bus
@@ -113,8 +120,16 @@ class Daemon:
         self.switchover_requested = False
         self.failback_requested = False
         self.handing_over_until: float | None = None
+        self.handover_id = 0  # our sequence number when our latest handover began: the peer takes each one once
+        # (peer incarnation, handover id) of the peer's handover we took the role for: never taken twice, so two
+        # heads that hand over in quick succession cannot bounce the role back and forth
+        self.handover_taken: tuple[int | None, int] | None = None
         self.stable_since: float | None = None
-        self.takeover_cause: tuple[float, str] | None = None
+        # (last heard from the peer or now, reason, when the peer was declared dead / the role was wanted)
+        self.takeover_cause: tuple[float, str, float] | None = None
+        # A standby that wants the role asks the witness (``acquire``) while staying standby: since when, and why.
+        self.probe_since: float | None = None
+        self.probe_why: str | None = None
         self.last_failover: Failover | None = None
         self.last_fence: FenceResult | None = None
         self.warnings: dict[str, str] = {}
@@ -126,6 +141,8 @@ class Daemon:
         self._retry: asyncio.TimerHandle | None = None
         self._stopped = asyncio.Event()
         self._witness_ok: bool | None = None
+        self.status_urls: list[str] = []  # where this head serves its read-only status (set by the runner)
+        self.loop_lag: LoopLagMonitor | None = None  # the event loop's lag, shown in status (set by the runner)
         self._peer_ok: bool | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -137,6 +154,8 @@ class Daemon:
                 self.bus.event("vip.stale", f"removed a VIP {self.cfg.vip} left from before this start", "warning")
         for link in self.cfg.links:
             self._endpoints[link.network] = await self._bind(link)
+        # Start-up waits count from the moment this head can hear its peer, not from the object's creation.
+        self.started = self.state_since = time.monotonic()
         _, proto = await loop.create_datagram_endpoint(
             lambda: _Endpoint(self._on_lease_packet), local_addr=("0.0.0.0", 0)
         )
@@ -201,6 +220,7 @@ class Daemon:
             except Exception as exc:
                 self.bus.event("vip.error", f"could not renew {self.cfg.vip}: {exc}", "warning")
         self._watch_health(now)
+        self._replication_tick(now)
         self._evaluate(now)
 
     # -- packets --------------------------------------------------------------------------------------------
@@ -222,6 +242,7 @@ class Daemon:
             "handover": self.cfg.peer_name
             if self.handing_over_until is not None and now < self.handing_over_until
             else None,
+            "handover_id": self.handover_id,
             "failback": self._wants_failback(now),
             "vip": self.vip_held,
             "lease": round(self.lease.remaining(now), 3),
@@ -238,7 +259,7 @@ class Daemon:
     def _send_lease(self, now: float) -> None:
         if not self.cfg.witness or self._lease_endpoint is None or self._lease_endpoint.transport is None:
             return
-        op = "acquire" if self.sm.state in WANTS_LEASE else "query"
+        op = "acquire" if self.sm.state in WANTS_LEASE or self.probe_why is not None else "query"
         seq = self._next_seq()
         self.lease.sent(seq, now, op)
         data = encode(
@@ -309,7 +330,8 @@ class Daemon:
         if applied:
             self._evaluate(now)
             remaining = float(body.get("remaining", 0.0))
-            if self.sm.state == State.TAKEOVER and not body.get("granted") and 0 < remaining < self.cfg.timings.lease:
+            asking = self.sm.state == State.TAKEOVER or self.probe_why is not None
+            if asking and not body.get("granted") and 0 < remaining < self.cfg.timings.lease:
                 # Ask again the moment the holder's lease runs out at the witness rather than at the next tick:
                 # up to one heartbeat interval off every failover.
                 if self._retry is not None:
@@ -318,7 +340,7 @@ class Daemon:
 
     def _retry_lease(self) -> None:
         self._retry = None
-        if self.sm.state == State.TAKEOVER:
+        if self.sm.state == State.TAKEOVER or self.probe_why is not None:
             self._send_lease(time.monotonic())
 
     # -- health and warnings --------------------------------------------------------------------------------
@@ -326,14 +348,16 @@ class Daemon:
         newest = self.peer.newest()
         return newest is not None and now - newest < self.cfg.timings.dead
 
-    def _warn(self, key: str, message: str | None, severity: Severity = "warning", **data: Any) -> None:
-        """Raise (message) or clear (None) a standing warning; each change is one event."""
+    def _warn(
+        self, key: str, message: str | None, severity: Severity = "warning", ok: str | None = None, **data: Any
+    ) -> None:
+        """Raise (message) or clear (None) a standing warning; each change is one event (``ok``: the clear's text)."""
         if message is not None and self.warnings.get(key) != message:
             self.warnings[key] = message
             self.bus.event(key, message, severity, **data)
         elif message is None and key in self.warnings:
             del self.warnings[key]
-            self.bus.event(key + ".ok", f"{key} recovered")
+            self.bus.event(key + ".ok", ok or f"{key} recovered")
 
     def _watch_health(self, now: float) -> None:
         t = self.cfg.timings
@@ -360,6 +384,24 @@ class Daemon:
             self.stable_since = self.stable_since or now
         else:
             self.stable_since = None
+
+    def _replication_tick(self, now: float) -> None:
+        repl = self.replication
+        if repl is None:
+            return
+        repl.tick(self._peer_alive(now) and self.peer.state in (State.ACTIVE, State.STARTING))
+        refused = stale_refusal(self._view(now))
+        why = repl.manager.persisted.stale_reason or "unknown reason"
+        self._warn(
+            "replication.refused",
+            f"{self.cfg.peer_name} is silent but this head's replicated data is stale ({why}): NOT taking over; "
+            f"run `haoscar ha takeover --force` on {self.cfg.name} to take over anyway (the changes it missed are "
+            "lost)"
+            if refused
+            else None,
+            "critical",
+            ok="no longer refusing a takeover on stale data",
+        )
 
     def _wants_failback(self, now: float) -> bool:
         if not self.cfg.is_primary or self.sm.state != State.STANDBY:
@@ -396,7 +438,8 @@ class Daemon:
             peer_state=self.peer.state,
             peer_healthy=self.peer.healthy,
             peer_all_links=all(self.peer.alive_on(now, t.dead).values()),
-            peer_handover_to_me=self.peer.handover_to == self.cfg.name,
+            peer_handover_to_me=self.peer.handover_to == self.cfg.name
+            and (self.peer.incarnation, self.peer.handover_id) != self.handover_taken,
             peer_wants_failback=self.peer.wants_failback,
             peer_guard_until=self._peer_guard_until(),
             lease_until=self.lease.until,
@@ -408,6 +451,11 @@ class Daemon:
             failback_requested=self.failback_requested,
             handing_over_until=self.handing_over_until,
             stable_since=self.stable_since,
+            repl_stale=self.replication is not None and self.replication.own_copy_stale,
+            repl_forced=self.replication is not None and self.replication.forced,
+            repl_catching_up=self.replication is not None and self.replication.catching_up,
+            repl_drained=self.replication is None or self.replication.drained_now(),
+            initdead=t.initdead,
         )
 
     def _evaluate(self, now: float | None = None) -> None:
@@ -418,9 +466,43 @@ class Daemon:
                 break
             for action in actions:
                 self._apply(action, now)
+        self._update_probe(now)
         self._schedule_wake(now)
         if self.sm.state == State.STOPPED:
             self._stopped.set()
+
+    def _update_probe(self, now: float) -> None:
+        """Start or end the standby's lease probe; one warning while the witness keeps denying it, one info at
+        the end, never a role event per attempt."""
+        why = lease_probe(self._view(now)) if self.sm.state == State.STANDBY else None
+        started = why is not None and self.probe_why is None
+        self.probe_why = why
+        if why is None:
+            self.probe_since = None
+            if self.sm.state == State.STANDBY and self.lease.valid(now):
+                self._release_lease()  # granted to a probe that is no longer wanted (the peer came back)
+        elif started:
+            self.probe_since = now
+            self._send_lease(now)  # ask at once, not at the next tick
+        t = self.cfg.timings
+        # A crashed holder's lease runs out at the witness within one lease of our probe's start; a denial that
+        # lasts longer means the peer is alive and renewing: it is only cut from us.
+        denied = (
+            self.probe_since is not None
+            and now - self.probe_since > t.lease + t.interval
+            and not self.lease.valid(now)
+            and self.lease.last_reply is not None
+            and self.lease.last_reply > self.probe_since
+            and self.lease.holder == self.cfg.peer_name
+        )
+        self._warn(
+            "lease.denied",
+            f"{self.cfg.peer_name} is silent on every network but the witness says it holds the lease: "
+            "the peer is alive, no failover"
+            if denied
+            else None,
+            ok=f"no longer asking for the lease: {self.cfg.peer_name} is heard again or its lease ended",
+        )
 
     def _schedule_wake(self, now: float) -> None:
         """Re-evaluate exactly when the lease view or the peer guard runs out, not at the next tick."""
@@ -439,9 +521,11 @@ class Daemon:
             if action.state == State.TAKEOVER:
                 peer_heard = self.peer.newest()
                 cause = peer_heard if peer_heard is not None and not self._peer_alive(now) else now
-                self.takeover_cause = (cause, action.reason)
+                self.takeover_cause = (cause, action.reason, self.probe_since or now)
+                if self.peer.handover_to == self.cfg.name:
+                    self.handover_taken = (self.peer.incarnation, self.peer.handover_id)
             self.sm.set(action.state, action.reason)
-            if action.state == State.TAKEOVER:
+            if action.state == State.TAKEOVER and not self.lease.valid(now):
                 self._send_lease(now)  # ask at once, not at the next tick
         elif isinstance(action, Promote):
             self.promote_result = None
@@ -468,13 +552,23 @@ class Daemon:
             self.switchover_requested = False
             self.failback_requested = False
             self.handing_over_until = None
-            cause, why = self.takeover_cause or (self.state_since, "start")
+            cause, why, declared = self.takeover_cause or (self.state_since, "start", self.state_since)
             took = self.state_since - cause
             kind = "failover" if "silent" in why else "switchover" if "handed" in why else "start"
-            self.last_failover = Failover(why, round(took, 3), time.time(), kind)
-            self.bus.event("failover", f"active after {took * 1000:.0f} ms ({why})", took_s=round(took, 3), kind=kind)
+            since_dead = round(self.state_since - declared, 3) if kind == "failover" else None
+            self.last_failover = Failover(why, round(took, 3), time.time(), kind, since_dead)
+            detail = f", {since_dead * 1000:.0f} ms after declaring the peer dead" if since_dead is not None else ""
+            self.bus.event(
+                "failover",
+                f"active after {took * 1000:.0f} ms ({why}){detail}",
+                took_s=round(took, 3),
+                since_dead_s=since_dead,
+                kind=kind,
+            )
         if new == State.STANDBY:
             self.promote_result = None
+        if self.replication is not None:
+            self.replication.role_changed(new)  # starts a task: the direction follows the role
 
     def _drop_vip(self, reason: str) -> None:
         was = self.vip_held
@@ -494,21 +588,22 @@ class Daemon:
 
     async def _promote(self, action: Promote) -> None:
         t = self.cfg.timings
-        must_fence = (not self.cfg.witness and not action.handover) or self.peer.state == State.FAILED
+        must_fence = (not self.cfg.witness and action.fence) or self.peer.state == State.FAILED
         try:
-            if not action.handover:
-                holder = await asyncio.to_thread(self.vip.probe, t.probe_timeout)
-                if holder is not None and action.fence:
-                    self.bus.event("vip.conflict", f"{holder} still answers for {self.cfg.vip}: fencing", "warning")
-                    must_fence = True
-                elif holder is not None:
-                    # No fencing: the old owner's kernel drops the VIP when its lifetime runs out.
-                    deadline = time.monotonic() + t.vip_lifetime + 1.0
-                    while holder is not None and time.monotonic() < deadline:
-                        await asyncio.sleep(t.interval / 2)
-                        holder = await asyncio.to_thread(self.vip.probe, t.probe_timeout)
-                    if holder is not None:
-                        raise RuntimeError(f"{holder} still answers for {self.cfg.vip}")
+            # Probed after a handover too (it costs one probe timeout): the old owner said it dropped the VIP, and
+            # the probe makes sure no kernel still answers before we announce.
+            holder = await asyncio.to_thread(self.vip.probe, t.probe_timeout)
+            if holder is not None and action.fence:
+                self.bus.event("vip.conflict", f"{holder} still answers for {self.cfg.vip}: fencing", "warning")
+                must_fence = True
+            elif holder is not None:
+                # No fencing: the old owner's kernel drops the VIP when its lifetime runs out.
+                deadline = time.monotonic() + t.vip_lifetime + 1.0
+                while holder is not None and time.monotonic() < deadline:
+                    await asyncio.sleep(t.interval / 2)
+                    holder = await asyncio.to_thread(self.vip.probe, t.probe_timeout)
+                if holder is not None:
+                    raise RuntimeError(f"{holder} still answers for {self.cfg.vip}")
             if must_fence:
                 result = await fence(self.cfg.ha.fencing, self.cfg.peer_name)
                 self.last_fence = result
@@ -542,11 +637,14 @@ class Daemon:
         except Exception as exc:
             self.bus.event("resource.error", f"stopping services failed: {exc}", "critical")
             ok = False
+        if action.handover and self.replication is not None:
+            await self.replication.final_drain()  # services stopped: the last changes go to the peer first
         self._drop_vip(action.reason)
         self._release_lease()
         self.escalated = None
         if action.handover:
             self.handing_over_until = time.monotonic() + self.cfg.timings.handover_timeout
+            self.handover_id = self._next_seq()
             self.takeover_cause = None
             # Tell the peer now (VIP dropped, lease released), not at the next tick - a daemon that is shutting
             # down has no next tick.
@@ -575,6 +673,12 @@ class Daemon:
             }
         if not (self._peer_alive(now) and self.peer.state == State.STANDBY and self.peer.healthy):
             return {"ok": False, "error": f"{self.cfg.peer_name} is not a healthy standby; switchover refused"}
+        if self.replication is not None:
+            drained, why = await self.replication.drain_for_switchover()
+            if not drained:
+                return {"ok": False, "error": why}
+            if self.sm.state != State.ACTIVE:
+                return {"ok": False, "error": f"{self.cfg.name} left the active role while replication drained"}
         self.switchover_requested = True
         self._evaluate()
         return {"ok": True, "message": f"handing the role over to {self.cfg.peer_name}"}
@@ -584,11 +688,22 @@ class Daemon:
             return {"ok": False, "error": f"{self.cfg.name} is the primary and already active"}
         if not self.cfg.is_primary and self.sm.state != State.ACTIVE:
             return {"ok": False, "error": f"{self.cfg.name} is not active; nothing to fail back"}
+        if self.replication is not None and self.sm.state == State.ACTIVE:
+            drained, why = await self.replication.drain_for_switchover()
+            if not drained:
+                return {"ok": False, "error": why}
         self.failback_requested = True
         self._evaluate()
         return {"ok": True, "message": "failing back to the primary"}
 
     async def takeover(self, force: bool) -> dict[str, Any]:
+        if self.replication is not None and self.sm.state == State.STANDBY:
+            # A stale standby: refused without --force; with it, the override is armed (loudly) and the role is
+            # still taken only the usual way, with the peer silent and the witness lease granted.
+            reply = self.replication.request_takeover(force)
+            if reply is not None:
+                self._evaluate()
+                return reply
         # The role is only ever taken with the lease; a forced takeover would be split brain on demand.
         return {"ok": False, "error": "takeover is automatic and needs the witness lease; use switchover on the active"}
 
@@ -629,7 +744,10 @@ class Daemon:
                 "holds_vip": bool(self.peer.last_body.get("vip")) and peer_alive,
                 "lease_remaining_s": self.peer.last_body.get("lease") if peer_alive else None,
                 "networks": networks,
+                # where the peer serves its own status: one URL per shared network, the private one first
+                "status_urls": [f"http://{link.peer}:{self.cfg.ha.status_port}/status" for link in self.cfg.links],
             },
+            "status_urls": self.status_urls,
             "lease": {
                 "witness": [str(a) for a in self.cfg.witness],
                 "valid": self.lease.valid(now),
@@ -640,6 +758,7 @@ class Daemon:
                 if self.lease.last_reply is not None
                 else None,
                 "denials": self.lease.denials,
+                "probing": self.probe_why,
             },
             "resources": resources,
             "dropped": self.drops.as_dict(),
@@ -653,9 +772,17 @@ class Daemon:
                 "kind": self.last_failover.kind,
                 "reason": self.last_failover.reason,
                 "took_s": self.last_failover.took_s,
+                "since_dead_s": self.last_failover.since_dead_s,
                 "wall": self.last_failover.wall,
             },
             "failback": self.cfg.ha.failback,
             "timings": t.as_dict(),
             "heartbeats_sent": self.seq,
+            "replication": self.replication.status() if self.replication is not None else None,
+            "state_detail": self.sm.state.label
+            + (f":{sub}" if self.replication is not None and (sub := self.replication.substate()) else ""),
+            # how late the event loop woke (worst since start, last, worst of the recent window): a stalled daemon,
+            # not a dead peer, is what a large lag means
+            "max_loop_lag_ms": self.loop_lag.status()["max_lag_ms"] if self.loop_lag is not None else None,
+            "loop_lag": self.loop_lag.status() if self.loop_lag is not None else None,
         }

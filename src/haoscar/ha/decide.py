@@ -5,7 +5,11 @@ Nothing here reads a clock, a socket or a file: ``View`` carries the times (mono
 
 - A standby goes for the role (TAKEOVER) when the peer has been silent on every network for ``dead`` seconds,
   when the peer hands the role over, or at cold start when nobody is active and it is the preferred primary (the
-  standby waits ``dead`` more seconds so the primary wins when both are healthy).
+  standby waits ``dead`` more seconds so the primary wins when both are healthy). A standby that has heard
+  nobody since it started waits ``initdead`` (Heartbeat's initial dead time, 10 s by default) before it calls the
+  peer dead, so a primary whose start is slow still wins; the preferred primary waits one dead time.
+- With a witness, the standby first *probes* for the lease while it stays STANDBY (``lease_probe``); only a
+  granted lease moves it to TAKEOVER, so a witness that keeps saying "the peer holds it" causes no role events.
 - In TAKEOVER it needs the witness lease (or, with no witness, a fence of the peer) before STARTING; a peer that
   shows up active again sends it back to STANDBY.
 - An active head keeps the role while its lease view is valid, or while the peer confirms it sees this head as
@@ -55,6 +59,14 @@ class View:
     failback_requested: bool = False
     handing_over_until: float | None = None
     stable_since: float | None = None
+    # replication (``ha/replication_glue.py``): this head's own copy is stale / the administrator forced a takeover
+    # anyway / it is catching up from the active peer / as the active head, nothing is pending for the standby
+    repl_stale: bool = False
+    repl_forced: bool = False
+    repl_catching_up: bool = False
+    repl_drained: bool = True
+    # the standby's initial dead time (Heartbeat's ``initdead``); None: ``startup_wait``
+    initdead: float | None = None
 
     @property
     def peer_alive(self) -> bool:
@@ -107,13 +119,17 @@ Action = Go | Promote | Demote
 
 def _standby_wants_role(v: View) -> tuple[bool, str, bool]:
     """(go, why, handover) for a standby head."""
-    if v.handing_over_until is not None and v.now < v.handing_over_until:
-        return False, "", False
+    # A handover addressed to us is taken even while our own handover promise runs: a failback right after a
+    # switchover must not leave the cluster without an active head until that promise ends.
     if v.peer_handover_to_me and v.peer_alive and v.peer_state in (State.STANDBY, State.STOPPING, State.STOPPED):
         return True, "the peer handed the role over", True
+    if v.handing_over_until is not None and v.now < v.handing_over_until:
+        return False, "", False
+    if (v.repl_catching_up and v.peer_alive) or (v.repl_stale and not v.repl_forced):
+        return False, "", False  # not ready: taking the role would lose the changes this head has not got
     up_for = v.now - v.started
     if not v.peer_alive:
-        if up_for < v.startup_wait:
+        if up_for < _silent_start_wait(v):
             return False, "", False
         return True, "the peer is silent on every network", False
     if v.peer_state in (State.INIT, State.STANDBY, State.FAILED, State.STOPPED):
@@ -123,9 +139,26 @@ def _standby_wants_role(v: View) -> tuple[bool, str, bool]:
         primary_out = not v.peer_healthy or v.peer_state in (State.FAILED, State.STOPPED)
         if not v.is_primary and primary_out and up_for >= v.startup_wait + v.dead:
             return True, "nobody is active and the primary is not eligible", False
-        if not v.is_primary and v.now - v.state_since >= v.startup_wait + 2 * v.dead:
+        # A healthy primary that is heard gets the whole initial dead time to take the role: a start slowed by
+        # load must not hand the cold start to the standby.
+        if not v.is_primary and v.now - v.state_since >= max(v.startup_wait, v.initdead or 0.0) + 2 * v.dead:
             return True, "nobody is active and the primary did not take the role", False
     return False, "", False
+
+
+def _silent_start_wait(v: View) -> float:
+    """How long after its start a head that hears no peer waits before it goes for the role.
+
+    Once the peer was heard, ``startup_wait`` (the peer was there and went silent). Never heard: the preferred
+    primary with a witness waits one dead time - the lease keeps it safe even if the standby is active and merely
+    unheard; the standby waits the long initial dead time (``initdead``), so that a primary starting slowly on a
+    loaded host still wins. Without a witness the primary would fence the silent peer, so it waits
+    ``startup_wait``."""
+    if v.peer_last_heard is not None:
+        return v.startup_wait
+    if v.is_primary:
+        return v.dead if v.witness_configured else v.startup_wait
+    return v.initdead if v.initdead is not None else v.startup_wait
 
 
 def decide(v: View) -> list[Action]:
@@ -144,7 +177,13 @@ def decide(v: View) -> list[Action]:
 
     if s == State.STANDBY:
         go, why, handover = _standby_wants_role(v)
-        return [Go(State.TAKEOVER, why)] if go else []
+        if not go:
+            return []
+        if v.witness_configured and not v.lease_valid:
+            # Asking the witness is a probe made from standby, not a role change: a witness that keeps denying
+            # (the peer is alive and renewing) must not make this head flap standby -> takeover -> standby.
+            return []
+        return [Go(State.TAKEOVER, why)]
 
     if s == State.TAKEOVER:
         peer_active = v.peer_alive and v.peer_state in (State.ACTIVE, State.STARTING)
@@ -164,6 +203,10 @@ def decide(v: View) -> list[Action]:
         if handover:
             return [Go(State.STARTING, "the peer handed over"), Promote("handover", fence=False, handover=True)]
         if v.fencing_configured:
+            if v.peer_alive and v.peer_state in (State.INIT, State.STANDBY):
+                # Cold start: the peer is heard and says it is not active; fencing a healthy standby would only
+                # take the cluster's spare away. The ARP probe still guards against a VIP that answers.
+                return [Go(State.STARTING, "no witness: the peer is standby"), Promote("cold start", False, False)]
             return [
                 Go(State.STARTING, "no witness: fencing the peer"),
                 Promote("peer dead", fence=True, handover=False),
@@ -194,7 +237,7 @@ def decide(v: View) -> list[Action]:
         peer_ready = v.peer_alive and v.peer_healthy and v.peer_state == State.STANDBY
         if v.switchover_requested and peer_ready:
             return [Demote("switchover requested", urgent=False, handover=True)]
-        if not v.is_primary and peer_ready and (v.peer_wants_failback or v.failback_requested):
+        if not v.is_primary and peer_ready and v.repl_drained and (v.peer_wants_failback or v.failback_requested):
             return [Demote("failback to the primary", urgent=False, handover=True)]
         return []
 
@@ -211,10 +254,34 @@ def decide(v: View) -> list[Action]:
     return []
 
 
+def lease_probe(v: View) -> str | None:
+    """Why a standby head asks the witness for the lease (``acquire``) while staying standby, or None.
+
+    Only a granted lease moves it on to TAKEOVER (``decide``); a denial leaves its role untouched."""
+    if v.state != State.STANDBY or not v.witness_configured or v.shutdown:
+        return None
+    go, why, _ = _standby_wants_role(v)
+    return why if go else None
+
+
 def wants_failback(v: View) -> bool:
     """Should a primary in standby ask the active standby head to hand the role back (``failback: auto``)?"""
     if not v.is_primary or v.state != State.STANDBY or not v.failback_auto:
         return False
     if not (v.peer_alive and v.peer_state == State.ACTIVE and v.peer_all_links):
         return False
+    if v.repl_catching_up or v.repl_stale:
+        return False  # not ready to take the role back before its copy is current again
     return v.stable_since is not None and v.now - v.stable_since >= v.failback_stable
+
+
+def stale_refusal(v: View) -> bool:
+    """A standby whose replicated copy is stale sees the peer dead but will not take over (``--force`` would)."""
+    return (
+        v.state == State.STANDBY
+        and v.repl_stale
+        and not v.repl_forced
+        and not v.peer_alive
+        and v.now - v.started >= v.startup_wait
+        and not v.shutdown
+    )

@@ -8,7 +8,9 @@ Methods (``ha.fencing.method``):
 - ``fence-agents``: run an installed ``fence_*`` agent (``agent``; a name on PATH or a path) with the standard
   key=value lines on stdin (``options`` plus ``action=off``); exit status 0 = fenced.
 - ``ssh``: best effort, ``ssh host command`` (``options.host`` defaults to the peer, ``options.command`` to
-  ``poweroff -f``). Success only means the command ran; it cannot prove the peer is down.
+  ``poweroff -f``; ``user``, ``port``, ``identity`` (a private key file) and ``known_hosts`` (a known hosts file;
+  a host key is then accepted the first time it is seen) are optional). Never prompts (BatchMode). Success only
+  means the command ran; it cannot prove the peer is down.
 """
 
 from __future__ import annotations
@@ -92,7 +94,14 @@ async def _ssh(config: Fencing, peer: str) -> tuple[bool, str]:
     command = config.options.get("command", "poweroff -f")
     ssh = config.options.get("ssh", "ssh")
     target = f"{user}@{host}" if user else host
-    argv = [ssh, "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", target, *shlex.split(command)]
+    argv = [ssh, "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "-o", "LogLevel=ERROR"]
+    if "port" in config.options:
+        argv += ["-p", config.options["port"]]
+    if "identity" in config.options:
+        argv += ["-i", config.options["identity"], "-o", "IdentitiesOnly=yes"]
+    if "known_hosts" in config.options:
+        argv += ["-o", f"UserKnownHostsFile={config.options['known_hosts']}", "-o", "StrictHostKeyChecking=accept-new"]
+    argv += [target, *shlex.split(command)]
     code, out = await _run(argv, None, config.timeout)
     return code == 0, f"ssh {target} {command}: exit {code}" + (f": {out[-200:]}" if out else "")
 

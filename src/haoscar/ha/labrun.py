@@ -55,16 +55,22 @@ def ha_spec(
     fencing: str = "lab",
     fence_socket: str | None = None,
     witness: bool = True,
+    fence_options: dict[str, str] | None = None,
     **ha_overrides: Any,
 ) -> ClusterSpec:
-    """``spec`` with a timing profile, a fencing choice and any other ``ha:`` overrides applied."""
+    """``spec`` with a timing profile, a fencing choice (``fence_options``: ``ha.fencing.options``, e.g. the host,
+    identity and command of ``ssh``) and any other ``ha:`` overrides applied."""
     if profile not in PROFILES:
         raise UserError(f"unknown HA profile {profile!r}; use one of {', '.join(PROFILES)}")
     update: dict[str, Any] = dict(PROFILES[profile])
     options = {"socket": fence_socket} if fencing == "lab" and fence_socket else {}
+    options.update(fence_options or {})
     update["fencing"] = spec.ha.fencing.model_copy(update={"method": fencing, "options": options})
     if not witness:
         update["witness"] = None
+    # Replication is off unless asked for (``replication=True``): the HA tests that are not about it stay fast, and
+    # a daemon killed with -9 cannot leave an rsync daemon holding the port its restart needs.
+    update["replication"] = False
     update.update(ha_overrides)
     return spec.model_copy(update={"ha": spec.ha.model_copy(update=update)})
 
@@ -235,6 +241,7 @@ def start_ha(
     witness: bool = True,
     heads: tuple[str, ...] = ("primary", "standby"),
     wait: bool = True,
+    fence_options: dict[str, str] | None = None,
     **ha_overrides: Any,
 ) -> HaLab:
     """Write key and spec into the lab hosts, start the witness and the daemons of ``heads`` (roles), and (with
@@ -246,6 +253,7 @@ def start_ha(
         fencing=fencing,
         fence_socket=str(fence.path) if fence else None,
         witness=witness,
+        fence_options=fence_options,
         **ha_overrides,
     )
     key_dir = Path(tempfile.mkdtemp(prefix="haoscar-key-"))

@@ -33,6 +33,7 @@ class PeerView:
     ack_seq: int = 0  # the highest of our sequence numbers the peer has received (this life of ours)
     received_seq: int = 0  # the highest of the peer's sequence numbers we have received (its current life)
     handover_to: str | None = None
+    handover_id: int = 0  # which handover of the peer (its sequence number when it began handing over)
     wants_failback: bool = False
     incarnation: int | None = None
     received: Counter[str] = field(default_factory=Counter)
@@ -61,6 +62,7 @@ class PeerView:
             self.ack_seq = max(self.ack_seq, int(body.get("ack", 0)))
         handover = body.get("handover")
         self.handover_to = handover if isinstance(handover, str) else None
+        self.handover_id = int(body.get("handover_id") or 0)
         self.wants_failback = bool(body.get("failback"))
 
     def newest(self) -> float | None:

@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from haoscar.errors import UserError
+from haoscar.ha.api import ApiRunner, local_addresses, start_status_listener
 from haoscar.ha.config import node_config
 from haoscar.ha.daemon import Daemon
 from haoscar.ha.events import EventBus
 from haoscar.ha.keyfile import load_key
 from haoscar.ha.lease import LeaseTable
+from haoscar.ha.replication_glue import make_glue
 from haoscar.ha.resources import ResourceGroup
 from haoscar.ha.timing import LoopLagMonitor, apply_timing_protection
 from haoscar.ha.witness import Witness, serve
@@ -56,15 +58,40 @@ async def run_head(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path
     apply_timing_protection(spec.ha, bus)
     provider = _Provider()
     resources = ResourceGroup.from_spec(spec, cfg.name, state_dir, bus, provider)
-    daemon = Daemon(cfg, key=key, state_dir=state_dir, bus=bus, resources=resources)
+    # Replication follows the role (ha/replication_glue.py); its failures are events, never a reason to stop.
+    replication = make_glue(spec, cfg.name, state_dir, bus, cfg.key_file)
+    daemon = Daemon(cfg, key=key, state_dir=state_dir, bus=bus, resources=resources, replication=replication)
     provider.daemon = daemon
     lag = LoopLagMonitor(bus, threshold=spec.ha.loop_lag_warning)
+    daemon.loop_lag = lag  # its figures go into the daemon's status (control socket and HTTP)
     lag.start()
+    listener = await _status_listener(spec, daemon, provider, bus)
     try:
         await daemon.run()
     finally:
+        if replication is not None:
+            await replication.close()
+        if listener is not None:
+            await listener.close()
         await lag.stop()
         bus.close(5.0)
+
+
+async def _status_listener(spec: ClusterSpec, daemon: Daemon, provider: _Provider, bus: EventBus) -> ApiRunner | None:
+    """Every head, in any role, answers a read-only GET /status on its own cluster addresses, so ``haoscar ha
+    status`` on either head shows both. A head that cannot listen still runs: HA never depends on it."""
+    candidates = [str(link.local) for link in daemon.cfg.links]
+    addresses = local_addresses(candidates)
+    if not addresses:
+        bus.event("status.listen", f"none of {', '.join(candidates)} is up: no status listener", "warning")
+        return None
+    try:
+        listener = await start_status_listener(addresses, spec.ha.status_port, provider)
+    except (OSError, UserError) as exc:
+        bus.event("status.listen", f"cannot serve the status on port {spec.ha.status_port}: {exc}", "warning")
+        return None
+    daemon.status_urls = [f"{url}/status" for url in listener.urls]
+    return listener
 
 
 async def run_witness(spec: ClusterSpec, key_file: Path | None = None, addresses: list[str] | None = None) -> None:

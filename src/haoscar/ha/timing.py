@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import os
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from haoscar.ha.events import EventBus
@@ -74,11 +75,16 @@ class LoopLagMonitor:
     """Sleeps ``interval`` seconds at a time on the event loop and measures how much later than asked it woke
     (monotonic clock). A lag above ``threshold`` is a warning event, at most one per ``quiet`` seconds."""
 
+    # ``status`` also gives the worst lag of the last WINDOW_S seconds, from one-second buckets, so that a reader
+    # polling the status (the soak benchmark) sees the lag of a period of its choice rather than since start-up.
+    WINDOW_S = 10
+
     def __init__(self, bus: EventBus, interval: float = 0.05, threshold: float = 0.1, quiet: float = 5.0) -> None:
         self.bus = bus
         self.interval = interval
         self.threshold = threshold
         self.quiet = quiet
+        self._buckets: deque[tuple[int, float]] = deque(maxlen=self.WINDOW_S + 1)
         self.max_lag_ms = 0.0
         self.last_lag_ms = 0.0
         self.late_count = 0
@@ -100,13 +106,18 @@ class LoopLagMonitor:
     def observe(self, lag: float) -> None:
         """Record one measured lag (seconds); public so the daemon's tick can feed its own measurements too."""
         lag_ms = max(0.0, lag * 1000)
+        now = time.monotonic()
         self.samples += 1
         self.last_lag_ms = lag_ms
         self.max_lag_ms = max(self.max_lag_ms, lag_ms)
+        second = int(now)
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1] = (second, max(self._buckets[-1][1], lag_ms))
+        else:
+            self._buckets.append((second, lag_ms))
         if lag <= self.threshold:
             return
         self.late_count += 1
-        now = time.monotonic()
         if now - self._last_warning >= self.quiet:
             self._last_warning = now
             self.bus.event(
@@ -124,10 +135,20 @@ class LoopLagMonitor:
             await asyncio.sleep(self.interval)
             self.observe(time.monotonic() - asked - self.interval)
 
+    def window_max_ms(self, now: float | None = None) -> float:
+        """The worst lag of the last ``WINDOW_S`` seconds (whole one-second buckets)."""
+        since = int(time.monotonic() if now is None else now) - self.WINDOW_S
+        return max((lag for second, lag in self._buckets if second > since), default=0.0)
+
     def status(self) -> dict[str, float | int]:
+        now = time.monotonic()
         return {
             "max_lag_ms": round(self.max_lag_ms, 1),
             "last_lag_ms": round(self.last_lag_ms, 1),
+            "window_s": self.WINDOW_S,
+            "window_max_lag_ms": round(self.window_max_ms(now), 1),
+            "threshold_ms": round(self.threshold * 1000, 1),
             "late_count": self.late_count,
             "samples": self.samples,
+            "mono": round(now, 3),
         }

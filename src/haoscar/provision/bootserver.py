@@ -4,6 +4,8 @@
 - ``/boot/{mac}.ipxe``: the node's script written by ``netboot sync`` (404 for a MAC no node owns).
 - ``/files/...``: kernels and initrds from ``STATE/netboot/boot/`` (nothing outside it).
 - ``/node/{mac}``: the node's record as JSON, for the installer.
+- ``/install/...`` and ``/image/{name}.tar``: the network installer's plan, reports and image stream
+  (``install_http``); ``/files/IMAGE/vmlinuz`` falls back to ``/files/installer/`` (``netboot build-installer``).
 
 It binds only the addresses it is given (the head's private address), never all interfaces.
 """
@@ -18,6 +20,9 @@ from sqlalchemy import select
 
 from haoscar.db.models import Image, Interface, Network, Node
 from haoscar.errors import UserError
+from haoscar.provision.install_http import add_install_routes
+from haoscar.provision.installer_build import INSTALLER_DIR
+from haoscar.provision.ipxe import INITRD, KERNEL
 from haoscar.provision.netboot_files import NetbootPaths
 from haoscar.provision.netboot_snapshot import Database
 from haoscar.spec.types import parse_mac
@@ -102,6 +107,10 @@ async def boot_file(request: web.Request) -> web.StreamResponse:
     root = request.app[PATHS_KEY].boot_dir.resolve()
     relative = request.match_info["path"]
     target = (root / relative).resolve()
+    # The installer's kernel and initrd serve every image that has none of its own (netboot build-installer).
+    parts = relative.split("/")
+    if len(parts) == 2 and parts[1] in (KERNEL, INITRD) and not target.is_file():
+        target = (root / INSTALLER_DIR / parts[1]).resolve()
     # Refuse anything that leaves the boot directory (.., symlinks pointing out).
     if not target.is_relative_to(root) or not target.is_file():
         raise web.HTTPNotFound(text=f"no file {relative}\n")
@@ -116,6 +125,7 @@ def make_app(db: Database, state_dir: Path) -> web.Application:
     app.router.add_get("/boot/{mac}.ipxe", node_script)
     app.router.add_get("/node/{mac}", node_record)
     app.router.add_get("/files/{path:.+}", boot_file)
+    add_install_routes(app, db, state_dir)
     return app
 
 

@@ -16,7 +16,6 @@ import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from haoscar.errors import UserError
@@ -51,6 +50,7 @@ DATA_FILES: tuple[tuple[str, str], ...] = (
 BASE_DIRS = ("proc", "sys", "dev", "tmp", "mnt", "run", "var", "etc", "root", "usr/sbin", "usr/bin", "sbin", "bin")
 
 Progress = Callable[[float, str], None]
+SCRIPTS_DIR = Path(__file__).resolve().parent.parent / "data" / "installer"
 
 
 def default_cache_dir(state_dir: Path) -> Path:
@@ -58,7 +58,7 @@ def default_cache_dir(state_dir: Path) -> Path:
 
 
 def _script(name: str) -> bytes:
-    return resources.files("haoscar.data").joinpath("installer", name).read_bytes()
+    return (SCRIPTS_DIR / name).read_bytes()
 
 
 def _which(program: str) -> Path:

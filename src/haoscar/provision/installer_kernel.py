@@ -67,7 +67,9 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
     try:
         result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise UserError(f"{argv[0]} is not installed; haoscar needs it to build the installer (apt-get install)") from None
+        raise UserError(
+            f"{argv[0]} is not installed; haoscar needs it to build the installer (apt-get install)"
+        ) from None
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
         raise UserError(f"`{' '.join(argv)}` failed (status {result.returncode})", tail)
@@ -183,8 +185,7 @@ def plan_modules(modules_dir: Path, wanted: Iterable[str] = WANTED_MODULES) -> M
         if name in chain:
             raise UserError(f"module dependency cycle: {' -> '.join((*chain, name))}")
         path = index[name]
-        for dep in modinfo_depends(_module_bytes(path)):
-            dep = _canonical(dep)
+        for dep in map(_canonical, modinfo_depends(_module_bytes(path))):
             if dep in index:
                 visit(dep, (*chain, name))
         seen.add(name)

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,16 @@ class ReplLab:
             time.sleep(0.05)
         raise TimeoutError(f"{host}: replication status never had {want} within {timeout:g} s; last {last}\n"
                            f"{self.logs(host)}")  # fmt: skip
+
+    def wait_until(self, host: str, check: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            last = self.status(host)
+            if last is not None and check(last):
+                return last
+            time.sleep(0.05)
+        raise TimeoutError(f"{host}: replication status never passed the check; last {last}\n{self.logs(host)}")
 
     def wait_in_sync(self, timeout: float = 30.0) -> dict[str, Any]:
         """Until the source confirms a full sync (database copied and a full file pass done)."""

@@ -144,6 +144,13 @@ class ReplicationManager:
             await asyncio.sleep(0.05)
         return False
 
+    def drained_now(self) -> bool:
+        """As the source, at this instant: no file change pending or in flight, the database in sync and the
+        standby not stale (``drain`` waits for this; a failback checks it without waiting)."""
+        if self.role != "source" or self.files is None or self.db_source is None:
+            return self.role == "target"
+        return self.files.drained() and self.db_source.synced and not self.persisted.standby_stale
+
     async def catch_up_from(self, peer: str, timeout: float = 120.0) -> CatchUpReport:
         """Become a standby of ``peer`` again after having been active: first keep, under
         ``replication/divergent/<UTC time>/``, this head's database and every file the pull replaces or deletes,
@@ -163,6 +170,10 @@ class ReplicationManager:
         for tree in self.cfg.trees:
             backup = keep / "files" / str(tree.path).lstrip("/")
             result = await run_rsync(pull_argv(self.cfg, tree, backup))
+            while result.problem == "unreachable" and time.monotonic() - started < timeout:
+                # A head that just booted may be up before its peer's rsync daemon (or the link) is.
+                await asyncio.sleep(1.0)
+                result = await run_rsync(pull_argv(self.cfg, tree, backup))
             if not result.ok:
                 report.error = f"pull of {tree.path} from {peer} failed ({result.problem}): {result.summary()}"
                 self.bus.event("replication.catch_up_failed", report.error, "critical")

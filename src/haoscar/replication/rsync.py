@@ -52,8 +52,9 @@ class RsyncResult:
         return "failed"
 
     def summary(self) -> str:
-        lines = [line for line in self.stderr.strip().splitlines() if line and not line.startswith("rsync error:")]
-        return (lines[-1] if lines else self.stderr.strip().splitlines()[-1:] or [f"rsync exit {self.code}"])[0][:300]
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        informative = [line for line in lines if not line.startswith("rsync error:")] or lines
+        return (informative[-1] if informative else f"rsync exit {self.code}")[:300]
 
 
 def secrets_paths(cfg: ReplConfig) -> tuple[Path, Path]:

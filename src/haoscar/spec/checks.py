@@ -382,6 +382,14 @@ def check_ha(parts: Parts) -> Iterator[Finding]:
                 f"renews the lease every heartbeat, so use at least {2 * ha.heartbeat_interval:g} s"
             ),
         )
+    if timing_known and ("ha", "initdead_s") not in parts.bad and ha.initdead_s < ha.dead_time - 1e-9:
+        yield (
+            ("ha", "initdead_s"),
+            (
+                f"{ha.initdead_s:g} s is less than dead_time ({ha.dead_time:g} s); a head that starts must wait at "
+                f"least one dead time before it calls a silent peer dead, so use at least {ha.dead_time:g} s"
+            ),
+        )
     if ha.witness is not None:
         for i, ip in enumerate(ha.witness.addresses or []):
             networks_known = not any(("networks", name) in parts.bad for name in ("private", "public", "heartbeat"))
@@ -424,6 +432,9 @@ def check_replication(ha: HA) -> Iterator[Finding]:
                 "move it under one of them or add its tree to ha.replicate_roots",
             )
     used = {ha.port: "ha.port", ha.api_port: "ha.api_port"}
+    status_port = getattr(ha, "status_port", None)  # the HA engineers' read-only status endpoint
+    if isinstance(status_port, int):
+        used[status_port] = "ha.status_port"
     if ha.witness is not None:
         used[ha.witness.port] = "ha.witness.port"
     for name in ("replication_port", "replication_rsync_port"):

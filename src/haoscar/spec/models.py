@@ -205,6 +205,13 @@ class HA(SpecModel):
     failback: Literal["manual", "auto"] = "manual"
     failback_stable_s: float = Field(default=10.0, ge=0)
     lease_s: float = Field(default=0.8, gt=0, description="witness lease; the active renews it every heartbeat")
+    initdead_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="at start-up the standby, hearing nobody, waits this long before going for the role "
+        "(Heartbeat's initdead), so a slow-starting primary still wins the cold start; >= dead_time",
+    )
     key_file: str = "/etc/haoscar/ha.key"
     witness: Witness | None = None
     services: list[Service] = Field(default_factory=list)
@@ -216,6 +223,9 @@ class HA(SpecModel):
     replicate_roots: list[str] = Field(
         default_factory=lambda: ["/home", "/etc/haoscar", "/var/lib/haoscar", "/srv", "/var/spool"],
         description="the only trees a replicate path may lie in (replication writes as root on the standby)",
+    )
+    replication: bool = Field(
+        default=True, description="the HA daemon replicates the head's data to the standby (docs/replication.md)"
     )
     replication_port: int = Field(default=7407, ge=1, le=65535, description="the standby's database channel")
     replication_rsync_port: int = Field(default=7408, ge=1, le=65535, description="each head's rsync daemon")
@@ -229,6 +239,9 @@ class HA(SpecModel):
     alerts: list[Alert] = Field(default_factory=list)
     api_port: int = Field(default=7406, ge=1, le=65535, description="the status API's port on the heads")
     api_token_file: str = Field(default="/etc/haoscar/api.token", description="mode 0600; guards POST requests")
+    status_port: int = Field(
+        default=7409, ge=1, le=65535, description="every head's read-only GET /status, in any role (ha status)"
+    )
     realtime: bool = Field(default=False, description="run the daemon with SCHED_RR real-time priority")
     realtime_priority: int = Field(default=10, ge=1, le=99)
     lock_memory: bool = Field(default=False, description="mlockall() so the daemon is never paged out")

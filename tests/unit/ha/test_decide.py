@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from haoscar.ha.decide import Demote, Go, Promote, View, decide, wants_failback
+from haoscar.ha.decide import Demote, Go, Promote, View, decide, lease_probe, wants_failback
 from haoscar.ha.state import State
 
 
@@ -31,9 +31,22 @@ def test_a_standby_that_hears_an_active_peer_stays() -> None:
 
 
 def test_a_standby_goes_for_the_role_when_the_peer_is_silent_for_dead_time() -> None:
-    assert decide(view(peer_last_heard=99.5, peer_state=State.ACTIVE)) == []
-    actions = decide(view(peer_last_heard=99.39, peer_state=State.ACTIVE))
-    assert actions == [Go(State.TAKEOVER, "the peer is silent on every network")]
+    heard = view(peer_last_heard=99.5, peer_state=State.ACTIVE)
+    assert decide(heard) == [] and lease_probe(heard) is None
+    silent = view(peer_last_heard=99.39, peer_state=State.ACTIVE)
+    # it asks the witness while it stays standby; only a granted lease is a role change
+    assert lease_probe(silent) == "the peer is silent on every network"
+    assert decide(silent) == []
+    assert decide(replace(silent, lease_until=100.5)) == [Go(State.TAKEOVER, "the peer is silent on every network")]
+
+
+def test_a_denied_probe_never_leaves_standby_and_a_partition_heal_ends_it() -> None:
+    for now in (100.0, 101.0, 103.0, 110.0):  # the witness keeps denying: the peer renews its lease
+        silent = view(now=now, peer_last_heard=99.39, peer_state=State.ACTIVE, lease_until=None)
+        assert decide(silent) == [] and lease_probe(silent) is not None
+    healed = view(now=110.0, peer_last_heard=109.9, peer_state=State.ACTIVE)
+    assert lease_probe(healed) is None
+    assert lease_probe(view(witness_configured=False, peer_last_heard=99.0)) is None  # no witness: fencing
 
 
 def test_takeover_needs_the_lease_and_fences_when_configured() -> None:
@@ -53,6 +66,9 @@ def test_without_witness_takeover_is_only_through_fencing() -> None:
     assert decide(no_witness) == []
     fenced = decide(replace(no_witness, fencing_configured=True))
     assert fenced[1] == Promote("peer dead", fence=True, handover=False)
+    # a cold start hears the peer as standby: nobody to fence, a healthy spare is kept
+    cold = replace(no_witness, fencing_configured=True, peer_last_heard=99.9, peer_state=State.STANDBY)
+    assert decide(cold)[1] == Promote("cold start", fence=False, handover=False)
 
 
 def test_an_active_head_without_lease_demotes_urgently_unless_the_peer_confirms_it() -> None:
@@ -65,14 +81,15 @@ def test_an_active_head_without_lease_demotes_urgently_unless_the_peer_confirms_
 
 def test_cold_start_the_primary_goes_first_and_the_standby_waits() -> None:
     both = {"peer_last_heard": 99.9, "peer_state": State.STANDBY, "peer_healthy": True, "started": 99.0}
-    primary = decide(view(is_primary=True, **both))
-    assert primary and isinstance(primary[0], Go) and primary[0].state == State.TAKEOVER
+    primary = view(is_primary=True, **both)
+    assert lease_probe(primary) == "nobody is active and this is the preferred primary"
+    assert decide(replace(primary, lease_until=100.7)) == [Go(State.TAKEOVER, lease_probe(primary) or "")]
     assert decide(view(is_primary=False, state_since=99.0, **both)) == []
 
 
 def test_startup_waits_for_the_peer_before_declaring_it_dead() -> None:
-    assert decide(view(started=99.7)) == []
-    assert decide(view(started=99.3))[0] == Go(State.TAKEOVER, "the peer is silent on every network")
+    assert decide(view(started=99.7, lease_until=100.7)) == []
+    assert decide(view(started=99.3, lease_until=100.7))[0] == Go(State.TAKEOVER, "the peer is silent on every network")
 
 
 def test_switchover_hands_over_only_to_a_healthy_standby() -> None:
@@ -83,7 +100,9 @@ def test_switchover_hands_over_only_to_a_healthy_standby() -> None:
 
 
 def test_the_standby_takes_a_handover_at_once() -> None:
-    actions = decide(view(peer_last_heard=99.9, peer_state=State.STANDBY, peer_handover_to_me=True))
+    handed = view(peer_last_heard=99.9, peer_state=State.STANDBY, peer_handover_to_me=True)
+    assert lease_probe(handed) == "the peer handed the role over"
+    actions = decide(replace(handed, lease_until=100.7))
     assert actions == [Go(State.TAKEOVER, "the peer handed the role over")]
     promote = decide(
         view(
@@ -130,3 +149,31 @@ def test_shutdown_demotes_and_stops() -> None:
     v = view(state=State.ACTIVE, lease_until=100.5, shutdown=True)
     assert decide(v) == [Demote("shutting down", urgent=False, handover=False, final=State.STOPPED)]
     assert decide(view(shutdown=True)) == [Go(State.STOPPED, "shutting down")]
+
+
+def test_a_failback_right_after_a_switchover_is_taken_at_once() -> None:
+    # head1 handed over 1 s ago (its promise runs 3 s) and head2 now hands the role back: no gap without an active
+    back = view(
+        is_primary=True,
+        handing_over_until=102.0,
+        peer_last_heard=99.9,
+        peer_state=State.STANDBY,
+        peer_handover_to_me=True,
+    )
+    assert lease_probe(back) == "the peer handed the role over"
+    assert lease_probe(replace(back, peer_handover_to_me=False, peer_last_heard=98.0)) is None
+
+
+def test_a_standby_that_heard_nobody_waits_initdead_and_the_primary_only_dead_time() -> None:
+    alone = {"started": 95.0, "lease_until": 100.7, "initdead": 10.0}
+    # 5 s after its start and nobody heard: the standby still waits (a slow primary may be starting)
+    assert decide(view(**alone)) == []
+    assert lease_probe(view(**alone)) is None
+    # ... and goes once the initial dead time is over
+    assert decide(view(**{**alone, "started": 89.0}))[0] == Go(State.TAKEOVER, "the peer is silent on every network")
+    # the preferred primary with a witness goes after one dead time: the lease keeps it safe
+    assert lease_probe(view(is_primary=True, **alone)) == "the peer is silent on every network"
+    # a standby that hears the (slow) primary, not yet active, defers to it for the whole initial dead time
+    heard = {**alone, "peer_last_heard": 99.9, "peer_state": State.STANDBY, "peer_healthy": True, "state_since": 95.0}
+    assert lease_probe(view(**heard)) is None
+    assert lease_probe(view(**{**heard, "state_since": 88.0})) == "nobody is active and the primary did not take the role"

@@ -34,7 +34,12 @@ def test_a_stalled_loop_is_measured_and_warned_about_once_per_quiet_period() -> 
     assert warnings[0].data["lag_ms"] >= 250
     assert monitor.max_lag_ms >= 250
     assert monitor.late_count == 2
-    assert monitor.status()["max_lag_ms"] == round(monitor.max_lag_ms, 1)
+    status = monitor.status()
+    assert status["max_lag_ms"] == round(monitor.max_lag_ms, 1)
+    assert status["window_max_lag_ms"] >= 250  # the stalls are recent
+    assert status["last_lag_ms"] < 100  # the loop woke on time again after them
+    # once the stalls are older than the window, only the maximum since start remembers them
+    assert monitor.window_max_ms(time.monotonic() + monitor.WINDOW_S + 1) == 0.0
 
 
 PROBE = """

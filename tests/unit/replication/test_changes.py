@@ -116,3 +116,16 @@ def test_exclude_patterns_follow_rsync() -> None:
     assert rules.excluded("u/cache/f")
     assert rules.excluded("z/a/b")
     assert not rules.excluded("images/img.tar")
+
+
+def test_files_being_written_are_listed_for_exclusion_from_recursive_copies(tmp_path: Path) -> None:
+    changes, _ = make(tmp_path)
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "half").write_text("x")
+    (tmp_path / "new" / "done").write_text("y")
+    changes.note("dir", tmp_path / "new")
+    changes.note("write", tmp_path / "new" / "half")
+    changes.note("file", tmp_path / "new" / "done")
+    batch = changes.take(quiet_s=2.0)
+    assert sorted(batch.paths) == ["new", "new/done"]
+    assert changes.writing() == ["new/half"]

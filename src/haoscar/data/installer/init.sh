@@ -12,6 +12,11 @@ echo "haoscar installer: loading drivers"
 while read -r module; do
     insmod "$module" 2>/dev/null
 done </etc/haoscar-modules
-/bin/sh /usr/lib/haoscar/install.sh
-echo "haoscar installer: finished (status $?); the head node has the outcome"
+# The last console= of the kernel command line is /dev/console; show the installer on every active console
+# (the screen and the serial line), so that a serial log or an IPMI session sees what happened.
+consoles=$(cat /sys/class/tty/console/active 2>/dev/null)
+/bin/sh /usr/lib/haoscar/install.sh 2>&1 | while IFS= read -r line; do
+    for tty in ${consoles:-console}; do echo "$line" >"/dev/$tty"; done
+done
+echo "haoscar installer: finished; the head node has the outcome"
 while :; do sleep 3600; done

@@ -33,7 +33,7 @@ urlenc() {
 }
 
 post() {
-    wget -q -T 15 -O /dev/null --post-data "$2" "$SERVER$1"
+    timeout 20 wget -q -O /dev/null --post-data "$2" "$SERVER$1"
 }
 
 report() { # STAGE PERCENT [BYTES [DETAIL]]
@@ -67,7 +67,7 @@ tail_of() { tail -n 2 "$1" 2>/dev/null | tr '\n' ' '; }
 # ------------------------------------------------------------------------------------------------ network, plan
 
 fetch_plan() { # MAC -> sources the head's plan for this node; false when the head does not know the MAC
-    wget -q -T 15 -O /tmp/haoscar-plan "$SERVER/install/$1/plan" 2>/dev/null || return 1
+    timeout 20 wget -q -O /tmp/haoscar-plan "$SERVER/install/$1/plan" 2>/dev/null || return 1
     . /tmp/haoscar-plan
 }
 
@@ -187,7 +187,7 @@ pull_image() {
     WATCHER=$!
     (
         set -o pipefail
-        wget -q -T 60 -O - "$SERVER/image/$IMAGE.tar" 2>/tmp/wget.log | tar -x -C "$TARGET" 2>/tmp/tar.log
+        wget -q -O - "$SERVER/image/$IMAGE.tar" 2>/tmp/wget.log | tar -x -C "$TARGET" 2>/tmp/tar.log
     ) || fail image "receiving $IMAGE from $SERVER failed: $(tail_of /tmp/wget.log) $(tail_of /tmp/tar.log)"
     kill "$WATCHER" 2>/dev/null
     WATCHER=
@@ -270,7 +270,7 @@ bootloader() {
         echo "LABEL haoscar"
         echo "    LINUX $kernel"
         [ -f "$TARGET$initrd" ] && echo "    INITRD $initrd"
-        echo "    APPEND root=UUID=$ROOT_UUID ro console=ttyS0 console=tty0"
+        echo "    APPEND root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0"
     } >"$TARGET/boot/extlinux/extlinux.conf"
     dd if=/usr/lib/syslinux/mbr/mbr.bin of="$DISK" bs=440 count=1 conv=notrunc 2>/tmp/dd.log ||
         fail bootloader "writing the MBR to $DISK: $(tail_of /tmp/dd.log)"

@@ -1,0 +1,184 @@
+"""The boot server's installer endpoints (added to the app by ``bootserver.make_app``).
+
+- ``GET /install/{mac}/plan``: the node's install plan as sh assignments (see ``install_plan``).
+- ``POST /install/{mac}/progress`` (stage, percent, bytes, detail), ``/done`` (seconds), ``/failed`` (stage,
+  reason): form-encoded, as busybox ``wget --post-data`` sends them.
+- ``GET /image/{name}.tar``: the image's current version as an uncompressed tar stream (the node's link, not the
+  CPU, is the bottleneck; gzip would slow a TCG VM down).
+
+A background task marks installs that stopped reporting as failed (see ``install_progress.expire_stalled``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from haoscar.db.session import record_event
+from haoscar.errors import NotFound, UserError
+from haoscar.provision import install_progress
+from haoscar.provision.images import ImageStore
+from haoscar.provision.install_plan import install_plan
+from haoscar.provision.netboot_snapshot import Database
+
+DB_KEY = web.AppKey("install_db", Database)
+STATE_KEY = web.AppKey("install_state_dir", Path)
+WATCH_INTERVAL = 2.0
+CHUNK = 1 << 20
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _user_errors(handler: Handler) -> Handler:
+    """UserError -> 400 (404 for unknown things) with the message as the body, never a traceback."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except NotFound as exc:
+            raise web.HTTPNotFound(text=f"{exc.message}\n") from None
+        except UserError as exc:
+            raise web.HTTPBadRequest(text=f"{exc.message}\n") from None
+
+    return wrapped
+
+
+def _int(form: dict[str, str], key: str, default: int = 0) -> int:
+    text = form.get(key, "")
+    if not text:
+        return default
+    try:
+        return int(float(text))
+    except ValueError:
+        raise UserError(f"{key}={text!r} is not a number") from None
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    data = await request.post()
+    return {key: str(value) for key, value in data.items()}
+
+
+@_user_errors
+async def plan(request: web.Request) -> web.StreamResponse:
+    result = install_plan(request.app[DB_KEY], request.app[STATE_KEY], _mac(request))
+    return web.Response(text=result.as_shell(), content_type="text/plain")
+
+
+def _mac(request: web.Request) -> str:
+    return request.match_info["mac"]
+
+
+@_user_errors
+async def progress(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    install_progress.record_progress(
+        request.app[DB_KEY],
+        request.app[STATE_KEY],
+        _mac(request),
+        form.get("stage", ""),
+        _int(form, "percent"),
+        nbytes=_int(form, "bytes"),
+        detail=form.get("detail", ""),
+    )
+    return web.Response(text="ok\n")
+
+
+@_user_errors
+async def done(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    name = install_progress.record_done(
+        request.app[DB_KEY], request.app[STATE_KEY], _mac(request), float(_int(form, "seconds"))
+    )
+    return web.Response(text=f"{name} installed; it boots from its disk from now on\n")
+
+
+@_user_errors
+async def failed(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    stage = form.get("stage", "unknown")
+    if stage not in install_progress.STAGES:
+        stage = "unknown"
+    install_progress.record_failed(
+        request.app[DB_KEY], request.app[STATE_KEY], _mac(request), stage, form.get("reason", "")
+    )
+    return web.Response(text="recorded\n")
+
+
+@_user_errors
+async def image_tar(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    root = ImageStore(request.app[STATE_KEY]).current_root(name)
+    proc = await asyncio.create_subprocess_exec(
+        "tar",
+        "-C",
+        str(root),
+        "--numeric-owner",
+        "-cf",
+        "-",
+        ".",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    await response.prepare(request)
+    started, sent = time.monotonic(), 0
+    try:
+        while chunk := await proc.stdout.read(CHUNK):
+            await response.write(chunk)
+            sent += len(chunk)
+        await response.write_eof()
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await proc.wait()
+    seconds = time.monotonic() - started
+    _image_sent(request.app[DB_KEY], name, request.remote or "", sent, seconds)
+    return response
+
+
+def _image_sent(db: Database, name: str, peer: str, sent: int, seconds: float) -> None:
+    """An event per complete image stream: how many bytes went to whom how fast (what ``bench install`` reads)."""
+    rate = sent / seconds / 1e6 if seconds > 0 else 0.0
+    with db.session() as session:
+        record_event(
+            session,
+            "image-sent",
+            f"image {name}: {sent / 1e6:.1f} MB to {peer} in {seconds:.2f} s ({rate:.1f} MB/s)",
+            data={"image": name, "peer": peer, "bytes": sent, "seconds": round(seconds, 4)},
+        )
+
+
+async def _watch(app: web.Application) -> AsyncIterator[None]:
+    """Mark stalled installs failed while the boot server runs."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(WATCH_INTERVAL)
+            try:
+                install_progress.expire_stalled(app[DB_KEY], app[STATE_KEY])
+            except Exception as exc:  # a locked database must not stop the watcher; next round retries
+                print(f"install watcher: {exc}")
+
+    task = asyncio.create_task(loop())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def add_install_routes(app: web.Application, db: Database, state_dir: Path) -> None:
+    app[DB_KEY] = db
+    app[STATE_KEY] = state_dir
+    app.router.add_get("/install/{mac}/plan", plan)
+    app.router.add_post("/install/{mac}/progress", progress)
+    app.router.add_post("/install/{mac}/done", done)
+    app.router.add_post("/install/{mac}/failed", failed)
+    app.router.add_get("/image/{name}.tar", image_tar)
+    app.cleanup_ctx.append(_watch)

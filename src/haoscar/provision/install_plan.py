@@ -1,0 +1,136 @@
+"""What the installer needs to know about the node it is installing, as shell assignments it can source.
+
+The installer is POSIX sh on busybox, which has no JSON parser: the boot server answers ``GET /install/MAC/plan``
+with ``KEY='value'`` lines (quoted with ``shlex.quote``). A missing image is not an HTTP error but ``IMAGE_OK=0``
+with the reason, so the installer can report it to the head node in its own words.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shlex
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from haoscar.db.models import Interface, Network, Node
+from haoscar.errors import NotFound, UserError
+from haoscar.provision.images import ImageStore
+from haoscar.provision.netboot_snapshot import Database
+from haoscar.spec.types import parse_mac
+
+
+@dataclass(frozen=True)
+class InstallPlan:
+    node: str
+    fqdn: str
+    domain: str
+    ifname: str
+    mac: str
+    ip: str
+    prefix: int
+    netmask: str
+    gateway: str
+    image: str
+    image_ok: bool
+    image_error: str
+    image_version: int
+    image_bytes: int
+    image_files: int
+    ip_assignment: str
+    post_install: str
+    hosts: str
+
+    def as_shell(self) -> str:
+        lines = [
+            f"{key.upper()}={shlex.quote(str(int(value) if isinstance(value, bool) else value))}"
+            for key, value in asdict(self).items()
+        ]
+        return "# haoscar install plan\n" + "\n".join(lines) + "\n"
+
+
+def node_for_mac(session: Session, mac: str) -> tuple[Node, Interface]:
+    row = session.execute(
+        select(Node, Interface).join(Interface, Interface.node_id == Node.id).where(Interface.mac == mac)
+    ).first()
+    if row is None:
+        raise NotFound(f"no node has MAC {mac}; assign it with haoscar mac assign NODE {mac}")
+    return row[0], row[1]
+
+
+def hosts_file(session: Session) -> str:
+    """/etc/hosts for an installed node: every node by its private address, as the head's DNS answers."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    rows = session.execute(
+        select(Node.name, Node.domain, Interface.ip)
+        .join(Interface, Interface.node_id == Node.id)
+        .where(Interface.network == "private")
+        .order_by(Interface.ip)
+    ).all()
+    lines += [f"{ip}\t{name}.{domain}\t{name}" for name, domain, ip in rows]
+    return "\n".join(lines)
+
+
+def _image_facts(state_dir: Path, name: str | None, node: str) -> tuple[bool, str, int, int, int, str, str]:
+    """(ok, error, version, bytes, files, ip_assignment, post_install) of the image as the store holds it."""
+    if not name:
+        return (
+            False,
+            f"node {node} has no image; assign one with haoscar node set {node} --image NAME",
+            0,
+            0,
+            0,
+            "static",
+            "beep",
+        )
+    store = ImageStore(state_dir)
+    try:
+        version = store.current(name)
+        if version is None:
+            store.current_root(name)  # raises the store's own explanation
+            raise NotFound(f"image {name!r} has no version yet")
+        meta = store.meta(name, version)
+    except UserError as exc:
+        return False, f"image {name} is missing on the server: {exc.message}", 0, 0, 0, "static", "beep"
+    return True, "", version, meta.bytes, meta.files, meta.ip_assignment, meta.post_install
+
+
+def install_plan(db: Database, state_dir: Path, mac: str) -> InstallPlan:
+    try:
+        mac = parse_mac(mac)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    with db.session() as session:
+        node, iface = node_for_mac(session, mac)
+        image_name = node.image.name if node.image is not None else None
+        gateway = session.execute(select(Network.gateway).where(Network.name == iface.network)).scalar_one_or_none()
+        hosts = hosts_file(session)
+        name, domain = node.name, node.domain
+        ifname, ip, prefix = iface.name, iface.ip, iface.prefix
+        db_ip_assignment = node.image.ip_assignment if node.image is not None else "static"
+        db_post_install = node.image.post_install if node.image is not None else "beep"
+    ok, error, version, size, files, ip_assignment, post_install = _image_facts(state_dir, image_name, name)
+    if not ok:
+        ip_assignment, post_install = db_ip_assignment, db_post_install
+    return InstallPlan(
+        node=name,
+        fqdn=f"{name}.{domain}",
+        domain=domain,
+        ifname=ifname,
+        mac=mac,
+        ip=ip,
+        prefix=prefix,
+        netmask=str(ipaddress.IPv4Network(f"0.0.0.0/{prefix}").netmask),
+        gateway=gateway or "",
+        image=image_name or "",
+        image_ok=ok,
+        image_error=error,
+        image_version=version,
+        image_bytes=size,
+        image_files=files,
+        ip_assignment=ip_assignment,
+        post_install=post_install,
+        hosts=hosts,
+    )
