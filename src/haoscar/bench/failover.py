@@ -11,6 +11,7 @@ Then it stops the contender, boots the primary again, and the next run starts fr
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 from haoscar.bench.failover_probe import ProbeStream, dhcp_argv, icmp_argv
 from haoscar.bench.keepalived_peer import KeepalivedPair
 from haoscar.errors import UserError
+from haoscar.ha.events import events_path
 from haoscar.ha.labrun import HaLab, ha_spec, start_ha, wait_until
 from haoscar.lab.lab import Lab
 from haoscar.spec import ClusterSpec, all_nodes
@@ -116,6 +118,7 @@ class CrashResult:
     vip_ms: float
     dhcp_ms: float | None
     new_owner_mac: str
+    t0: float = 0.0  # the crash, on the monotonic clock the lab hosts share
 
 
 @contextlib.contextmanager
@@ -150,7 +153,7 @@ def measure_crash(lab: Lab, topo: Topology, with_dhcp: bool) -> CrashResult:
             if acked is None:
                 raise RuntimeError(f"{topo.standby} served no DHCP within {REPLY_TIMEOUT_S:g} s of the crash")
             dhcp_ms = (acked.t - t0) * 1000
-        return CrashResult((moved.t - t0) * 1000, dhcp_ms, moved.who)
+        return CrashResult((moved.t - t0) * 1000, dhcp_ms, moved.who, t0)
 
 
 # --- haoscar on the lab -----------------------------------------------------------------------------------------
@@ -239,6 +242,28 @@ class HaoscarPair:
     def status(self, head: str) -> dict[str, Any] | None:
         return self.running().status(head)
 
+    def breakdown(self, t0: float, reply_ms: float) -> dict[str, float]:
+        """Where one failover's time went, in ms after the crash ``t0``: the new active head's ``failover`` event
+        carries its takeover's steps on the monotonic clock that every lab host shares."""
+        ha = self.running()
+        path = events_path(self.lab.host_dir(ha.standby) / "var/lib/haoscar")
+        event: dict[str, Any] | None = None
+
+        def found() -> bool:
+            nonlocal event
+            with contextlib.suppress(FileNotFoundError):
+                for line in path.read_text().splitlines():
+                    with contextlib.suppress(ValueError):
+                        raw = json.loads(line)
+                        if raw.get("kind") == "failover" and float(raw.get("mono", 0.0)) > t0:
+                            event = raw
+            return event is not None
+
+        if not wait_until(found, 5.0, 0.05) or event is None:
+            return {}
+        steps = {name: round((at - t0) * 1000, 1) for name, at in event.get("data", {}).get("timeline", {}).items()}
+        return {**steps, "first_reply_at_client": round(reply_ms, 1)}
+
     def stop(self) -> None:
         """SIGTERM every process ``start`` started (daemons drop the VIP and stop dnsmasq), by pid."""
         if self.ha is not None:
@@ -284,6 +309,8 @@ class Series:
     dhcp_ms: list[float] = field(default_factory=list)
     new_owners: list[str] = field(default_factory=list)
     unsteady_starts: int = 0
+    # per run, where the time went (haoscar only): step -> ms after the crash
+    breakdowns: list[dict[str, float]] = field(default_factory=list)
 
     def median(self) -> float | None:
         return round(statistics.median(self.vip_ms), 1) if self.vip_ms else None
@@ -316,6 +343,9 @@ def run_series(
             time.sleep(contender.settle_s)
             if contender.steady():
                 result = measure_crash(lab, topo, with_dhcp)
+                explain = getattr(contender, "breakdown", None)
+                if explain is not None:
+                    series.breakdowns.append(explain(result.t0, result.vip_ms))
         finally:
             contender.stop()
             if lab.host(topo.primary).state == "crashed":
@@ -336,6 +366,14 @@ def run_series(
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
+
+
+def _median_steps(runs: list[dict[str, float]]) -> dict[str, float]:
+    steps = {name for run in runs for name in run}
+    return {
+        name: round(statistics.median(run[name] for run in runs if name in run), 1)
+        for name in sorted(steps, key=lambda n: statistics.median(r[n] for r in runs if n in r))
+    }
 
 
 def _floor(value: float | None, limit: float) -> dict[str, Any]:
@@ -420,6 +458,10 @@ def report(
         "dhcp_runs_ms": {key: s.dhcp_ms for key, s in series.items() if s.dhcp_ms},
         "vip_owner_after_crash": {key: s.new_owners for key, s in series.items() if s.new_owners},
         "unsteady_starts": {key: s.unsteady_starts for key, s in series.items() if s.vip_ms},
+        # ms after the crash: last heartbeat heard, dead declared, lease granted (takeover), ARP probe done, VIP
+        # added, first gratuitous ARP, services up, first echo reply from the new head at the public client
+        "breakdown_ms": {key: s.breakdowns for key, s in series.items() if s.breakdowns},
+        "breakdown_median_ms": {key: _median_steps(s.breakdowns) for key, s in series.items() if s.breakdowns},
         "profiles": {
             "default": {
                 "heartbeat_interval": default_ha.heartbeat_interval,

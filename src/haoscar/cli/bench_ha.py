@@ -20,7 +20,7 @@ from haoscar.spec.loader import load_spec
 
 SpecOption = Annotated[
     Path | None,
-    typer.Option("--spec", help="The cluster spec of the lab [default: the embedded demo lab, data/lab.yaml]."),
+    typer.Option("--spec", help="The cluster spec of the lab (default: the embedded demo lab, data/lab.yaml)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 

@@ -42,6 +42,10 @@ def demo(
     ] = None,
     name: Annotated[str, typer.Option("--name", help="The demo lab's name.")] = "demo",
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of tables.")] = False,
+    install: Annotated[
+        bool,
+        typer.Option("--install", help="Add the network install act: a qemu VM client installs and boots (~2 min)."),
+    ] = False,
 ) -> None:
     """Bring the demo cluster up in network namespaces, prove who reaches whom, fail the head over, tear it down."""
     from haoscar.commands.demo import default_acts, load_demo_spec, run_demo
@@ -49,13 +53,15 @@ def demo(
 
     require_root("`haoscar demo`")
     cluster = load_demo_spec(spec)
+    state = cli_context(ctx).state_dir
+    install_state = state if install else None
     if as_json:
         # Live views of the acts go to stderr so that stdout stays one JSON document.
-        report = run_demo(cluster, cli_context(ctx).state_dir, name, acts=default_acts(err_console))
+        report = run_demo(cluster, state, name, acts=default_acts(err_console, install_state))
         print_json(report.to_dict())
     else:
         console.print(f"[bold]haoscar demo[/]: cluster {cluster.cluster.name} as a virtual lab named {name}")
-        report = run_demo(cluster, cli_context(ctx).state_dir, name, acts=default_acts(console), observe=_show)
+        report = run_demo(cluster, state, name, acts=default_acts(console, install_state), observe=_show)
         verdict = "[green]✓ every check passed[/]" if report.ok else "[red]✗ some checks failed[/]"
         console.print(verdict)
     if not report.ok:

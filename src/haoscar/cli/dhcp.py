@@ -15,7 +15,7 @@ dhcp_app = typer.Typer(help="The private network's DHCP + TFTP server (dnsmasq).
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 InterfaceOption = Annotated[
-    str | None, typer.Option("--interface", help="The private interface to serve [default: the head's, e.g. eth0].")
+    str | None, typer.Option("--interface", help="The private interface to serve (default: the head's, e.g. eth0).")
 ]
 
 
@@ -29,9 +29,9 @@ def configure(
         typer.Option(help="Give unknown MACs addresses from START-END (no boot file); '' removes the range."),
     ] = None,
     server: Annotated[
-        str | None, typer.Option(help="The boot server's address [default: the head's private IP].")
+        str | None, typer.Option(help="The boot server's address (default: the head's private IP).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="The boot server's port [default: 8470].")] = None,
+    port: Annotated[int | None, typer.Option(help="The boot server's port (default: 8470).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Regenerate everything from the database and start dnsmasq, or reload it (restart only if its main config

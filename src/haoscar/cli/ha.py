@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from haoscar.cli.context import cli_context
 from haoscar.cli.render import console, print_json, table
@@ -25,11 +26,14 @@ def run(
     key_file: Annotated[Path | None, typer.Option("--key-file", help="Overrides ha.key_file.")] = None,
 ) -> None:
     """Run the HA daemon of one head in the foreground (logs to stderr, one line per event; SIGTERM stops it)."""
-    from haoscar.ha.runner import run_head
+    from haoscar.ha.__main__ import exec_daemon
+    from haoscar.ha.config import node_config
     from haoscar.spec.loader import load_spec
 
-    spec = load_spec(spec_file)
-    asyncio.run(run_head(spec, node, cli_context(ctx).state_dir, key_file))
+    # Spec and node are checked here, so a mistake is this CLI's usual error; then the process becomes the lean
+    # daemon (same pid), which does not keep the CLI's modules in memory.
+    node_config(load_spec(spec_file), node, key_file)
+    exec_daemon(node, spec_file, cli_context(ctx).state_dir, key_file)
 
 
 @ha_app.command("keygen")
@@ -60,6 +64,34 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{float(value) * 1000:.0f} ms"
 
 
+def _ago(wall: Any) -> str:
+    return "never" if wall is None else f"{max(0.0, time.time() - float(wall)):.0f} s ago"
+
+
+def _replication_cell(repl: dict[str, Any] | None) -> str:
+    """Direction, lag, what is pending, the last full pass, the stale flag and any error (ha.replication)."""
+    if not repl:
+        return "off"
+    role = repl.get("role", "none")
+    direction = {"source": f"to {repl.get('peer')}", "target": f"from {repl.get('peer')}"}.get(role, "not running")
+    lines = [f"{direction} ({repl.get('phase')})"]
+    if role == "source":
+        lines.append(
+            f"lag {float(repl.get('lag_s') or 0):.2f} s, {repl.get('files_pending', 0)} files / "
+            f"{repl.get('bytes_pending', 0)} bytes pending"
+        )
+    lines.append(f"last full pass {_ago(repl.get('last_full_pass'))}, db LSN {repl.get('db_lsn', 0)}")
+    if repl.get("standby_stale"):
+        whose = "standby's copy" if role == "source" else "own copy"
+        lines.append(f"[red]{whose} STALE[/]: {escape(str(repl.get('stale_reason') or '?'))}")
+    if repl.get("forced"):
+        lines.append("[red]takeover FORCED by the administrator[/]")
+    error = repl.get("last_error") or repl.get("glue_error")
+    if error:
+        lines.append(f"[red]error[/]: {escape(str(error))}")
+    return "\n".join(lines)
+
+
 def _column(status: dict[str, Any]) -> list[str]:
     """One head's own status as the cells of its column (see ``ROWS``)."""
     peer, lease = status["peer"], status["lease"]
@@ -83,7 +115,7 @@ def _column(status: dict[str, Any]) -> list[str]:
     fence = status["fencing"]["last"]
     return [
         status["role"],
-        status["state"] + (" [yellow](degraded)[/]" if status["degraded"] else ""),
+        status.get("state_detail", status["state"]) + (" [yellow](degraded)[/]" if status["degraded"] else ""),
         "yes" if status["vip"]["held"] else "no",
         nets,
         _fmt_s(lease["remaining_s"]) if lease["valid"] else "-",
@@ -92,6 +124,7 @@ def _column(status: dict[str, Any]) -> list[str]:
         dropped,
         failover,
         "-" if not fence else f"{fence['method']} {fence['target']}: {'ok' if fence['ok'] else 'FAILED'}",
+        _replication_cell(status.get("replication")),
         "\n".join(status["warnings"]) or "none",
     ]
 
@@ -107,6 +140,7 @@ ROWS = [
     "dropped packets",
     "last failover",
     "last fence",
+    "replication",
     "warnings",
 ]
 
@@ -163,6 +197,26 @@ def _change(ctx: typer.Context, op: str) -> None:
 def switchover(ctx: typer.Context) -> None:
     """Move the role gracefully to the standby (run on the active head)."""
     _change(ctx, "switchover")
+
+
+@ha_app.command("takeover")
+def takeover(
+    ctx: typer.Context,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Take over although this standby's replicated data is stale (loses changes)."),
+    ] = False,
+) -> None:
+    """On a standby whose replicated copy is stale: allow it to take the role when the active head is dead.
+
+    Without --force a stale standby refuses (and says why); with it, the changes it missed are lost and the
+    takeover is logged as a critical event. The role is still taken only with the peer silent and the lease."""
+    from haoscar.ha.control import control_path, request
+
+    reply = request(control_path(cli_context(ctx).state_dir), "takeover", force=force)
+    if not reply.get("ok"):
+        raise UserError(str(reply.get("error", "takeover refused")))
+    console.print(str(reply.get("message", "ok")), style="bold red" if reply.get("forced") else None, markup=False)
 
 
 @ha_app.command("failback")

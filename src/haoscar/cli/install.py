@@ -64,7 +64,7 @@ def _label(row: dict[str, Any]) -> str:
 @install_app.command("monitor")
 def monitor(
     ctx: typer.Context,
-    nodeset: Annotated[str | None, typer.Argument(help="Only these nodes, e.g. node[01-04] [default: all].")] = None,
+    nodeset: Annotated[str | None, typer.Argument(help="Only these nodes, e.g. node[01-04] (default: all).")] = None,
     once: Annotated[bool, typer.Option("--once", help="Print the current state once and exit.")] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes.", min=0.2)] = 1.0,
     as_json: JsonOption = False,
@@ -133,12 +133,99 @@ def configure(
         console.print(f"installing nodes silent for {value:g} s are marked failed")
 
 
+@install_app.command("complete")
+def complete(
+    ctx: typer.Context,
+    *,
+    spec: Annotated[Path, typer.Option("--spec", help="The cluster spec (heads, witness, services, replication).")],
+    ssh_user: Annotated[str, typer.Option(help="The user haoscar logs in as on the standby and the witness.")] = "root",
+    ssh_port: Annotated[int, typer.Option(help="Their ssh port.", min=1, max=65535)] = 22,
+    start_command: Annotated[
+        str,
+        typer.Option(
+            help="How a daemon is started on a host: {run} is its command line (ha run ... | witness run ...), "
+            "{what} ha or witness, {node} the host [default: systemd units haoscar-ha / haoscar-witness]."
+        ),
+    ] = "",
+    wait: Annotated[float, typer.Option(help="Seconds to wait for an active primary and a ready standby.", min=1)] = 60,
+    as_json: JsonOption = False,
+) -> None:
+    """HA-OSCAR's Complete Installation, run on the primary: write the HA configuration (spec, HA key, witness,
+    services, replicated paths) on both heads and the witness, start what is not running, wait until the
+    primary is active and the standby ready. Running it again changes and restarts nothing that is healthy."""
+    from haoscar.commands.install_complete import SYSTEMD_START, complete_installation, http_status, ssh_transports
+    from haoscar.commands.standby_clone import mark_up
+    from haoscar.spec import load_spec
+
+    state = cli_context(ctx).state_dir
+    cluster = load_spec(spec)
+    text = spec.read_bytes()
+    doors = ssh_transports(cluster, state, ssh_user, ssh_port)
+    reader = http_status(cluster.ha.status_port)
+    if as_json:
+        result = complete_installation(
+            cluster, text, doors, status=reader, start_command=start_command or SYSTEMD_START, wait_s=wait
+        )
+    else:
+        with console.status("complete installation") as spinner:
+            result = complete_installation(
+                cluster,
+                text,
+                doors,
+                status=reader,
+                start_command=start_command or SYSTEMD_START,
+                wait_s=wait,
+                progress=spinner.update,
+            )
+    if result.ready:
+        mark_up(state, cluster.heads.standby.hostname)
+    if as_json:
+        print_json(result.as_dict())
+    else:
+        render_complete(result)
+    if not result.ready:
+        raise typer.Exit(1)
+
+
+def render_complete(result: Any) -> None:
+    """The hosts' files and daemons, then `ha status` of both heads."""
+    from haoscar.cli.ha import render_status
+    from haoscar.ha.both_heads import both_heads
+
+    rows = [
+        (
+            h.host,
+            h.role,
+            ", ".join(h.written) or "-",
+            f"{len(h.unchanged)} unchanged" if h.unchanged else "-",
+            "started" if h.started else ("running" if h.was_running else "-"),
+            h.state or "-",
+        )
+        for h in result.hosts
+    ]
+    title = "Complete Installation" + (" (HA key generated)" if result.key_generated else "")
+    console.print(table(title, ["host", "role", "written", "files", "daemon", "HA state"], rows))
+    if result.local_status is not None:
+        render_status(both_heads(result.local_status))
+    if result.ready:
+        console.print(
+            f"[green]HA is up[/]: primary {result.primary_state}, standby {result.standby_state} "
+            f"({'changed' if result.changed else 'nothing changed'}, {result.seconds} s)"
+        )
+    else:
+        console.print(
+            f"[red]HA is not ready[/]: primary {result.primary_state or 'no answer'}, "
+            f"standby {result.standby_state or 'no answer'} after {result.seconds} s; "
+            "see `haoscar ha status` and the daemons' logs"
+        )
+
+
 @netboot_app.command("build-installer")
 def build_installer_command(
     ctx: typer.Context,
     cache_dir: Annotated[
         Path | None,
-        typer.Option(help="Cache of the kernel package and initramfs [default: STATE/cache/installer]."),
+        typer.Option(help="Cache of the kernel package and initramfs (default: STATE/cache/installer)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -44,7 +44,7 @@ def _root(
         typer.Option(
             "--state-dir",
             envvar="HAOSCAR_STATE_DIR",
-            help="Where haoscar keeps its database, labs and images [default: /var/lib/haoscar].",
+            help="Where haoscar keeps its database, labs and images (default: /var/lib/haoscar).",
         ),
     ] = None,
     version: Annotated[
@@ -76,8 +76,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "repl": ("repl",),
 }
 
-_loaded: set[str] = set()
-_bench_added = False
+_loaded: set[str] = set()  # CLI modules registered so far ("bench" once the bench group is added)
 
 
 def _all_modules() -> list[str]:
@@ -89,7 +88,6 @@ def _all_modules() -> list[str]:
 
 def load_commands(modules: tuple[str, ...] | None = None) -> typer.Typer:
     """Register the given CLI modules (all of them when None) on the root app, each once."""
-    global _bench_added
     for name in _all_modules() if modules is None else modules:
         if name in _loaded:
             continue
@@ -98,8 +96,8 @@ def load_commands(modules: tuple[str, ...] | None = None) -> typer.Typer:
         register = getattr(module, "register", None)
         if register is not None:
             register(_app)
-    if not _bench_added:
-        _bench_added = True
+    if "bench" not in _loaded:
+        _loaded.add("bench")
         _app.add_typer(bench_app, name="bench")
     return _app
 

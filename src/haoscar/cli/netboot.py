@@ -36,7 +36,7 @@ def print_sync(report_dict: dict[str, object], as_json: bool) -> None:
 @netboot_app.command("sync")
 def sync(
     ctx: typer.Context,
-    nodeset: Annotated[str | None, typer.Argument(help="Only these nodes, e.g. node[01-04] [default: all].")] = None,
+    nodeset: Annotated[str | None, typer.Argument(help="Only these nodes, e.g. node[01-04] (default: all).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Regenerate dnsmasq's config, per-node DHCP entries and iPXE scripts from the database; reload dnsmasq."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from haoscar.cli.context import cli_context
 from haoscar.cli.render import console, print_json, table
+
+if TYPE_CHECKING:
+    from haoscar.commands.nodes import NodeRow
 
 node_app = typer.Typer(help="Cluster nodes: define clients, change, delete and list them.", no_args_is_help=True)
 
@@ -23,17 +26,27 @@ def list_(
     """Show nodes with their role, group, image, private address, MAC, boot mode and install state."""
     from haoscar.commands.nodes import list_nodes
     from haoscar.db.session import open_database
+    from haoscar.provision.install_progress import monitor_rows
 
-    db = open_database(cli_context(ctx).state_dir)
+    state = cli_context(ctx).state_dir
+    db = open_database(state)
     try:
         rows = list_nodes(db, nodeset)
+        # The failure's stage and reason (`install_detail`), as the installer or the stall watcher reported it.
+        reasons = {m.node: m.detail for m in monitor_rows(db, state) if m.install_state == "failed"}
     finally:
         db.close()
     if as_json:
-        print_json([row.as_dict() for row in rows])
+        print_json([row.as_dict() | {"install_detail": reasons.get(row.name, "")} for row in rows])
         return
+
+    def shown(row: NodeRow) -> str:
+        if row.install_state == "failed":
+            return f"[red]failed: {reasons.get(row.name) or 'no reason given'}[/]"
+        return row.install_state
+
     columns = ["name", "role", "group", "image", "private IP", "MAC", "boot mode", "install state"]
-    cells = [(r.name, r.role, r.group, r.image, r.ip, r.mac or "-", r.boot_mode, r.install_state) for r in rows]
+    cells = [(r.name, r.role, r.group, r.image, r.ip, r.mac or "-", r.boot_mode, shown(r)) for r in rows]
     console.print(table(f"{len(rows)} nodes", columns, cells))
 
 
@@ -50,13 +63,13 @@ def add(
     nodeset: Annotated[
         str | None, typer.Option(help="Name the clients with a node set instead, e.g. 'node[001-128]'.")
     ] = None,
-    domain: Annotated[str | None, typer.Option(help="DNS domain [default: the spec's cluster domain].")] = None,
+    domain: Annotated[str | None, typer.Option(help="DNS domain (default: the spec's cluster domain).")] = None,
     netmask: Annotated[
-        str | None, typer.Option(help="Subnet mask, e.g. 255.255.255.0 [default: the spec's private network].")
+        str | None, typer.Option(help="Subnet mask, e.g. 255.255.255.0 (default: the spec's private network).")
     ] = None,
     gateway: Annotated[str | None, typer.Option(help="Default gateway for the clients.")] = None,
     interface: Annotated[str, typer.Option(help="The clients' private interface.")] = "eth0",
-    group: Annotated[str | None, typer.Option(help="Group name [default: the base name].")] = None,
+    group: Annotated[str | None, typer.Option(help="Group name (default: the base name).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Define compute clients with OSCAR's Define Clients fields (or a node set)."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -21,12 +22,12 @@ def add(
     image: Annotated[str, typer.Option(help="The image fetched from the primary.")] = "serverimage",
     primary_public_interface: Annotated[str, typer.Option(help="The primary's public network interface.")] = "eth1",
     standby_public_interface: Annotated[str, typer.Option(help="The standby's public network interface.")] = "eth1",
-    netmask: Annotated[str | None, typer.Option(help="Subnet mask [default: the spec's private network].")] = None,
+    netmask: Annotated[str | None, typer.Option(help="Subnet mask (default: the spec's private network).")] = None,
     gateway: Annotated[str | None, typer.Option(help="Default gateway.")] = None,
     hostname: Annotated[str, typer.Option(help="The standby's host name.")] = "standby",
     public_ip: Annotated[str | None, typer.Option(help="The standby's own public IP, if it has one.")] = None,
     private_interface: Annotated[str, typer.Option(help="The standby's private interface.")] = "eth0",
-    domain: Annotated[str | None, typer.Option(help="DNS domain [default: the spec's cluster domain].")] = None,
+    domain: Annotated[str | None, typer.Option(help="DNS domain (default: the spec's cluster domain).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Define the standby head node with the Add Standby Server fields."""
@@ -61,6 +62,93 @@ def add(
             [(row.name, row.role, row.image, row.ip, alias_ip, row.install_state)],
         )
     )
+
+
+@standby_app.command("clone")
+def clone(
+    ctx: typer.Context,
+    *,
+    spec: Annotated[Path, typer.Option("--spec", help="The cluster spec; heads.standby is the standby to clone.")],
+    golden_client: Annotated[
+        str | None, typer.Option(help="The primary's address for Fetch Image [default: its private IP].")
+    ] = None,
+    source_root: Annotated[str, typer.Option(help="The tree to fetch on the primary.")] = "/",
+    ssh_user: Annotated[str, typer.Option(help="The ssh user on the primary, the standby and the witness.")] = "root",
+    ssh_port: Annotated[int, typer.Option(help="Their ssh port.", min=1, max=65535)] = 22,
+    exclude_file: Annotated[Path | None, typer.Option(help="rsync patterns left out of the image.")] = None,
+    standby_mac: Annotated[
+        str | None, typer.Option(help="The standby's private MAC [default: collect it from its DHCP request].")
+    ] = None,
+    interface: Annotated[str | None, typer.Option(help="Where MACs are collected [default: primary's].")] = None,
+    collect_timeout: Annotated[float, typer.Option(help="Seconds to listen for the standby's MAC.", min=1)] = 120,
+    wait_install: Annotated[
+        float, typer.Option(help="Seconds to wait for the standby's install (0: stop and resume later).", min=0)
+    ] = 1800,
+    start_command: Annotated[
+        str, typer.Option(help="How HA daemons are started (see install complete) [default: systemd units].")
+    ] = "",
+    ha_wait: Annotated[float, typer.Option(help="Seconds to wait for HA to come up.", min=1)] = 60,
+    restart: Annotated[bool, typer.Option("--restart", help="Run every step again, not only those left.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """The standby head cloned from the primary, HA-OSCAR's walkthrough as one guided flow: fetch the primary's
+    image, add the standby, network boot, MAC, DHCP, wait for the standby's install, Complete Installation.
+    Stops at the first failure with the reason (exit 2) or when the standby must be powered on (exit 3);
+    running it again resumes after the steps already done."""
+    from haoscar.commands.standby_clone import CloneOptions, StepResult, run_clone
+
+    options = CloneOptions(
+        spec_file=spec,
+        golden_client=golden_client,
+        source_root=source_root,
+        ssh_user=ssh_user,
+        ssh_port=ssh_port,
+        exclude_file=exclude_file,
+        standby_mac=standby_mac,
+        interface=interface,
+        collect_timeout=collect_timeout,
+        wait_install=wait_install,
+        start_command=start_command,
+        ha_wait=ha_wait,
+        restart=restart,
+    )
+    state = cli_context(ctx).state_dir
+    marks = {"done": "[green]✓[/]", "earlier": "[green]✓[/]", "waiting": "[yellow]…[/]", "failed": "[red]✗[/]"}
+    if as_json:
+        report = run_clone(state, options)
+        print_json(report.as_dict())
+    else:
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        bars = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), console=console
+        )
+        current: dict[str, Any] = {}
+
+        def observe(kind: str, payload: Any) -> None:
+            if kind == "step-start":
+                current["task"] = bars.add_task(payload[1], total=100, info="")
+            elif kind == "step" and isinstance(payload, StepResult):
+                if "task" in current:
+                    bars.update(current.pop("task"), completed=100, visible=False)
+                console.print(f"{marks[payload.status]} {payload.title}: {payload.detail}")
+            elif kind == "install" and "task" in current:
+                stage, percent, detail = payload
+                bars.update(current["task"], completed=percent, info=f"{stage} {detail}")
+            elif kind == "complete" and "task" in current:
+                bars.update(current["task"], info=str(payload))
+
+        with bars:
+            report = run_clone(state, options, observe)
+        rows = [(marks[s.status], s.title, s.status, s.detail, f"{s.seconds:g}") for s in report.steps]
+        console.print(table("Standby clone", ["", "step", "status", "result", "s"], rows))
+        if report.complete is not None:
+            from haoscar.cli.install import render_complete
+
+            render_complete(report.complete)
+    if report.ok:
+        return
+    raise typer.Exit(3 if report.waiting else 2)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,11 +1,14 @@
 """``haoscar demo`` as a function: bring the demo cluster's lab up, run the demo's acts, always tear it down.
 
 The demo is a list of *acts*; each takes the running lab and the spec and returns what it showed as checks. The acts:
-reachability across the private and public networks, then HA failover (``default_acts``).
+reachability across the private and public networks, then HA failover (``default_acts``); with ``--install`` also a
+VM client installed over the network (``install_act``).
 """
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,6 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
+from haoscar.errors import UserError
 from haoscar.lab import Lab, LabStatus, down_lab
 from haoscar.lab.defaults import default_spec
 from haoscar.spec import ClusterSpec, all_nodes, load_spec
@@ -154,8 +158,111 @@ def failover_act(console: Console) -> Act:
     return Act(FAILOVER, run)
 
 
-def default_acts(console: Console) -> list[Act]:
-    return [Act(REACHABILITY, reachability), failover_act(console)]
+def default_acts(console: Console, install_state_dir: Path | None = None) -> list[Act]:
+    """The demo's acts; with ``install_state_dir`` (``haoscar demo --install``) also the network install act,
+    which caches the installer's kernel under ``install_state_dir/cache/installer``."""
+    acts = [Act(REACHABILITY, reachability), failover_act(console)]
+    if install_state_dir is not None:
+        acts.append(install_act(console, install_state_dir))
+    return acts
+
+
+INSTALL = "Network install: a VM client installs over the network, boots from its disk and answers"
+DEMO_MAC = "52:54:00:5e:de:01"
+
+
+def install_act(console: Console, state_dir: Path) -> Act:
+    """A qemu VM takes the first compute client's place (its namespace stand-in is switched off), network-boots,
+    installs the tiny image with the install monitor's progress on screen, powers off, boots from its own disk
+    and answers the head node with its host name and address."""
+
+    def run(lab: Lab, spec: ClusterSpec) -> ActResult:
+        import os
+        import tempfile
+
+        from haoscar.provision.install_lab import prepare_head
+        from haoscar.provision.install_vm import Vm, make_disk
+
+        primary = spec.heads.primary.hostname
+        node = next(n for n in all_nodes(spec) if n.role == "compute")
+        ip = str(next(i.ip for i in node.interfaces if i.network == "private"))
+        if node.name in lab.hosts:
+            lab.crash(node.name)  # the VM answers for this client's name and address from now on
+        work = Path(tempfile.mkdtemp(prefix="haoscar-demo-install-"))
+        head = prepare_head(
+            lab, spec, [(node.name, DEMO_MAC)], work, cache_dir=state_dir / "cache" / "installer", head=primary,
+            stall_timeout=60,
+        )  # fmt: skip
+        vm: Vm | None = None
+        try:
+            head.start()
+            tap = lab.add_tap("private", f"dm{os.getpid() % 100000}")
+            vm = Vm(lab.switch_netns, tap, DEMO_MAC, make_disk(work / "disk.raw", 256), work / "serial.log")
+            started = time.monotonic()
+            vm.start("n")
+            state = _watch_install(console, head.state, node.name, vm)
+            took = time.monotonic() - started
+            installed = state == "installed"
+            came_up = False
+            if installed:
+                vm.start("c")
+                came_up = vm.wait_for_log(f"tiny image: {node.name} up", 120)
+            answered = came_up and _pings(lab, primary, ip, True)
+            marker = ""
+            if answered:
+                try:
+                    marker = head.http_get(f"http://{ip}/", timeout=15)
+                except UserError as exc:
+                    marker = str(exc)
+            checks = [
+                Check("installed over the network", primary, node.name, ip, True, installed, f"{state}, {took:.0f} s"),
+                Check("booted from its own disk and answers ping", primary, node.name, ip, True, answered),
+                Check(
+                    "its marker names its host and address", primary, node.name, ip, True,
+                    f"host={node.name} ip={ip}" in marker, marker.strip()[:60] or "no answer",
+                ),
+            ]  # fmt: skip
+            return ActResult(INSTALL, checks)
+        finally:
+            if vm is not None:
+                vm.kill()
+            head.stop()
+            shutil.rmtree(work, ignore_errors=True)
+
+    return Act(INSTALL, run)
+
+
+def _watch_install(console: Console, state: Path, node: str, vm: Any, timeout: float = 300.0) -> str:
+    """The install monitor's view of one node (Rich progress) until the VM powers off; the node's final state."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from haoscar.db.models import Node
+    from haoscar.db.session import open_database
+    from haoscar.provision import install_progress
+
+    bars = Progress(
+        TextColumn(f"{node:<8}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[info]}"), console=console,
+    )  # fmt: skip
+    deadline = time.monotonic() + timeout
+    with bars:
+        task = bars.add_task("", total=100, info="network-booting (firmware, iPXE, installer kernel)")
+        while time.monotonic() < deadline and vm.wait(0.5) is None:
+            live = install_progress.read_one(state, node)
+            if live is not None:
+                rate = f" {live.rate / 1e6:.1f} MB/s" if live.stage == "image" and live.rate else ""
+                info = f"{live.stage}{rate} {live.elapsed(time.monotonic()):.0f} s"
+                bars.update(task, completed=live.percent, info=info)
+        live = install_progress.read_one(state, node)
+        if live is not None:
+            bars.update(task, completed=live.percent, info=f"{live.state} ({live.stage})")
+    db = open_database(state, upgrade=False)
+    try:
+        with db.session() as session:
+            row = session.query(Node).filter_by(name=node).one()
+            return f"failed: {row.install_detail}" if row.install_state == "failed" else str(row.install_state)
+    finally:
+        db.close()
 
 
 def load_demo_spec(spec_file: Path | None) -> ClusterSpec:

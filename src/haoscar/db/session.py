@@ -15,13 +15,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from haoscar.db import constants
 from haoscar.db.models import Event
 from haoscar.errors import UserError
 
-DB_FILE = "haoscar.db"
-# Long enough to ride out another haoscar process writing (an apply of thousands of nodes takes about a second),
-# short enough that a stuck writer shows up as an error instead of a hang.
-BUSY_TIMEOUT_MS = 15_000
+# Defined in a module without SQLAlchemy, for the HA daemon's replication; the same names here, as before.
+DB_FILE = constants.DB_FILE
+BUSY_TIMEOUT_MS = constants.BUSY_TIMEOUT_MS
+CapturedWrite = constants.CapturedWrite
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
 READONLY_OPTION = "haoscar_readonly"
 
@@ -49,8 +50,6 @@ def _on_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
-# One write of a transaction as the DBAPI saw it: (SQL, parameters, executemany).
-CapturedWrite = tuple[str, Any, bool]
 # Called with a transaction's writes just before SQLite commits it (replication ships them to the standby here).
 CommitHook = Callable[[list[CapturedWrite]], None]
 _WRITES_KEY = "haoscar_writes"

@@ -57,7 +57,9 @@ class Timings:
             # that the preferred primary wins when both are healthy.
             startup_wait=max(3 * ha.dead_time, 2.0),
             handover_timeout=max(3.0, 5 * ha.dead_time),
-            probe_timeout=min(0.03, ha.heartbeat_interval / 4),
+            # An ARP answer on a LAN takes well under a millisecond, and the probe reads what was queued by its
+            # deadline even when its thread was kept from a CPU (``Vip.probe``): an eighth of an interval is ample.
+            probe_timeout=min(0.03, ha.heartbeat_interval / 8),
             initdead=max(ha.initdead_s, ha.dead_time),
         )
 

@@ -50,7 +50,7 @@ class VipPort(Protocol):
     def remove(self) -> bool: ...
     def present(self) -> bool: ...
     def announce(self, count: int = 3, gap: float = 0.02) -> None: ...
-    def probe(self, timeout: float) -> str | None: ...
+    async def probe(self, timeout: float) -> str | None: ...
     def close(self) -> None: ...
 
 
@@ -143,6 +143,9 @@ class Daemon:
         self._witness_ok: bool | None = None
         self.status_urls: list[str] = []  # where this head serves its read-only status (set by the runner)
         self.loop_lag: LoopLagMonitor | None = None  # the event loop's lag, shown in status (set by the runner)
+        # monotonic stamps of the latest takeover's steps (last heard, dead declared, lease, probe, VIP, GARP,
+        # services), in the ``failover`` event: where the failover time goes
+        self.timeline: dict[str, float] = {}
         self._peer_ok: bool | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------------
@@ -505,10 +508,20 @@ class Daemon:
         )
 
     def _schedule_wake(self, now: float) -> None:
-        """Re-evaluate exactly when the lease view or the peer guard runs out, not at the next tick."""
+        """Re-evaluate exactly when the lease view or the peer guard runs out (active), or when the peer's dead
+        time ends (standby), not at the next tick."""
         if self._wake is not None:
             self._wake.cancel()
             self._wake = None
+        if self.sm.state == State.STANDBY:
+            # A standby declares its peer dead the moment the dead time after the last heartbeat ends, not at the
+            # next tick (up to one interval later): the lease probe starts at once.
+            newest = self.peer.newest()
+            deadline = None if newest is None else newest + self.cfg.timings.dead + 0.001
+            if deadline is not None and deadline > now:
+                loop = asyncio.get_running_loop()
+                self._wake = loop.call_at(loop.time() + (deadline - now), self._evaluate)
+            return
         if self.sm.state not in HOLDS_VIP:
             return
         deadlines = [d for d in (self.lease.until, self._peer_guard_until()) if d is not None and d > now]
@@ -522,6 +535,7 @@ class Daemon:
                 peer_heard = self.peer.newest()
                 cause = peer_heard if peer_heard is not None and not self._peer_alive(now) else now
                 self.takeover_cause = (cause, action.reason, self.probe_since or now)
+                self.timeline = {"last_heard": cause, "dead_declared": self.probe_since or now, "takeover": now}
                 if self.peer.handover_to == self.cfg.name:
                     self.handover_taken = (self.peer.incarnation, self.peer.handover_id)
             self.sm.set(action.state, action.reason)
@@ -564,6 +578,7 @@ class Daemon:
                 took_s=round(took, 3),
                 since_dead_s=since_dead,
                 kind=kind,
+                timeline={step: round(at, 4) for step, at in self.timeline.items()},
             )
         if new == State.STANDBY:
             self.promote_result = None
@@ -592,7 +607,8 @@ class Daemon:
         try:
             # Probed after a handover too (it costs one probe timeout): the old owner said it dropped the VIP, and
             # the probe makes sure no kernel still answers before we announce.
-            holder = await asyncio.to_thread(self.vip.probe, t.probe_timeout)
+            holder = await self.vip.probe(t.probe_timeout)
+            self.timeline["probe_done"] = time.monotonic()
             if holder is not None and action.fence:
                 self.bus.event("vip.conflict", f"{holder} still answers for {self.cfg.vip}: fencing", "warning")
                 must_fence = True
@@ -601,7 +617,7 @@ class Daemon:
                 deadline = time.monotonic() + t.vip_lifetime + 1.0
                 while holder is not None and time.monotonic() < deadline:
                     await asyncio.sleep(t.interval / 2)
-                    holder = await asyncio.to_thread(self.vip.probe, t.probe_timeout)
+                    holder = await self.vip.probe(t.probe_timeout)
                 if holder is not None:
                     raise RuntimeError(f"{holder} still answers for {self.cfg.vip}")
             if must_fence:
@@ -619,9 +635,16 @@ class Daemon:
                 raise RuntimeError("lost the right to the role while preparing")
             self.vip.add()
             self.vip_held = True
+            self.timeline["vip_added"] = time.monotonic()
+            # The first gratuitous ARP goes out in this very callback (one raw send): clients move to us now, not
+            # after a thread hop; the rest of the burst follows from a thread.
+            self.vip.announce(1)
+            self.timeline["garp_sent"] = time.monotonic()
             self.bus.event("vip.up", f"{self.cfg.vip} on {self.cfg.public_interface}")
-            await asyncio.to_thread(self.vip.announce)
+            await asyncio.sleep(0.02)
+            await asyncio.to_thread(self.vip.announce, 2)
             await self.resources.start()
+            self.timeline["services_up"] = time.monotonic()
             self.resources.start_monitoring()
             self.promote_result = "ok"
         except Exception as exc:
@@ -637,9 +660,11 @@ class Daemon:
         except Exception as exc:
             self.bus.event("resource.error", f"stopping services failed: {exc}", "critical")
             ok = False
-        if action.handover and self.replication is not None:
-            await self.replication.final_drain()  # services stopped: the last changes go to the peer first
         self._drop_vip(action.reason)
+        if action.handover and self.replication is not None:
+            # Services stopped and VIP gone, so nothing changes here any more: the last changes reach the peer
+            # before it is told to take over (and before the lease is released).
+            await self.replication.final_drain()
         self._release_lease()
         self.escalated = None
         if action.handover:

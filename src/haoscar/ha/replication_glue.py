@@ -28,9 +28,11 @@ from haoscar.replication.state import PersistedState, ReplicationStatus
 from haoscar.spec.models import ClusterSpec
 
 Want = Literal["none", "source", "target", "catch-up"]
-# A switchover waits this long for replication to drain (the control client waits 10 s for the reply).
+# A switchover waits this long for replication to keep up (the control client waits 10 s for the reply).
 SWITCHOVER_DRAIN_S = 5.0
-# After the services stopped and before the VIP goes: the last changes reach the new active head.
+# Keeping up: the standby in sync and the oldest change not yet on it younger than this (the documented bound).
+KEEP_UP_LAG_S = 1.0
+# After the services stopped and the VIP went, before the peer is told to take over: the last changes reach it.
 FINAL_DRAIN_S = 3.0
 CATCH_UP_RETRY_S = 3.0
 
@@ -82,8 +84,12 @@ class ReplicationGlue:
         return self.want == "catch-up" and self.phase == "catching-up"
 
     def drained_now(self) -> bool:
-        """As the source: nothing pending and the standby in sync (a failback may move the role now)."""
-        return self.manager.role != "source" or self.manager.drained_now()
+        """As the source: the standby in sync and replication keeping up (a failback may start now; the final
+        drain after the services stopped ships the rest)."""
+        if self.manager.role != "source" or self.manager.drained_now():
+            return True
+        status = self.manager.status()
+        return not status.standby_stale and status.db_connected and status.lag_s < KEEP_UP_LAG_S
 
     def substate(self) -> str | None:
         if self.want == "catch-up":
@@ -187,12 +193,16 @@ class ReplicationGlue:
 
     # -- switchover, failback, forced takeover -----------------------------------------------------------------
     async def drain_for_switchover(self, timeout: float = SWITCHOVER_DRAIN_S) -> tuple[bool, str]:
-        """Before a planned move: every change on the standby, or a clear refusal (and no move)."""
+        """Before a planned move: the standby in sync and replication keeping up, or a clear refusal (and no
+        move). Writers may still be at work here; the final drain, once the services and the VIP are gone, ships
+        the last changes."""
         if self.manager.role != "source":
             return True, "not the replication source"
         started = time.monotonic()
-        if await self.manager.drain(timeout):
-            return True, f"replication drained in {time.monotonic() - started:.2f} s"
+        while time.monotonic() - started < timeout:
+            if self.drained_now():
+                return True, f"replication keeping up ({time.monotonic() - started:.2f} s)"
+            await asyncio.sleep(0.05)
         status = self.manager.status()
         why = (
             f"replication to {self.peer} did not drain within {timeout:g} s ({status.files_pending} files, "

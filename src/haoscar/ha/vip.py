@@ -8,6 +8,7 @@ about 20 ms of the deadline), so a head whose daemon cannot act stops answering 
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import time
@@ -125,17 +126,30 @@ class Vip:
                 if i + 1 < count:
                     time.sleep(gap)
 
-    def probe(self, timeout: float) -> str | None:
-        """Ask who has the VIP; the MAC of another host that answers (it still holds the VIP), else None."""
+    async def probe(self, timeout: float) -> str | None:
+        """Ask who has the VIP; the MAC of another host that answers (it still holds the VIP), else None.
+
+        On the event loop itself (a non-blocking raw socket), not in a thread: under CPU contention a thread hop
+        cost more than the probe's own timeout. After the deadline the socket's queue is still read without
+        blocking, so an answer that arrived in time but found the loop busy is never missed."""
+        loop = asyncio.get_running_loop()
         sock, mac = self._socket(timeout)
-        deadline = time.monotonic() + timeout
+        sock.setblocking(False)
+        deadline = loop.time() + timeout
         with sock:
             sock.send(arp_frame(1, mac, self.own_ip, self.address))
-            while (left := deadline - time.monotonic()) > 0:
-                sock.settimeout(left)
+            late_reads = 64  # after the deadline: what is already queued, but a flood of ARP cannot keep us here
+            while late_reads > 0:
+                left = deadline - loop.time()
                 try:
-                    frame = sock.recv(128)
+                    if left > 0:
+                        frame = await asyncio.wait_for(loop.sock_recv(sock, 128), left)
+                    else:
+                        late_reads -= 1
+                        frame = sock.recv(128)
                 except TimeoutError:
+                    continue  # the deadline passed: drain what is queued
+                except BlockingIOError:
                     break
                 parsed = parse_arp(frame)
                 if parsed is None:

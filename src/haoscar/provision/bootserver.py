@@ -90,9 +90,22 @@ async def node_script(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"no node has MAC {mac}; assign it with haoscar mac assign NODE {mac}\n")
     path = request.app[PATHS_KEY].ipxe_file(str(node["name"]))
     try:
-        return web.Response(text=path.read_text(), content_type=IPXE_TYPE)
+        text = path.read_text()
     except FileNotFoundError:
         raise web.HTTPNotFound(text=f"no iPXE script for {node['name']}; run haoscar netboot sync\n") from None
+    if node["boot_mode"] == "netboot":
+        _mark_netbooting(request.app[DB_KEY], str(node["name"]))
+    return web.Response(text=text, content_type=IPXE_TYPE)
+
+
+def _mark_netbooting(db: Database, name: str) -> None:
+    """Install state ``netboot``: the node fetched its iPXE script and is network-booting into the installer,
+    which has not reported yet (docs/install.md, install states)."""
+    with db.session() as session:
+        row = session.scalar(select(Node).where(Node.name == name))
+        if row is not None and row.install_state != "netboot":
+            row.install_state = "netboot"
+            row.install_detail = ""
 
 
 async def node_record(request: web.Request) -> web.StreamResponse:

@@ -14,7 +14,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from haoscar.db.session import BUSY_TIMEOUT_MS, CapturedWrite
+from haoscar.db.constants import BUSY_TIMEOUT_MS, CapturedWrite
 
 LSN_TABLE = "haoscar_replication"
 _CREATE = f"CREATE TABLE IF NOT EXISTS {LSN_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), epoch TEXT NOT NULL, lsn INTEGER NOT NULL)"  # noqa: E501

@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from haoscar.db.session import DB_FILE
+from haoscar.db.constants import DB_FILE
 from haoscar.ha.events import EventBus
 from haoscar.replication import dblog
 from haoscar.replication.config import DB_SOCKET, ReplConfig

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from haoscar.db.session import DB_FILE
+from haoscar.db.constants import DB_FILE
 from haoscar.ha.events import EventBus
 from haoscar.replication import dblog
 from haoscar.replication.config import ReplConfig

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from haoscar.db.session import DB_FILE
+from haoscar.db.constants import DB_FILE
 from haoscar.errors import UserError
 from haoscar.ha.events import EventBus, Severity
 from haoscar.replication.config import ReplConfig, prepare_trees, repl_config

@@ -53,7 +53,11 @@ class RsyncResult:
 
     def summary(self) -> str:
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        informative = [line for line in lines if not line.startswith("rsync error:")] or lines
+        # The line that names the problem, when there is one: after a full disk the receiver hangs up, so the last
+        # line is often the sender's "connection reset", which says nothing.
+        markers = {"disk_full": ("no space left", "disk quota"), "auth": ("auth failed", "password")}
+        named = [line for line in lines if any(m in line.lower() for m in markers.get(self.problem, ()))]
+        informative = named or [line for line in lines if not line.startswith("rsync error:")] or lines
         return (informative[-1] if informative else f"rsync exit {self.code}")[:300]
 
 
@@ -111,6 +115,16 @@ def daemon_config(cfg: ReplConfig, writable: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the daemon that started it dies, even by SIGKILL, so no orphaned
+    rsync daemon keeps the port (and the peer's access) after a crash of the HA daemon alone."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class RsyncDaemon:
     """``rsync --daemon`` on this head's peer-network address, restricted to the peer."""
 
@@ -128,7 +142,7 @@ class RsyncDaemon:
         self.proc = await asyncio.create_subprocess_exec(
             "rsync", "--daemon", "--no-detach", f"--config={conf}", f"--address={self.cfg.local_ip}",
             f"--port={self.cfg.rsync_port}",
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
         )  # fmt: skip
         # The daemon reports a bind failure at once; give it that moment before declaring it up.
         try:

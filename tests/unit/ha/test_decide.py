@@ -176,4 +176,5 @@ def test_a_standby_that_heard_nobody_waits_initdead_and_the_primary_only_dead_ti
     # a standby that hears the (slow) primary, not yet active, defers to it for the whole initial dead time
     heard = {**alone, "peer_last_heard": 99.9, "peer_state": State.STANDBY, "peer_healthy": True, "state_since": 95.0}
     assert lease_probe(view(**heard)) is None
-    assert lease_probe(view(**{**heard, "state_since": 88.0})) == "nobody is active and the primary did not take the role"
+    late = lease_probe(view(**{**heard, "state_since": 88.0}))
+    assert late == "nobody is active and the primary did not take the role"

@@ -151,6 +151,8 @@ make_filesystem() {
         sfdisk -q --wipe always --wipe-partitions always "$DISK" >/tmp/sfdisk.log 2>&1 ||
         fail disk "sfdisk $DISK: $(tail_of /tmp/sfdisk.log)"
     PART=$(partition_of "$DISK")
+    # A loop device (the namespace standby's disk) is not re-read by sfdisk; ask for its partitions explicitly.
+    [ -b "$PART" ] || { command -v partx >/dev/null 2>&1 && partx -u "$DISK" >/dev/null 2>&1; }
     waited=0
     while [ ! -b "$PART" ] && [ $waited -lt 20 ]; do
         sleep 0.5
