@@ -149,13 +149,14 @@ def _standby_wants_role(v: View) -> tuple[bool, str, bool]:
 def _silent_start_wait(v: View) -> float:
     """How long after its start a head that hears no peer waits before it goes for the role.
 
-    Once the peer was heard, ``startup_wait`` (the peer was there and went silent). Never heard: the preferred
-    primary with a witness waits one dead time - the lease keeps it safe even if the standby is active and merely
-    unheard; the standby waits the long initial dead time (``initdead``), so that a primary starting slowly on a
-    loaded host still wins. Without a witness the primary would fence the silent peer, so it waits
+    Once the peer was heard, nothing more than its dead time: it was there and went silent, like any crash (a
+    longer wait here only delayed the failover of a pair that had run for a second or two). Never heard: the
+    preferred primary with a witness waits one dead time - the lease keeps it safe even if the standby is active and
+    merely unheard; the standby waits the long initial dead time (``initdead``), so that a primary starting slowly on
+    a loaded host still wins. Without a witness the primary would fence the silent peer, so it waits
     ``startup_wait``."""
     if v.peer_last_heard is not None:
-        return v.startup_wait
+        return v.dead
     if v.is_primary:
         return v.dead if v.witness_configured else v.startup_wait
     return v.initdead if v.initdead is not None else v.startup_wait

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,8 @@ class Vip:
         # pyroute2 0.9's synchronous IPRoute runs an event loop of its own, which cannot nest in the daemon's:
         # every netlink call goes to this one thread and is waited for (a netlink call takes about a millisecond).
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="haoscar-vip")
+        self._tx: tuple[socket.socket, bytes] | None = None
+        self._tx_lock = threading.Lock()
 
     def _call(self, fn: Callable[[], T]) -> T:
         return self._pool.submit(fn).result(timeout=5.0)
@@ -108,23 +111,50 @@ class Vip:
 
         self._call(close)
         self._pool.shutdown(wait=False)
+        with self._tx_lock:
+            if self._tx is not None:
+                self._tx[0].close()
+                self._tx = None
 
-    def _socket(self, timeout: float) -> tuple[socket.socket, bytes]:
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-        sock.bind((self.ifname, ETH_P_ARP))
-        sock.settimeout(timeout)
+    # Packet sockets cost a kernel RCU grace period (``synchronize_net``, 10-30 ms on a busy host) when they are
+    # closed and when an already receiving one is bound again. So: opened with protocol 0 (receiving nothing) and
+    # bound once; the sender lives as long as the VIP object; the probe's receiver is closed off the event loop.
+    def _socket(self, protocol: int) -> tuple[socket.socket, bytes]:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        try:
+            sock.bind((self.ifname, protocol))
+        except BaseException:
+            sock.close()
+            raise
         mac = sock.getsockname()[4]
         return sock, bytes(mac)
 
+    def _sender(self) -> tuple[socket.socket, bytes]:
+        if self._tx is None:
+            self._tx = self._socket(0)
+        return self._tx
+
     def announce(self, count: int = 3, gap: float = 0.02) -> None:
         """Gratuitous ARP (sender = target = VIP), request and reply form, so caches and switches move at once."""
-        sock, mac = self._socket(1.0)
-        with sock:
-            for i in range(count):
+        with self._tx_lock:
+            for attempt in (1, 2):
+                sock, mac = self._sender()
+                try:
+                    sock.send(arp_frame(1, mac, self.address, self.address))
+                    sock.send(arp_frame(2, mac, self.address, self.address))
+                    break
+                except OSError:
+                    # the interface went away and came back (a new ifindex): open a fresh sender once
+                    self._tx = None
+                    sock.close()
+                    if attempt == 2:
+                        raise
+        for _ in range(count - 1):
+            time.sleep(gap)
+            with self._tx_lock:
+                sock, mac = self._sender()
                 sock.send(arp_frame(1, mac, self.address, self.address))
                 sock.send(arp_frame(2, mac, self.address, self.address))
-                if i + 1 < count:
-                    time.sleep(gap)
 
     async def probe(self, timeout: float) -> str | None:
         """Ask who has the VIP; the MAC of another host that answers (it still holds the VIP), else None.
@@ -133,10 +163,10 @@ class Vip:
         cost more than the probe's own timeout. After the deadline the socket's queue is still read without
         blocking, so an answer that arrived in time but found the loop busy is never missed."""
         loop = asyncio.get_running_loop()
-        sock, mac = self._socket(timeout)
+        sock, mac = self._socket(ETH_P_ARP)
         sock.setblocking(False)
         deadline = loop.time() + timeout
-        with sock:
+        try:
             sock.send(arp_frame(1, mac, self.own_ip, self.address))
             late_reads = 64  # after the deadline: what is already queued, but a flood of ARP cannot keep us here
             while late_reads > 0:
@@ -157,4 +187,6 @@ class Vip:
                 _op, sender_mac, sender_ip, _target = parsed
                 if sender_ip == self.address and sender_mac != mac:
                     return format_mac(sender_mac)
+        finally:
+            loop.run_in_executor(None, sock.close)  # the close waits for a grace period: not on the event loop
         return None

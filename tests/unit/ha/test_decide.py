@@ -178,3 +178,9 @@ def test_a_standby_that_heard_nobody_waits_initdead_and_the_primary_only_dead_ti
     assert lease_probe(view(**heard)) is None
     late = lease_probe(view(**{**heard, "state_since": 88.0}))
     assert late == "nobody is active and the primary did not take the role"
+
+
+def test_a_peer_heard_after_the_start_and_then_silent_is_dead_after_dead_time_alone() -> None:
+    # up for 1 s only (less than startup_wait and initdead): the peer was heard, then silent for dead_time
+    crashed = view(started=99.0, startup_wait=2.0, initdead=10.0, peer_last_heard=99.35, lease_until=100.7)
+    assert decide(crashed)[0] == Go(State.TAKEOVER, "the peer is silent on every network")
