@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from haoscar.errors import UserError
-from haoscar.ha.sockpath import socket_name
+from haoscar.sockpath import socket_name
 
 Handler = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 

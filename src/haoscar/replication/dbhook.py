@@ -17,6 +17,7 @@ from typing import Any
 from haoscar.db.session import CapturedWrite, Database
 from haoscar.replication.config import DB_SOCKET as SOCKET
 from haoscar.replication.dblog import Unencodable, encode_writes
+from haoscar.sockpath import socket_name
 
 # Longer than any ack timeout the daemon uses: the daemon, not this client, decides when the standby is too late.
 REPLY_TIMEOUT = 30.0
@@ -49,7 +50,8 @@ class CommitShipper:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
                 sock.settimeout(REPLY_TIMEOUT)
-                sock.connect(str(self.path))
+                with socket_name(self.path) as name:  # any state-dir length (see haoscar.sockpath)
+                    sock.connect(name)
                 sock.sendall(json.dumps(request).encode() + b"\n")
                 data = b""
                 while not data.endswith(b"\n"):

@@ -25,6 +25,7 @@ from haoscar.ha.events import EventBus
 from haoscar.replication import dblog
 from haoscar.replication.config import DB_SOCKET, ReplConfig
 from haoscar.replication.dbwire import Channel, ChannelError, client_handshake
+from haoscar.sockpath import socket_name
 
 SOCKET = DB_SOCKET
 RECONNECT_S = 0.5
@@ -68,7 +69,8 @@ class DbSource:
             self.socket_path.unlink()
         old = os.umask(0o077)  # only root may hand transactions to the standby
         try:
-            self._server = await asyncio.start_unix_server(self._local, str(self.socket_path))
+            with socket_name(self.socket_path) as name:  # any state-dir length (see haoscar.sockpath)
+                self._server = await asyncio.start_unix_server(self._local, name)
         finally:
             os.umask(old)
         self._task = asyncio.create_task(self._connect_loop(), name="repl-db-connect")

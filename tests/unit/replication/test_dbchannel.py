@@ -9,6 +9,8 @@ import time
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import pytest
+
 from haoscar.db.session import open_database, record_event
 from haoscar.ha.events import Event, EventBus
 from haoscar.replication.config import ReplConfig
@@ -58,8 +60,11 @@ async def _until(check: object, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_changes_are_on_the_standby_before_the_commit_returns(tmp_path: Path) -> None:
-    active, standby = tmp_path / "a", tmp_path / "b"
+@pytest.mark.parametrize("deep", [False, True], ids=["short-path", "state-dir-beyond-sun_path"])
+def test_changes_are_on_the_standby_before_the_commit_returns(tmp_path: Path, deep: bool) -> None:
+    # A UNIX socket path holds 108 bytes; a deep state dir must work all the same (haoscar.sockpath).
+    base = tmp_path / ("d" * 100) if deep else tmp_path
+    active, standby = base / "a", base / "b"
     open_database(active).close()
     standby.mkdir()
     port = _port()
