@@ -232,3 +232,46 @@ def test_a_stale_standby_refuses_to_take_over_unless_forced(ha: HaLab) -> None:
     kinds = {e["kind"]: e for e in events(ha, head2)}
     assert kinds["replication.forced_takeover"]["severity"] == "critical"
     assert kinds["ha.forced_takeover"]["severity"] == "critical"
+
+
+def test_a_standby_cut_off_before_the_active_head_crashed_learns_from_the_witness_that_it_is_stale(ha: HaLab) -> None:
+    # From the previous test: head2 active (forced), head1 crashed. head1 comes back and catches up.
+    active, standby = ha.standby, ha.primary
+    ha.lab.restore(standby)
+    ha.start_daemon(standby)
+    ha.wait_for(standby, "standby", 30)
+    wait_repl(ha, active, in_sync, 60)
+    witness = ha.witness_host
+    assert witness is not None
+    marks = state_dir(ha, witness) / "witness" / "stale.json"
+
+    # The heads are cut from each other, both still reach the witness: no failover, the active head goes on alone.
+    # Its change is acknowledged only once the witness has recorded that the standby is stale.
+    ha.lab.partition(active, standby)
+    try:
+        commit_inside(ha, active, "alone-while-cut")
+    except Exception:
+        print(ha.logs(active, tail=80), ha.logs(witness, "witness", tail=40))
+        raise
+    assert "alone-while-cut" in db_messages(state_dir(ha, active), "alone-")
+    assert "alone-while-cut" not in db_messages(state_dir(ha, standby), "alone-")
+    assert standby in json.loads(marks.read_text())["stale"], marks.read_text()
+
+    # The active head crashes before the two talk again. The standby could not have been told by it, but the
+    # witness it must ask for the lease refuses it, and the standby says why and what the administrator can do.
+    ha.lab.crash(active)
+    t = ha.spec.ha
+    time.sleep(t.dead_time + t.lease_s + 1.5)
+    status = ha.status(standby)
+    assert status is not None and status["state"] == "standby" and not status["vip"]["held"], status
+    refused = [e for e in events(ha, standby) if e["kind"] == "replication.refused"]
+    assert refused and "witness" in refused[-1]["message"] and "--force" in refused[-1]["message"], refused
+    code, text = haoscar(ha, standby, "ha", "takeover")
+    assert code == 2 and "--force" in text and "Traceback" not in text, text
+
+    # Forced: the witness grants the lease, drops the mark, and the standby takes over without the change.
+    code, text = haoscar(ha, standby, "ha", "takeover", "--force")
+    assert code == 0 and "FORCED" in text, text
+    ha.wait_for(standby, "active", 15)
+    assert standby not in json.loads(marks.read_text())["stale"]
+    ha.lab.heal()

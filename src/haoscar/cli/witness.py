@@ -13,18 +13,21 @@ witness_app = typer.Typer(help="The witness that grants one head at a time the l
 
 @witness_app.command("run")
 def run(
+    ctx: typer.Context,
     spec_file: Annotated[Path, typer.Option("--spec", help="The cluster spec with the ha.witness section.")],
     key_file: Annotated[Path | None, typer.Option("--key-file", help="Overrides ha.key_file.")] = None,
     address: Annotated[
         list[str] | None, typer.Option("--address", help="Listen here instead of ha.witness.addresses.")
     ] = None,
 ) -> None:
-    """Serve leases in the foreground until SIGTERM."""
+    """Serve leases in the foreground until SIGTERM. The active head's stale marks on its standby are kept under
+    the state directory (witness/stale.json), so that a restarted witness still refuses the lease to a stale
+    standby."""
     from haoscar.ha.runner import run_witness
     from haoscar.spec.loader import load_spec
 
     spec = load_spec(spec_file)
-    asyncio.run(run_witness(spec, key_file, address))
+    asyncio.run(run_witness(spec, key_file, address, ctx.obj.state_dir))
 
 
 def register(app: typer.Typer) -> None:

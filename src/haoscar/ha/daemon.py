@@ -141,6 +141,11 @@ class Daemon:
         self._retry: asyncio.TimerHandle | None = None
         self._stopped = asyncio.Event()
         self._witness_ok: bool | None = None
+        # The witness's latest word on whether it marks our standby stale (a reply's ``peer_marked``), and when.
+        self._peer_marked: tuple[bool, float] | None = None
+        self._marked_reply = asyncio.Event()
+        if replication is not None:
+            replication.set_stale_confirmer(self.confirm_peer_stale)
         self.status_urls: list[str] = []  # where this head serves its read-only status (set by the runner)
         self.loop_lag: LoopLagMonitor | None = None  # the event loop's lag, shown in status (set by the runner)
         # monotonic stamps of the latest takeover's steps (last heard, dead declared, lease, probe, VIP, GARP,
@@ -263,25 +268,48 @@ class Daemon:
         if not self.cfg.witness or self._lease_endpoint is None or self._lease_endpoint.transport is None:
             return
         op = "acquire" if self.sm.state in WANTS_LEASE or self.probe_why is not None else "query"
-        seq = self._next_seq()
-        self.lease.sent(seq, now, op)
-        data = encode(
-            KIND_LEASE_REQUEST, {"node": self.cfg.name, "inc": self.incarnation, "seq": seq, "op": op}, self.key
-        )
-        for address in self.cfg.witness:
-            self._lease_endpoint.transport.sendto(data, (str(address), self.cfg.witness_port))
+        self._lease_request(op, now)
 
     def _release_lease(self) -> None:
         self.lease.release()
         if not self.cfg.witness or self._lease_endpoint is None or self._lease_endpoint.transport is None:
             return
+        self._lease_request("release", time.monotonic())
+
+    def _lease_request(self, op: str, now: float) -> None:
+        assert self._lease_endpoint is not None and self._lease_endpoint.transport is not None
         seq = self._next_seq()
-        self.lease.sent(seq, time.monotonic(), "release")
-        data = encode(
-            KIND_LEASE_REQUEST, {"node": self.cfg.name, "inc": self.incarnation, "seq": seq, "op": "release"}, self.key
-        )
+        self.lease.sent(seq, now, op)
+        body: dict[str, Any] = {"node": self.cfg.name, "inc": self.incarnation, "seq": seq, "op": op}
+        if self.replication is not None:
+            # The active head's word on its standby's copy rides on every renewal (and the release of a
+            # handover); a forced takeover asks the witness to overlook this head's own stale mark.
+            mark = self.replication.standby_stale_mark()
+            if mark is not None:
+                body["peer_stale"], body["stale_reason"] = mark[0], mark[1][:200]
+            if self.replication.forced and op == "acquire":
+                body["force"] = True
+        data = encode(KIND_LEASE_REQUEST, body, self.key)
         for address in self.cfg.witness:
             self._lease_endpoint.transport.sendto(data, (str(address), self.cfg.witness_port))
+
+    async def confirm_peer_stale(self) -> bool:
+        """Before a change the standby lacks is acknowledged: the witness has recorded that the standby is stale
+        (so it will not grant the standby the lease without --force). False when it could not be told within one
+        lease: this head is then cut from both its peer and the witness and is about to step down."""
+        if not self.cfg.witness or self._lease_endpoint is None:
+            return True  # fencing only: nobody to tell (docs/replication.md)
+        deadline = time.monotonic() + self.cfg.timings.lease
+        while (now := time.monotonic()) < deadline:
+            if self.sm.state != State.ACTIVE:
+                return False
+            self._marked_reply.clear()
+            self._send_lease(now)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._marked_reply.wait(), min(self.cfg.timings.interval, deadline - now))
+            if self._peer_marked is not None and self._peer_marked[0] and self._peer_marked[1] >= now:
+                return True
+        return False
 
     def _accept(self, data: bytes, kind: int, senders: tuple[str, ...]) -> dict[str, Any] | None:
         try:
@@ -331,6 +359,7 @@ class Daemon:
             now,
         )
         if applied:
+            self._witness_stale_word(body, now)
             self._evaluate(now)
             remaining = float(body.get("remaining", 0.0))
             asking = self.sm.state == State.TAKEOVER or self.probe_why is not None
@@ -340,6 +369,19 @@ class Daemon:
                 if self._retry is not None:
                     self._retry.cancel()
                 self._retry = asyncio.get_running_loop().call_later(remaining + 0.002, self._retry_lease)
+
+    def _witness_stale_word(self, body: dict[str, Any], now: float) -> None:
+        if isinstance(body.get("peer_marked"), bool):
+            self._peer_marked = (body["peer_marked"], now)
+            self._marked_reply.set()
+        stale = body.get("stale")
+        # Only a refusal of our own request for the role counts: between two renewals of the active head the
+        # witness's mark can lag the active head's word (which reaches this standby directly).
+        asked = self.sm.state == State.STANDBY and self.probe_why is not None
+        refused_stale = asked and isinstance(stale, str) and not body.get("granted")
+        if refused_stale and self.replication is not None and not self.replication.forced:
+            # Cut off from the active head, this standby could not know; the witness does.
+            self.replication.witness_says_stale(str(stale))
 
     def _retry_lease(self) -> None:
         self._retry = None

@@ -8,6 +8,12 @@ Head: ``LeaseView`` remembers when it *sent* each request (its own monotonic clo
 believes the lease until ``sent + lease - margin``. Since the request was received after it was sent, the head's
 view always ends before the witness's, whatever the network delay; the margin covers clock-rate drift and a late
 timer. Clocks of different hosts are never compared.
+
+Stale marks: the lease holder (the active head) tells the witness on its renewals whether its standby's
+replicated copy is stale (it missed acknowledged changes). The witness keeps the mark (persisted by
+``haoscar.ha.witness``) and refuses the lease to a marked head unless its request says ``force``: a standby cut off
+before the active head crashed cannot know it is stale, but the witness it must ask for the lease does
+(docs/replication.md).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ class Grant:
     granted: bool
     holder: str | None
     remaining: float  # seconds left for the holder, as the witness sees it
+    stale: str | None = None  # the requester is marked stale (why): refused unless forced
 
 
 @dataclass
@@ -29,26 +36,47 @@ class LeaseTable:
     holder: str | None = None
     expires: float = 0.0
     grants: int = 0
+    stale: dict[str, str] = field(default_factory=dict)  # head -> why its copy is stale (set by the other head)
 
-    def request(self, node: str, op: str, now: float) -> Grant:
-        """``op`` is ``acquire`` (also used to renew), ``release`` or ``query``."""
+    def request(self, node: str, op: str, now: float, force: bool = False) -> Grant:
+        """``op`` is ``acquire`` (also used to renew), ``release`` or ``query``. ``force``: acquire although this
+        head is marked stale (the administrator's ``haoscar ha takeover --force``); the mark goes with the grant."""
         if self.holder is not None and now >= self.expires:
             self.holder = None
+        marked = self.stale.get(node)
         if op == "query":
-            return Grant(False, self.holder, self._remaining(now))
+            return Grant(False, self.holder, self._remaining(now), marked)
         if op == "release":
             if self.holder == node:
                 self.holder = None
-            return Grant(False, self.holder, self._remaining(now))
+            return Grant(False, self.holder, self._remaining(now), marked)
         if now - self.started < self.lease:
-            return Grant(False, self.holder, self.lease - (now - self.started))
+            return Grant(False, self.holder, self.lease - (now - self.started), marked)
+        if self.holder is None and marked is not None and not force:
+            return Grant(False, None, 0.0, marked)
         if self.holder in (None, node):
             if self.holder is None:
                 self.grants += 1
             self.holder = node
             self.expires = now + self.lease
+            self.stale.pop(node, None)  # it holds the role now: its copy is the reference
             return Grant(True, node, self.lease)
-        return Grant(False, self.holder, self._remaining(now))
+        return Grant(False, self.holder, self._remaining(now), marked)
+
+    def mark(self, by: str, peer: str, *, stale: bool, reason: str, was_holder: bool, now: float) -> bool | None:
+        """The active head ``by`` says whether ``peer``'s copy is stale. Only a head that holds the lease (before
+        or after its request) may say it; returns the peer's mark after the call, None when not accepted."""
+        holds = self.holder == by and now < self.expires
+        if not (holds or was_holder) or peer == by:
+            return None
+        if stale:
+            self.stale[peer] = reason or f"{by} reported it stale"
+        else:
+            self.stale.pop(peer, None)
+        return peer in self.stale
+
+    def holds(self, node: str, now: float) -> bool:
+        return self.holder == node and now < self.expires
 
     def _remaining(self, now: float) -> float:
         return max(0.0, self.expires - now) if self.holder else 0.0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -53,6 +54,8 @@ class ManagerPort(Protocol):
     def status(self) -> ReplicationStatus: ...
     def may_take_over(self, force: bool = False) -> tuple[bool, str]: ...
     def drained_now(self) -> bool: ...
+    def mark_own_copy_stale(self, reason: str) -> None: ...
+    def set_stale_confirmer(self, confirm: Callable[[], Awaitable[bool]]) -> None: ...
 
 
 class ReplicationGlue:
@@ -90,6 +93,23 @@ class ReplicationGlue:
             return True
         status = self.manager.status()
         return not status.standby_stale and status.db_connected and status.lag_s < KEEP_UP_LAG_S
+
+    def standby_stale_mark(self) -> tuple[bool, str] | None:
+        """As the source: (is the standby stale, why), for the witness; None when this head is not the source."""
+        if self.manager.role != "source":
+            return None
+        persisted = self.manager.persisted
+        return persisted.standby_stale, persisted.stale_reason
+
+    def witness_says_stale(self, reason: str) -> None:
+        """The witness refused this standby the lease because the active head marked its copy stale."""
+        if not self.own_copy_stale:
+            self.manager.mark_own_copy_stale(f"the witness says so: {reason}")
+
+    def set_stale_confirmer(self, confirm: Callable[[], Awaitable[bool]]) -> None:
+        """The daemon's ``confirm_peer_stale``: the manager awaits it before acknowledging a change the standby
+        lacks."""
+        self.manager.set_stale_confirmer(confirm)
 
     def substate(self) -> str | None:
         if self.want == "catch-up":

@@ -94,7 +94,9 @@ async def _status_listener(spec: ClusterSpec, daemon: Daemon, provider: _Provide
     return listener
 
 
-async def run_witness(spec: ClusterSpec, key_file: Path | None = None, addresses: list[str] | None = None) -> None:
+async def run_witness(
+    spec: ClusterSpec, key_file: Path | None = None, addresses: list[str] | None = None, state_dir: Path | None = None
+) -> None:
     witness_spec = spec.ha.witness
     if witness_spec is None:
         raise UserError("the spec has no ha.witness section; add one (hostname, addresses) to run a witness")
@@ -106,5 +108,7 @@ async def run_witness(spec: ClusterSpec, key_file: Path | None = None, addresses
         heads=heads,
         table=LeaseTable(lease=spec.ha.lease_s, started=time.monotonic()),
         log=sys.stderr,
+        # Without a state directory (tests) the marks live in memory only.
+        state_file=state_dir / "witness" / "stale.json" if state_dir is not None else None,
     )
     await serve(witness, addresses or [str(a) for a in witness_spec.addresses], witness_spec.port)

@@ -2,23 +2,30 @@
 
 It answers authenticated UDP requests from the two heads on every address it is given; a request is processed once
 even when it arrives on two addresses (the replay window drops the second copy).
+
+It also keeps the active head's word on whether the standby's replicated copy is stale (``LeaseTable.mark``),
+in ``state_file`` (written and fsync'd before the reply that confirms a mark), so that a restarted witness still
+refuses the lease to a stale standby.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO, Any, cast
 
 from haoscar.ha.lease import LeaseTable
 from haoscar.ha.peer import DropCounters
 from haoscar.ha.replay import ReplayWindow
 from haoscar.ha.wire import KIND_LEASE_REPLY, KIND_LEASE_REQUEST, Rejected, decode, encode
+from haoscar.replication.state import write_json_atomic
 
 
 @dataclass
@@ -33,6 +40,18 @@ class Witness:
     incarnation: int = field(default_factory=time.time_ns)
     seq: int = 0
     last_holder: str | None = None
+    state_file: Path | None = None  # where the stale marks survive a restart (None: memory only)
+
+    def __post_init__(self) -> None:
+        if self.state_file is not None and self.state_file.exists():
+            try:
+                marks = json.loads(self.state_file.read_text())["stale"]
+                self.table.stale.update({str(k): str(v) for k, v in marks.items() if k in self.heads})
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                # Unreadable marks: refuse nothing we cannot justify, but say so loudly.
+                self._log(f"stale marks in {self.state_file} unreadable ({exc}); starting without them")
+        for head, why in sorted(self.table.stale.items()):
+            self._log(f"{head} is marked stale: {why}")
 
     def handle(self, data: bytes, now: float) -> bytes | None:
         """One datagram in, at most one reply out. Bad packets are counted and answered with nothing."""
@@ -52,7 +71,20 @@ class Witness:
             self.drops.drop("replay")
             return None
         op = str(body.get("op", "query"))
-        grant = self.table.request(packet.sender, op if op in ("acquire", "release", "query") else "query", now)
+        was_holder = self.table.holds(packet.sender, now)
+        before = dict(self.table.stale)
+        grant = self.table.request(
+            packet.sender, op if op in ("acquire", "release", "query") else "query", now, body.get("force") is True
+        )
+        marked = None
+        if isinstance(body.get("peer_stale"), bool) and op in ("acquire", "release"):
+            peer = next((h for h in sorted(self.heads) if h != packet.sender), packet.sender)
+            reason = str(body.get("stale_reason") or "")[:300]
+            marked = self.table.mark(
+                packet.sender, peer, stale=body["peer_stale"], reason=reason, was_holder=was_holder, now=now
+            )
+        if self.table.stale != before and not self._save(before):
+            marked = None  # not durable: do not let the active head believe the witness will remember
         if grant.holder != self.last_holder:
             self._log(
                 f"lease holder {self.last_holder or 'none'} -> {grant.holder or 'none'} (op {op} from {packet.sender})"
@@ -68,8 +100,25 @@ class Witness:
             "granted": grant.granted,
             "holder": grant.holder,
             "remaining": round(grant.remaining, 4),
+            "stale": grant.stale,
         }
+        if marked is not None:
+            reply["peer_marked"] = marked
         return encode(KIND_LEASE_REPLY, reply, self.key)
+
+    def _save(self, before: dict[str, str]) -> bool:
+        for head in sorted(set(before) | set(self.table.stale)):
+            if before.get(head) != self.table.stale.get(head):
+                why = self.table.stale.get(head)
+                self._log(f"{head} marked stale: {why}" if why is not None else f"{head} no longer marked stale")
+        if self.state_file is None:
+            return True
+        try:
+            write_json_atomic(self.state_file, {"stale": self.table.stale})
+            return True
+        except OSError as exc:
+            self._log(f"stale marks not saved to {self.state_file}: {exc}")
+            return False
 
     def _log(self, message: str) -> None:
         with contextlib.suppress(Exception):

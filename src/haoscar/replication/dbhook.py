@@ -2,7 +2,9 @@
 
 When this head's replication runs as the source (its socket exists), each write transaction is handed to it just
 before SQLite commits, and the commit waits for the answer: either the standby has the transaction on disk, or the
-standby was declared stale and this head goes on alone. A writer never fails because of replication.
+standby was declared stale (and the witness recorded it) and this head goes on alone. The one case where the commit
+is refused: the standby did not acknowledge it and the witness could not be told either - a head cut from both must
+not acknowledge a change that a takeover would lose.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from haoscar.db.session import CapturedWrite, Database
+from haoscar.errors import UserError
 from haoscar.replication.config import DB_SOCKET as SOCKET
 from haoscar.replication.dblog import Unencodable, encode_writes
 from haoscar.sockpath import socket_name
@@ -22,6 +25,12 @@ from haoscar.sockpath import socket_name
 # Longer than any ack timeout the daemon uses: the daemon, not this client, decides when the standby is too late.
 REPLY_TIMEOUT = 30.0
 UNREPLICATED_MARK = "unreplicated"
+
+
+class NotReplicated(UserError):
+    """The change was not committed: nothing on this head may acknowledge it (a cut-off active head)."""
+
+    exit_code = 1
 
 
 def socket_path(state_dir: Path) -> Path:
@@ -45,6 +54,8 @@ class CommitShipper:
         except Unencodable as exc:
             request = {"op": "dirty", "reason": str(exc)}
         self.last_reply = self._ask(request)
+        if self.last_reply.get("refused"):
+            raise NotReplicated(f"not committed: {self.last_reply.get('reason')}")
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         try:

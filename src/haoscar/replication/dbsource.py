@@ -7,6 +7,11 @@ the standby has it on disk: only then does the writer commit. When the standby d
 timeout (or refuses the transaction), this head goes on alone: the writer is told to commit anyway, the standby is
 marked stale, and a background task reconnects and sends a full copy — taken while holding the write lock, so no
 transaction can fall between the copy and the first shipped LSN.
+
+"Goes on alone" only once the witness has recorded that the standby is stale (``confirm_stale``, the HA daemon's
+lease channel): otherwise a standby cut off before this head crashed would take over without the changes
+acknowledged meanwhile. A head that can tell neither its standby nor the witness refuses the change (the writer
+gets an error, nothing is acknowledged) - it is about to lose its lease and step down anyway.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from haoscar.db.constants import DB_FILE
@@ -39,11 +44,14 @@ class DbSource:
         key: bytes,
         bus: EventBus,
         on_degraded: Callable[[str, bool], None],
+        confirm_stale: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.key = key
         self.bus = bus
         self.on_degraded = on_degraded  # (reason, auth problem): the manager marks the standby stale
+        # (why the standby lacks a change) -> True once the standby is marked stale here and at the witness
+        self.confirm_stale = confirm_stale
         self.channel: Channel | None = None
         self.synced = False
         self.need_copy = True
@@ -110,9 +118,20 @@ class DbSource:
             writer.close()
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        reply = await self._ship(request)
+        if reply["replicated"] or self.confirm_stale is None or await self.confirm_stale(str(reply.get("reason"))):
+            return reply
+        return {
+            "replicated": False,
+            "refused": True,
+            "reason": f"neither the standby {self.cfg.peer} nor the witness could be told of this change "
+            f"({reply.get('reason', 'standby unreachable')}); this head is cut off and must not acknowledge it",
+        }
+
+    async def _ship(self, request: dict[str, Any]) -> dict[str, Any]:
         if request.get("op") == "dirty":
             self.degrade(f"a writer could not replicate a transaction: {request.get('reason')}")
-            return {"replicated": False}
+            return {"replicated": False, "reason": str(request.get("reason"))}
         writes = request.get("writes") or []
         if not self.synced:
             # Never wait for the lock here: a full copy holds it while waiting for this writer's SQLite lock.

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -73,6 +73,11 @@ class ReplicationManager:
         self._lag_alerted = False
         self._monitor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # The HA daemon's "the witness has recorded that the standby is stale" (None: no daemon, e.g. the
+        # replication-only daemon); asked once per stale episode, before the first change the standby lacks is
+        # acknowledged.
+        self._confirm_stale: Callable[[], Awaitable[bool]] | None = None
+        self._witness_knows = False
 
     # -- roles --------------------------------------------------------------------------------------------------
     async def start_source(self, peer: str | None = None) -> None:
@@ -82,12 +87,13 @@ class ReplicationManager:
         prepare_trees(self.cfg)
         key = self.cfg.key()
         self.role = "source"
+        self._witness_knows = False
         # Until the first full sync, nothing says what the standby has.
         self._set_stale(True, f"{self.cfg.node} became active; {self.cfg.peer} not yet synced from it", tell=False)
         # The database exists at the current schema before its first full copy (a no-op when it already does).
         await asyncio.to_thread(_ensure_database, self.cfg.state_dir)
         await self.rsyncd.start(key, writable=False)  # read-only: a returning peer pulls from here
-        self.db_source = DbSource(self.cfg, key, self.bus, self._db_degraded)
+        self.db_source = DbSource(self.cfg, key, self.bus, self._db_degraded, self._standby_stale_recorded)
         self.db_source.on_synced = self._db_synced
         await self.db_source.start()
         self.files = FileReplicator(self.cfg, self._file_result)
@@ -249,9 +255,36 @@ class ReplicationManager:
             self._write_status()
             await asyncio.sleep(STATUS_EVERY_S)
 
+    # -- the witness's part ---------------------------------------------------------------------------------------
+    def set_stale_confirmer(self, confirm: Callable[[], Awaitable[bool]]) -> None:
+        self._confirm_stale = confirm
+
+    def mark_own_copy_stale(self, reason: str) -> None:
+        """On a standby: someone other than the active head (the witness) says this head's copy is stale."""
+        self._set_stale(True, reason, tell=False)
+
+    async def _standby_stale_recorded(self, why: str) -> bool:
+        """May a change the standby lacks be acknowledged? Only once the standby is marked stale here (persisted)
+        and the witness knows it."""
+        if not self.persisted.standby_stale:
+            self._set_stale(True, f"{self.cfg.peer} missed a database change: {why}", tell=False)
+        if self._confirm_stale is None or self._witness_knows:
+            return True
+        self._witness_knows = await self._confirm_stale()
+        if not self._witness_knows:
+            self.bus.event(
+                "replication.unacknowledged",
+                f"a change was refused: {self.cfg.peer} did not acknowledge it and the witness could not record "
+                f"that {self.cfg.peer} is stale (this head is cut from both)",
+                "critical",
+            )
+        return self._witness_knows
+
     # -- what the parts report ----------------------------------------------------------------------------------
     def _set_stale(self, stale: bool, reason: str, tell: bool = True) -> None:
         changed = stale != self.persisted.standby_stale
+        if changed or not stale:
+            self._witness_knows = False  # a new episode: the witness must hear of it before changes go on alone
         self.persisted.standby_stale = stale
         self.persisted.stale_reason = reason if stale else ""
         self.persisted.stale_since = (self.persisted.stale_since if not changed else time.time()) if stale else None

@@ -81,3 +81,42 @@ def test_a_lease_shorter_than_two_heartbeats_is_refused() -> None:
     text = text.replace("  dead_time: 0.6\n", "  dead_time: 0.6\n  lease_s: 0.3\n")
     _, problems = check_text(text)
     assert any(p.path == "ha.lease_s" and "at least 0.4 s" in p.message for p in problems)
+
+
+def _marking(node: str, seq: int, stale: bool, op: str = "acquire", force: bool = False) -> bytes:
+    body = {"node": node, "inc": 1, "seq": seq, "op": op, "peer_stale": stale, "stale_reason": "standby missed txn 3"}
+    if force:
+        body["force"] = True
+    return encode(KIND_LEASE_REQUEST, body, KEY)
+
+
+def test_the_witness_keeps_the_active_heads_stale_mark_across_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "witness" / "stale.json"
+    witness = Witness("witness", KEY, frozenset({"head1", "head2"}), LeaseTable(0.8, started=0.0), state_file=state)
+    reply = witness.handle(_marking("head1", 1, stale=True), now=1.0)
+    assert reply is not None and decode(reply, KEY).body["peer_marked"] is True
+    # A forged mark from the standby itself is not accepted (it does not hold the lease).
+    forged = witness.handle(_marking("head2", 1, stale=False), now=1.1)
+    assert forged is not None and "peer_marked" not in decode(forged, KEY).body
+
+    # The witness restarts (head1 has crashed meanwhile): it still refuses head2, and says why.
+    again = Witness("witness", KEY, frozenset({"head1", "head2"}), LeaseTable(0.8, started=5.0), state_file=state)
+    refused = again.handle(_request("head2", 2), now=6.0)
+    assert refused is not None
+    body = decode(refused, KEY).body
+    assert body["granted"] is False and body["stale"] == "standby missed txn 3"
+    forced = again.handle(_marking("head2", 3, stale=False, force=True), now=6.1)
+    assert forced is not None and decode(forced, KEY).body["granted"] is True
+    assert "head2" not in again.table.stale and "head2" not in state.read_text()
+
+
+def test_an_unreadable_mark_file_is_reported_and_ignored(tmp_path: Path) -> None:
+    state = tmp_path / "stale.json"
+    state.write_text("{not json")
+    log = tmp_path / "log"
+    with open(log, "w") as out:
+        witness = Witness(
+            "witness", KEY, frozenset({"head1", "head2"}), LeaseTable(0.8, 0.0), log=out, state_file=state
+        )
+    assert witness.table.stale == {}
+    assert "unreadable" in log.read_text()

@@ -71,3 +71,27 @@ def test_only_table_transitions_are_allowed() -> None:
         sm.set(State.ACTIVE, "skipping the lease")
     sm.set(State.TAKEOVER, "peer dead")
     assert changes == [(State.INIT, State.STANDBY), (State.STANDBY, State.TAKEOVER)]
+
+
+def test_a_head_marked_stale_gets_the_lease_only_when_forced() -> None:
+    table = LeaseTable(lease=0.8, started=0.0)
+    assert table.request("head1", "acquire", 1.0).granted
+    # Only the holder may mark its peer; the peer cannot clear its own mark.
+    assert table.mark("head2", "head1", stale=True, reason="x", was_holder=False, now=1.1) is None
+    assert table.mark("head1", "head2", stale=True, reason="missed txn 7", was_holder=False, now=1.1) is True
+    assert table.mark("head2", "head1", stale=False, reason="", was_holder=False, now=1.2) is None
+    # head1 dies; its lease runs out, and head2 is still refused, with the reason.
+    refused = table.request("head2", "acquire", 2.0)
+    assert not refused.granted and refused.holder is None and refused.stale == "missed txn 7"
+    forced = table.request("head2", "acquire", 2.1, force=True)
+    assert forced.granted and forced.stale is None and "head2" not in table.stale
+
+
+def test_the_holder_clears_the_mark_once_its_standby_is_in_sync_again() -> None:
+    table = LeaseTable(lease=0.8, started=0.0)
+    table.request("head1", "acquire", 1.0)
+    table.mark("head1", "head2", stale=True, reason="disk full", was_holder=True, now=1.0)
+    assert table.mark("head1", "head2", stale=False, reason="", was_holder=True, now=1.5) is False
+    # A release that says "in sync" (a switchover) is accepted from the head that held the lease until then.
+    table.request("head1", "release", 1.6)
+    assert table.request("head2", "acquire", 1.7).granted

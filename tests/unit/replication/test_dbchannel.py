@@ -14,6 +14,7 @@ import pytest
 from haoscar.db.session import open_database, record_event
 from haoscar.ha.events import Event, EventBus
 from haoscar.replication.config import ReplConfig
+from haoscar.replication.dbhook import NotReplicated
 from haoscar.replication.dbsource import DbSource
 from haoscar.replication.dbtarget import DbTarget
 
@@ -135,3 +136,33 @@ def test_a_wrong_key_is_refused_and_reported_on_both_sides(tmp_path: Path) -> No
     assert degraded[0][1] is True and "HA key" in degraded[0][0]
     assert any(e.kind == "replication.auth_failed" for e in events)
     assert "served" in _messages(active)
+
+
+def test_a_change_the_standby_lacks_is_acknowledged_only_once_the_witness_knows(tmp_path: Path) -> None:
+    # No standby at all: every change goes on alone. While the witness cannot record that the standby is stale,
+    # the writer gets a clear error and the change is not committed; once it can, changes are acknowledged.
+    active = tmp_path / "a"
+    open_database(active).close()
+    witness_answers: list[bool] = []
+    asked: list[bool] = []
+
+    async def confirm(_why: str) -> bool:
+        answer = witness_answers.pop(0)
+        asked.append(answer)
+        return answer
+
+    async def scenario() -> None:
+        bus = EventBus("test")
+        source = DbSource(_cfg("a", "b", active, _port()), KEY, bus, lambda _why, _auth: None, confirm)
+        await source.start()
+        witness_answers.extend([False, True, True])
+        with pytest.raises(NotReplicated) as refused:
+            await asyncio.to_thread(_write, active, "refused")
+        assert "witness" in str(refused.value) and "not committed" in str(refused.value)
+        await asyncio.to_thread(_write, active, "recorded")
+        await source.stop()
+
+    asyncio.run(scenario())
+    messages = _messages(active)
+    assert "refused" not in messages and "recorded" in messages
+    assert asked == [False, True]
