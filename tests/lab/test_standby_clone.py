@@ -13,6 +13,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -53,6 +54,28 @@ def clone(lab: Lab, *extra: str) -> subprocess.CompletedProcess[str]:
         lab, "standby", "clone", "--spec", SPEC_IN_HOST, "--source-root", "/srv/golden", "--start-command", START,
         "--ha-wait", "40", "--json", *extra,
     )  # fmt: skip
+
+
+def collect_while_standby_asks(lab: Lab) -> subprocess.CompletedProcess[str]:
+    """The first run of the flow, without --standby-mac, while the standby's firmware sends DHCP DISCOVERs."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:  # no pipe to fill up
+        proc = lab.popen(
+            PRIMARY,
+            [sys.executable, "-m", "haoscar", "--state-dir", STATE, "standby", "clone", "--spec", SPEC_IN_HOST,
+             "--source-root", "/srv/golden", "--start-command", START, "--json", "--wait-install", "0",
+             "--collect-timeout", "60"],
+            stdout=out, stderr=err,
+        )  # fmt: skip
+        try:
+            while proc.poll() is None:
+                lab.exec(STANDBY, ["busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "2", "-T", "1"], check=False)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
 
 
 def boot_standby(lab: Lab, mac: str, disk: str) -> str:
@@ -107,7 +130,9 @@ def test_standby_cloned_from_the_primary_runs_ha_and_takes_over(make_lab: MakeLa
         with contextlib.ExitStack() as stack:
             stack.enter_context(lab_sshd(lab, PRIMARY, [identity.public_key]))
             # 1. The flow up to the standby's install: it stops and says what to do (exit 3), nothing failed.
-            first = clone(lab, "--standby-mac", mac, "--wait-install", "0")
+            # The MAC is collected from the wire (Collect MAC Address): the powered-on standby keeps asking for
+            # DHCP while the flow runs; nobody answers yet (dnsmasq is configured only after the MAC step).
+            first = collect_while_standby_asks(lab)
             assert first.returncode == 3, first.stdout + first.stderr
             steps = {s["step"]: s for s in json.loads(first.stdout)["steps"]}
             assert [s["status"] for s in steps.values()] == ["done"] * 5 + ["waiting"], steps
