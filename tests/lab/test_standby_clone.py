@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,6 +57,17 @@ def clone(lab: Lab, *extra: str) -> subprocess.CompletedProcess[str]:
         lab, "standby", "clone", "--spec", SPEC_IN_HOST, "--source-root", "/srv/golden", "--start-command", START,
         "--ha-wait", "40", "--json", *extra,
     )  # fmt: skip
+
+
+def add_program(tree: Path, program: str) -> None:
+    """Copy a dynamically linked program of this machine and the libraries ``ldd`` names into an image tree."""
+    listed = subprocess.run(["ldd", program], capture_output=True, text=True, check=True).stdout
+    for path in [program, *re.findall(r"(/\S+)\s+\(0x", listed)]:
+        dest = tree / path.lstrip("/")
+        # Never through a symlink of the tree: an absolute one would lead out of it, onto the machine.
+        assert not any(parent.is_symlink() for parent in dest.parents), dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.realpath(path), dest)
 
 
 def collect_while_standby_asks(lab: Lab) -> subprocess.CompletedProcess[str]:
@@ -113,6 +127,11 @@ def test_standby_cloned_from_the_primary_runs_ha_and_takes_over(make_lab: MakeLa
     # The primary's trimmed tree: what the standby needs to boot (busybox, kernel, initramfs) and a marker.
     golden = build_tiny_tree(fetch_kernel(resolve_package(), CACHE), lab.host_dir(PRIMARY) / "srv/golden")
     (golden / "etc/motd").write_text("cloned from head1\n")
+    # The primary's ssh host key must not be cloned: the installer gives the standby fresh keys (ssh-keygen -A in
+    # the new system, so the tree carries the machine's real ssh-keygen).
+    add_program(golden, "/usr/bin/ssh-keygen")
+    (golden / "etc/ssh").mkdir()
+    (golden / "etc/ssh/ssh_host_ed25519_key").write_text("head1's own key\n")
     mac = lab.exec(STANDBY, ["cat", "/sys/class/net/eth0/address"]).stdout.strip()
     identity = ensure_identity(primary_state)
     log = (tmp_path / "bootserver.log").open("wb")
@@ -154,6 +173,9 @@ def test_standby_cloned_from_the_primary_runs_ha_and_takes_over(make_lab: MakeLa
                 conf = lab.exec(STANDBY, ["cat", f"{check}/etc/haoscar/node.conf"]).stdout
                 assert "IP='198.18.0.2'" in conf and f"MAC='{mac}'" in conf
                 assert lab.exec(STANDBY, ["cat", f"{check}/etc/motd"]).stdout == "cloned from head1\n"
+                key = lab.exec(STANDBY, ["cat", f"{check}/etc/ssh/ssh_host_ed25519_key"]).stdout
+                assert key.startswith("-----BEGIN OPENSSH PRIVATE KEY-----") and "head1" not in key, key
+                assert "fresh ssh host keys" in out
             finally:
                 lab.exec(STANDBY, ["umount", check], check=False)
 
