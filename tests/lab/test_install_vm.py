@@ -108,3 +108,33 @@ def test_vm_installs_over_the_network_survives_a_kill_and_boots_from_its_disk(
         raise
     finally:
         vm.kill()
+
+
+def test_a_server_with_an_intel_nic_and_a_sata_disk_installs_with_the_generic_kernel(
+    make_lab: MakeLab, tmp_path: Path
+) -> None:
+    # Real hardware's drivers: the installer built from Debian's generic kernel (`netboot build-installer
+    # --kernel-package linux-image-amd64`) on a VM with an e1000e NIC and an AHCI disk, none of them virtio.
+    lab = make_lab(default_spec().model_copy(update={"clients": []}))
+    head = prepare_head(
+        lab, default_spec(), [(NODE, MAC)], tmp_path, cache_dir=CACHE, kernel_package="linux-image-amd64"
+    )
+    assert head.installer is not None
+    assert {"e1000e", "ahci", "igb", "nvme"} <= set(head.installer.modules), head.installer.modules
+    tap = lab.add_tap("private", f"hw{os.getpid() % 100000}")
+    vm = Vm(lab.switch_netns, tap, MAC, make_disk(tmp_path / "disk.raw", 256), tmp_path / "serial.log", hardware=True)
+    try:
+        head.start()
+        vm.start("n")
+        assert vm.wait(INSTALL_TIMEOUT) is not None, f"no power-off within {INSTALL_TIMEOUT:.0f} s:\n{vm.log_tail()}"
+        assert node_state(head.state) == ("installed", "", "localboot"), vm.log_tail()
+        vm.start("c")
+        assert vm.wait_for_log(f"tiny image: {NODE} up", 120), f"did not come up from disk:\n{vm.log_tail()}"
+        assert "e1000e" in vm.log.read_text(errors="replace")  # the kernel drove the Intel NIC
+        assert f"host={NODE} ip={NODE_IP}" in head.http_get(f"http://{NODE_IP}/")
+    except BaseException:
+        print(f"--- serial log tail ---\n{vm.log_tail(60)}")
+        raise
+    finally:
+        vm.kill()
+        head.stop()

@@ -227,21 +227,33 @@ def build_installer_command(
         Path | None,
         typer.Option(help="Cache of the kernel package and initramfs (default: STATE/cache/installer)."),
     ] = None,
+    kernel_package: Annotated[
+        str,
+        typer.Option(
+            help="Debian kernel package: linux-image-cloud-amd64 (VMs: virtio) or linux-image-amd64 (real "
+            "hardware: e1000e, igb, ahci, ...)."
+        ),
+    ] = "linux-image-cloud-amd64",
     as_json: JsonOption = False,
 ) -> None:
     """Build the installer's kernel (Debian's cloud kernel, through apt) and initramfs (busybox, drivers, tools and
     haoscar's install script) into STATE/netboot/boot/installer/, served for every image."""
     from haoscar.provision.installer_build import build_installer
+    from haoscar.provision.installer_kernel import checked_kernel_package
 
+    checked_kernel_package(kernel_package)  # a bad name is refused before anything is fetched
     state = cli_context(ctx).state_dir
     if as_json:
-        result = build_installer(state, cache_dir=cache_dir)
+        result = build_installer(state, cache_dir=cache_dir, kernel_package=kernel_package)
         print_json(result.as_dict())
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), console=console) as bars:
         task = bars.add_task("build-installer", total=100)
         result = build_installer(
-            state, cache_dir=cache_dir, progress=lambda pct, what: bars.update(task, completed=pct, description=what)
+            state,
+            cache_dir=cache_dir,
+            progress=lambda pct, what: bars.update(task, completed=pct, description=what),
+            kernel_package=kernel_package,
         )
     console.print(
         f"installer: {result.package} {result.version} ({result.kernel_bytes / 1e6:.1f} MB kernel, "

@@ -19,7 +19,7 @@ from haoscar.provision import install_progress
 from haoscar.provision.images import ImageStore
 from haoscar.provision.install_tinyimage import build_tiny_tree
 from haoscar.provision.installer_build import InstallerBuild, build_installer
-from haoscar.provision.installer_kernel import fetch_kernel, resolve_package
+from haoscar.provision.installer_kernel import META_PACKAGE, fetch_kernel, resolve_package
 from haoscar.provision.netboot_macs import assign_macs
 from haoscar.spec import ClusterSpec
 
@@ -104,6 +104,7 @@ def prepare_head(
     image: str = "oscarimage",
     post_install: str = "shutdown",
     stall_timeout: float | None = None,
+    kernel_package: str = META_PACKAGE,
 ) -> InstallHead:
     """Fill the head's database from ``spec``, assign ``macs`` (node, MAC), build the installer (cached in
     ``cache_dir``) and store the tiny image as ``image``. Call ``start()`` on the result to run the services."""
@@ -116,9 +117,9 @@ def prepare_head(
             install_progress.set_stall_timeout(db, stall_timeout)
     finally:
         db.close()
-    installer = build_installer(state, cache_dir=cache_dir)
+    installer = build_installer(state, cache_dir=cache_dir, kernel_package=kernel_package)
     tree = work_dir / f"tiny-{time.monotonic_ns()}"
-    build_tiny_tree(fetch_kernel(resolve_package(), cache_dir), tree)
+    build_tiny_tree(fetch_kernel(resolve_package(kernel_package), cache_dir), tree)
     ImageStore(state).import_tree(image, tree, post_install=post_install)
     head_ip = next(i.ip for i in lab.host(head).interfaces if i.network == "private" and i.ip)
     return InstallHead(lab, head, str(head_ip), work_dir, installer)

@@ -15,7 +15,10 @@ from haoscar.provision.installer_build import SCRIPTS_DIR, busybox_entries, init
 from haoscar.provision.installer_cpio import write_initramfs
 from haoscar.provision.installer_kernel import KernelTree, plan_modules
 
-TINY_MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "sd_mod", "ext4")
+# Virtio for VMs; e1000e and AHCI for the "real hardware" VM (absent from the cloud kernel, then skipped).
+TINY_MODULES = (
+    "virtio_pci", "virtio_blk", "virtio_net", "virtio_scsi", "sd_mod", "crc32c_generic", "ext4", "e1000e", "ahci",
+)  # fmt: skip
 
 
 def build_tiny_tree(kernel: KernelTree, root: Path) -> Path:

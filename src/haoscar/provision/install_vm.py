@@ -2,7 +2,9 @@
 
 qemu runs with TCG (KVM is not available on these machines) inside the lab's switch namespace, where its tap
 device is on the network's bridge; its NIC is virtio (qemu's own iPXE ROM network-boots it) and its disk a raw
-file. The serial console goes to a log file that tells what the VM did. The VM is stopped by pid, never by name.
+file. ``hardware=True`` gives it what a real server has instead: an Intel e1000e NIC (82574L) and a SATA disk on an
+AHCI controller, which the generic Debian kernel drives (the cloud kernel does not). The serial console goes to a
+log file that tells what the VM did. The VM is stopped by pid, never by name.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Vm:
     disk: Path
     log: Path
     memory_mb: int = 384
+    hardware: bool = False  # e1000e + AHCI instead of virtio
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def argv(self, boot: str) -> list[str]:
@@ -46,13 +49,23 @@ class Vm:
             f"file:{self.log}",
             "-netdev",
             f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
-            "-device",
-            f"virtio-net-pci,netdev=n0,mac={self.mac}",
-            "-drive",
-            f"file={self.disk},format=raw,if=virtio",
+            *self._devices(),
             "-boot",
             boot,
         ]
+
+    def _devices(self) -> list[str]:
+        if not self.hardware:
+            return [
+                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}",
+                "-drive", f"file={self.disk},format=raw,if=virtio",
+            ]  # fmt: skip
+        return [
+            "-device", f"e1000e,netdev=n0,mac={self.mac}",
+            "-drive", f"file={self.disk},format=raw,if=none,id=d0",
+            "-device", "ahci,id=sata",
+            "-device", "ide-hd,drive=d0,bus=sata.0,bootindex=1",
+        ]  # fmt: skip
 
     def start(self, boot: str) -> int:
         if self.proc is not None and self.proc.poll() is None:

@@ -22,8 +22,10 @@ from haoscar.errors import UserError
 from haoscar.fsutil import atomic_write
 from haoscar.provision.installer_cpio import Entry, write_initramfs
 from haoscar.provision.installer_kernel import (
+    META_PACKAGE,
     KernelTree,
     ModulePlan,
+    checked_kernel_package,
     fetch_kernel,
     module_data,
     plan_modules,
@@ -178,9 +180,10 @@ class InstallerBuild:
         return asdict(self)
 
 
-def _inputs_digest(kernel: KernelTree) -> str:
-    """What the initramfs depends on besides the kernel: scripts, tools and busybox (by content)."""
+def _inputs_digest(kernel: KernelTree, plan: ModulePlan) -> str:
+    """What the initramfs depends on: the kernel, the modules chosen, scripts, tools and busybox (by content)."""
     digest = hashlib.sha256(kernel.package.key.encode())
+    digest.update(" ".join(path.name for path in plan.load_order).encode())
     for name in ("init.sh", "install.sh", "udhcpc.sh"):
         digest.update(_script(name))
     for _inside, program in (*TOOLS, ("bin/busybox", "busybox")):
@@ -215,9 +218,11 @@ def build_installer(
     *,
     cache_dir: Path | None = None,
     progress: Progress | None = None,
+    kernel_package: str = META_PACKAGE,
 ) -> InstallerBuild:
     """Fetch the kernel (cached by package version), build the initramfs (cached by its inputs) and install both
-    under ``STATE/netboot/boot/installer/``."""
+    under ``STATE/netboot/boot/installer/``. ``kernel_package``: the cloud kernel (VMs, the default) or, for real
+    hardware, Debian's generic ``linux-image-amd64``, which has the common real NIC and disk drivers."""
     started = time.monotonic()
     cache = cache_dir or default_cache_dir(state_dir)
 
@@ -226,11 +231,11 @@ def build_installer(
             progress(percent, what)
 
     step(0, "resolving the kernel package")
-    package = resolve_package()
+    package = resolve_package(checked_kernel_package(kernel_package))
     step(10, f"fetching {package.package} {package.version}")
     kernel = fetch_kernel(package, cache)
     plan = plan_modules(kernel.modules_dir)
-    key = _inputs_digest(kernel)
+    key = _inputs_digest(kernel, plan)
     cached_initrd = cache / package.key / f"initrd-{key}.img"
     cached = cached_initrd.exists()
     if not cached:

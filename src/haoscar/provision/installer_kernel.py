@@ -18,6 +18,19 @@ from pathlib import Path
 from haoscar.errors import UserError
 
 META_PACKAGE = "linux-image-cloud-amd64"
+GENERIC_PACKAGE = "linux-image-amd64"  # real hardware: e1000e, igb, ahci, ... (the cloud kernel lacks them)
+_PACKAGE_NAME = re.compile(r"linux-image-[a-z0-9][a-z0-9.+-]*")
+
+
+def checked_kernel_package(name: str) -> str:
+    """A Debian kernel package name (meta or versioned), or a clear error naming what would be right."""
+    if not _PACKAGE_NAME.fullmatch(name):
+        raise UserError(
+            f"--kernel-package {name!r} is not a Debian kernel package name; use {META_PACKAGE} (VMs, the "
+            f"default) or {GENERIC_PACKAGE} (real hardware)"
+        )
+    return name
+
 
 # Virtio for VMs first, then common real NICs and disks; modules absent from the cloud kernel are skipped.
 WANTED_MODULES: tuple[str, ...] = (
@@ -26,6 +39,9 @@ WANTED_MODULES: tuple[str, ...] = (
     "virtio_blk",
     "virtio_scsi",
     "sd_mod",
+    # ext4 asks the crypto API for "crc32c" at mount time (a soft dependency, not in depends=): built into the
+    # cloud kernel, a module of the generic one.
+    "crc32c_generic",
     "ext4",
     "e1000",
     "e1000e",
@@ -78,8 +94,15 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
 
 def resolve_package(meta: str = META_PACKAGE) -> KernelPackage:
     """The versioned kernel package behind the meta package, and the version apt would install."""
-    depends = _run(["apt-cache", "depends", "--no-recommends", "--no-suggests", meta])
+    try:
+        depends = _run(["apt-cache", "depends", "--no-recommends", "--no-suggests", meta])
+    except UserError:
+        raise UserError(
+            f"apt knows no package {meta}; use {META_PACKAGE} or {GENERIC_PACKAGE} (after apt-get update)"
+        ) from None
     names = re.findall(r"^\s*Depends:\s*(linux-image-\S+)", depends, re.MULTILINE)
+    if not names and meta[len("linux-image-") :][:1].isdigit():
+        names = [meta]  # already a versioned kernel package (linux-image-6.1.0-...-amd64)
     if not names:
         raise UserError(f"apt knows no kernel package behind {meta}; run apt-get update and try again")
     package = names[0]

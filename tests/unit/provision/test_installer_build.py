@@ -8,6 +8,9 @@ import stat
 import struct
 from pathlib import Path
 
+import pytest
+
+from haoscar.cli.main import run
 from haoscar.provision.installer_cpio import Entry, cpio_newc, read_newc, write_initramfs
 from haoscar.provision.installer_kernel import modinfo_depends, plan_modules
 
@@ -73,3 +76,15 @@ def test_modules_load_after_their_dependencies_and_builtins_and_missing_are_told
     assert order == ["failover", "net_failover", "virtio_ring", "virtio", "virtio_net", "virtio_blk"]
     assert plan.builtin == ["ext4"]
     assert plan.missing == ["e1000"]
+
+
+def test_a_bad_kernel_package_name_is_refused_before_anything_is_fetched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for bad in ("linux-image-amd64; rm -rf /", "bash", "linux-image-"):
+        with pytest.raises(SystemExit) as done:
+            run(["--state-dir", str(tmp_path), "netboot", "build-installer", "--kernel-package", bad])
+        assert done.value.code == 2
+        err = capsys.readouterr().err
+        assert "linux-image-amd64" in err and "linux-image-cloud-amd64" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # nothing written
