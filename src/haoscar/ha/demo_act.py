@@ -39,6 +39,10 @@ def _table(ha: HaLab) -> Table:
 
 
 def _watch(ha: HaLab, console: Console, seconds: float) -> None:
+    if not console.is_terminal:  # a log or a pipe: one table at the end, not the frames of a live view
+        time.sleep(seconds)
+        console.print(_table(ha))
+        return
     with Live(_table(ha), console=console, refresh_per_second=8) as live:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
