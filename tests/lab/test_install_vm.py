@@ -138,3 +138,25 @@ def test_a_server_with_an_intel_nic_and_a_sata_disk_installs_with_the_generic_ke
     finally:
         vm.kill()
         head.stop()
+
+
+def test_a_uefi_client_network_boots_through_ipxe_efi_and_installs(make_lab: MakeLab, tmp_path: Path) -> None:
+    # OVMF instead of SeaBIOS: dnsmasq sees client arch 7 and hands out ipxe.efi, which fetches the node's script
+    # and boots the installer's kernel as an EFI program; the install then runs as on a BIOS client.
+    lab = make_lab(default_spec().model_copy(update={"clients": []}))
+    head = prepare_head(lab, default_spec(), [(NODE, MAC)], tmp_path, cache_dir=CACHE)
+    tap = lab.add_tap("private", f"ue{os.getpid() % 100000}")
+    vm = Vm(lab.switch_netns, tap, MAC, make_disk(tmp_path / "disk.raw", 256), tmp_path / "serial.log", uefi=True)
+    try:
+        head.start()
+        vm.start("n")
+        assert vm.wait(INSTALL_TIMEOUT) is not None, f"no power-off within {INSTALL_TIMEOUT:.0f} s:\n{vm.log_tail()}"
+        serial = vm.log.read_text(errors="replace")
+        assert "EFI v2" in serial, vm.log_tail()  # the installer's kernel started as an EFI program
+        assert node_state(head.state) == ("installed", "", "localboot"), vm.log_tail()
+    except BaseException:
+        print(f"--- serial log tail ---\n{vm.log_tail(60)}")
+        raise
+    finally:
+        vm.kill()
+        head.stop()

@@ -3,8 +3,9 @@
 qemu runs with TCG (KVM is not available on these machines) inside the lab's switch namespace, where its tap
 device is on the network's bridge; its NIC is virtio (qemu's own iPXE ROM network-boots it) and its disk a raw
 file. ``hardware=True`` gives it what a real server has instead: an Intel e1000e NIC (82574L) and a SATA disk on an
-AHCI controller, which the generic Debian kernel drives (the cloud kernel does not). The serial console goes to a
-log file that tells what the VM did. The VM is stopped by pid, never by name.
+AHCI controller, which the generic Debian kernel drives (the cloud kernel does not). ``uefi=True`` boots it with
+OVMF (Debian's ``ovmf``) instead of SeaBIOS, so it network-boots as a UEFI client (client arch 7). The serial
+console goes to a log file that tells what the VM did. The VM is stopped by pid, never by name.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from haoscar.errors import UserError
 from haoscar.lab.names import NETNS_DIR
 
+OVMF = Path("/usr/share/ovmf/OVMF.fd")  # Debian's ovmf: UEFI firmware for x86_64 VMs
+
 
 @dataclass
 class Vm:
@@ -32,6 +35,7 @@ class Vm:
     log: Path
     memory_mb: int = 384
     hardware: bool = False  # e1000e + AHCI instead of virtio
+    uefi: bool = False  # OVMF firmware instead of SeaBIOS
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def argv(self, boot: str) -> list[str]:
@@ -50,6 +54,7 @@ class Vm:
             "-netdev",
             f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
             *self._devices(),
+            *(["-bios", str(OVMF)] if self.uefi else []),
             "-boot",
             boot,
         ]
