@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from haoscar.lab.testing import MakeLab, pings
 from haoscar.provision import install_progress
 from haoscar.provision.install_lab import InstallHead, prepare_head
 from haoscar.provision.install_vm import Vm, make_disk
+from haoscar.provision.netboot_files import NetbootPaths
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
 
@@ -153,6 +155,11 @@ def test_a_uefi_client_network_boots_through_ipxe_efi_and_installs(make_lab: Mak
         assert vm.wait(INSTALL_TIMEOUT) is not None, f"no power-off within {INSTALL_TIMEOUT:.0f} s:\n{vm.log_tail()}"
         serial = vm.log.read_text(errors="replace")
         assert "EFI v2" in serial, vm.log_tail()  # the installer's kernel started as an EFI program
+        served = NetbootPaths.under(head.state).log_file.read_text()
+        assert re.search(r"sent \S*/ipxe\.efi to 198\.18\.0\.101", served), [
+            line for line in served.splitlines() if re.search("tftp|bootfile|arch|vendor|user class|tags", line)
+        ]
+        assert not re.search(r"sent \S*/undionly\.kpxe", served)  # the BIOS loader was never transferred
         assert node_state(head.state) == ("installed", "", "localboot"), vm.log_tail()
     except BaseException:
         print(f"--- serial log tail ---\n{vm.log_tail(60)}")

@@ -61,8 +61,11 @@ class Vm:
 
     def _devices(self) -> list[str]:
         if not self.hardware:
+            # With OVMF the NIC gets no option ROM (qemu's ROMs are iPXE already): the firmware's own PXE client
+            # boots, as on a real UEFI server, and is handed ipxe.efi.
+            rom = ",romfile=" if self.uefi else ""
             return [
-                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}",
+                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}{rom}",
                 "-drive", f"file={self.disk},format=raw,if=virtio",
             ]  # fmt: skip
         return [
