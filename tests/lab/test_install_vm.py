@@ -142,9 +142,12 @@ def test_a_server_with_an_intel_nic_and_a_sata_disk_installs_with_the_generic_ke
         head.stop()
 
 
-def test_a_uefi_client_network_boots_through_ipxe_efi_and_installs(make_lab: MakeLab, tmp_path: Path) -> None:
+def test_a_uefi_client_network_boots_through_ipxe_efi_installs_and_boots_from_its_disk(
+    make_lab: MakeLab, tmp_path: Path
+) -> None:
     # OVMF instead of SeaBIOS: dnsmasq sees client arch 7 and hands out ipxe.efi, which fetches the node's script
-    # and boots the installer's kernel as an EFI program; the install then runs as on a BIOS client.
+    # and boots the installer's kernel as an EFI program; the installer sees UEFI and makes a GPT disk with an EFI
+    # system partition that the firmware boots from afterwards.
     lab = make_lab(default_spec().model_copy(update={"clients": []}))
     head = prepare_head(lab, default_spec(), [(NODE, MAC)], tmp_path, cache_dir=CACHE)
     tap = lab.add_tap("private", f"ue{os.getpid() % 100000}")
@@ -161,6 +164,12 @@ def test_a_uefi_client_network_boots_through_ipxe_efi_and_installs(make_lab: Mak
         ]
         assert not re.search(r"sent \S*/undionly\.kpxe", served)  # the BIOS loader was never transferred
         assert node_state(head.state) == ("installed", "", "localboot"), vm.log_tail()
+        assert "efi firmware" in serial and "syslinux.efi on the EFI system partition" in serial
+
+        # From its own disk, through the firmware: \EFI\BOOT\BOOTX64.EFI (syslinux.efi) on the GPT disk's ESP.
+        vm.start("c")
+        assert vm.wait_for_log(f"tiny image: {NODE} up", 120), f"did not come up from disk:\n{vm.log_tail()}"
+        assert f"host={NODE} ip={NODE_IP}" in head.http_get(f"http://{NODE_IP}/")
     except BaseException:
         print(f"--- serial log tail ---\n{vm.log_tail(60)}")
         raise

@@ -105,7 +105,8 @@ def boot_standby(lab: Lab, mac: str, disk: str) -> str:
     assert listed[0]["install_state"] == "netboot", listed
     env = [
         "env", "HAOSCAR_SERVER=http://198.18.0.1:8470", f"HAOSCAR_MAC={mac}", f"HAOSCAR_DISK={disk}",
-        "HAOSCAR_TARGET=/run/haoscar-target", "HAOSCAR_NO_POWER=1", "busybox", "sh", str(INSTALL_SH),
+        "HAOSCAR_TARGET=/run/haoscar-target", "HAOSCAR_NO_POWER=1", "HAOSCAR_FIRMWARE=bios",  # whatever this machine is
+        "busybox", "sh", str(INSTALL_SH),
     ]  # fmt: skip
     done = lab.exec(STANDBY, env, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr

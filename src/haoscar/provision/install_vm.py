@@ -53,19 +53,25 @@ class Vm:
             f"file:{self.log}",
             "-netdev",
             f"tap,id=n0,ifname={self.tap},script=no,downscript=no",
-            *self._devices(),
+            *self._devices(boot),
             *(["-bios", str(OVMF)] if self.uefi else []),
             "-boot",
             boot,
         ]
 
-    def _devices(self) -> list[str]:
-        if not self.hardware:
-            # With OVMF the NIC gets no option ROM (qemu's ROMs are iPXE already): the firmware's own PXE client
-            # boots, as on a real UEFI server, and is handed ipxe.efi.
-            rom = ",romfile=" if self.uefi else ""
+    def _devices(self, boot: str) -> list[str]:
+        if self.uefi:
+            # OVMF follows bootindex; the NIC gets no option ROM (qemu's ROMs are iPXE already), so the firmware's
+            # own PXE client boots, as on a real UEFI server, and is handed ipxe.efi.
+            net, disk = (1, 2) if boot == "n" else (2, 1)
             return [
-                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}{rom}",
+                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac},romfile=,bootindex={net}",
+                "-drive", f"file={self.disk},format=raw,if=none,id=d0",
+                "-device", f"virtio-blk-pci,drive=d0,bootindex={disk}",
+            ]  # fmt: skip
+        if not self.hardware:
+            return [
+                "-device", f"virtio-net-pci,netdev=n0,mac={self.mac}",
                 "-drive", f"file={self.disk},format=raw,if=virtio",
             ]  # fmt: skip
         return [

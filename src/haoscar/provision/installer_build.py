@@ -47,6 +47,9 @@ TOOLS: tuple[tuple[str, str], ...] = (
 TOOL_LINKS: tuple[tuple[str, str], ...] = (("usr/sbin/mkfs.ext4", "mke2fs"),)
 DATA_FILES: tuple[tuple[str, str], ...] = (
     ("usr/lib/syslinux/mbr/mbr.bin", "/usr/lib/syslinux/mbr/mbr.bin"),
+    # UEFI machines: syslinux.efi as the removable-media boot loader on the EFI system partition
+    ("usr/lib/SYSLINUX.EFI/efi64/syslinux.efi", "/usr/lib/SYSLINUX.EFI/efi64/syslinux.efi"),
+    ("usr/lib/syslinux/modules/efi64/ldlinux.e64", "/usr/lib/syslinux/modules/efi64/ldlinux.e64"),
     ("etc/mke2fs.conf", "/etc/mke2fs.conf"),
 )
 BASE_DIRS = ("proc", "sys", "dev", "tmp", "mnt", "run", "var", "etc", "root", "usr/sbin", "usr/bin", "sbin", "bin")
@@ -132,7 +135,7 @@ def tool_entries(tools: Iterable[tuple[str, str]] = TOOLS) -> list[Entry]:
         entries.append(Entry.symlink(link, target))
     for inside, source in DATA_FILES:
         if not Path(source).exists():
-            raise UserError(f"{source} is missing; apt-get install syslinux-common e2fsprogs")
+            raise UserError(f"{source} is missing; apt-get install syslinux-common syslinux-efi e2fsprogs")
         entries.append(Entry.file(inside, Path(source).read_bytes()))
     return entries
 
@@ -184,6 +187,7 @@ def _inputs_digest(kernel: KernelTree, plan: ModulePlan) -> str:
     """What the initramfs depends on: the kernel, the modules chosen, scripts, tools and busybox (by content)."""
     digest = hashlib.sha256(kernel.package.key.encode())
     digest.update(" ".join(path.name for path in plan.load_order).encode())
+    digest.update(" ".join(inside for inside, _source in DATA_FILES).encode())
     for name in ("init.sh", "install.sh", "udhcpc.sh"):
         digest.update(_script(name))
     for _inside, program in (*TOOLS, ("bin/busybox", "busybox")):

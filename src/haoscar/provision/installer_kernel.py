@@ -43,6 +43,11 @@ WANTED_MODULES: tuple[str, ...] = (
     # cloud kernel, a module of the generic one.
     "crc32c_generic",
     "ext4",
+    # the EFI system partition of UEFI machines (FAT, with the code page and character set vfat mounts with)
+    "vfat",
+    "nls_cp437",
+    "nls_utf8",
+    "nls_ascii",
     "e1000",
     "e1000e",
     "igb",

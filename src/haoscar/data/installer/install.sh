@@ -8,6 +8,9 @@
 # Inputs: the kernel command line (haoscar.server=URL, optional haoscar.disk=DEV), or for running it outside the
 # initramfs: HAOSCAR_SERVER, HAOSCAR_MAC (skips DHCP), HAOSCAR_DISK (a block device or a file),
 # HAOSCAR_TARGET (mount point), HAOSCAR_NO_POWER=1 (print the post-install action instead of doing it).
+# Firmware: a machine booted through UEFI (/sys/firmware/efi) gets a GPT disk with an EFI system partition and
+# syslinux.efi as its removable-media boot loader; others an MBR disk with extlinux. haoscar.firmware=efi|bios
+# (or HAOSCAR_FIRMWARE) overrides the detection.
 set -u
 
 TARGET=${HAOSCAR_TARGET:-/mnt/target}
@@ -17,6 +20,9 @@ MOUNTED=
 SERVER=
 MAC=
 DISK=
+ESP=
+ESP_MIB=100
+FIRMWARE=bios
 
 log() { echo "haoscar-install: $*"; }
 
@@ -125,14 +131,36 @@ disk_bytes() {
     fi
 }
 
-# Room for the files plus a fifth for file-system metadata and slack, plus 64 MiB for the journal and reserve.
-needed_bytes() { echo $(($1 + $1 / 5 + 67108864)); }
+firmware() {
+    if [ -n "${HAOSCAR_FIRMWARE:-}" ]; then echo "$HAOSCAR_FIRMWARE"; return 0; fi
+    if arg haoscar.firmware; then return 0; fi
+    if [ -d /sys/firmware/efi ]; then echo efi; else echo bios; fi
+}
 
-partition_of() {
+# Room for the files plus a fifth for file-system metadata and slack, plus 64 MiB for the journal and reserve (and
+# the EFI system partition on a UEFI machine).
+needed_bytes() {
+    esp=0
+    [ "$FIRMWARE" = efi ] && esp=$((ESP_MIB * 1048576))
+    echo $(($1 + $1 / 5 + 67108864 + esp))
+}
+
+partition_of() { # DISK [NUMBER]
     case "$1" in
-        *[0-9]) echo "${1}p1" ;;
-        *) echo "${1}1" ;;
+        *[0-9]) echo "${1}p${2:-1}" ;;
+        *) echo "${1}${2:-1}" ;;
     esac
+}
+
+wait_for_partition() {
+    # A loop device (the namespace standby's disk) is not re-read by sfdisk; ask for its partitions explicitly.
+    [ -b "$1" ] || { command -v partx >/dev/null 2>&1 && partx -u "$DISK" >/dev/null 2>&1; }
+    waited=0
+    while [ ! -b "$1" ] && [ $waited -lt 20 ]; do
+        sleep 0.5
+        waited=$((waited + 1))
+    done
+    [ -b "$1" ] || fail disk "partition $1 did not appear after sfdisk"
 }
 
 check_disk() {
@@ -146,19 +174,23 @@ check_disk() {
 }
 
 make_filesystem() {
-    report disk 4 0 "partitioning $DISK (MBR, one ext4 root partition)"
-    printf 'label: dos\nstart=2048, type=83, bootable\n' |
-        sfdisk -q --wipe always --wipe-partitions always "$DISK" >/tmp/sfdisk.log 2>&1 ||
-        fail disk "sfdisk $DISK: $(tail_of /tmp/sfdisk.log)"
-    PART=$(partition_of "$DISK")
-    # A loop device (the namespace standby's disk) is not re-read by sfdisk; ask for its partitions explicitly.
-    [ -b "$PART" ] || { command -v partx >/dev/null 2>&1 && partx -u "$DISK" >/dev/null 2>&1; }
-    waited=0
-    while [ ! -b "$PART" ] && [ $waited -lt 20 ]; do
-        sleep 0.5
-        waited=$((waited + 1))
-    done
-    [ -b "$PART" ] || fail disk "partition $PART did not appear after sfdisk"
+    if [ "$FIRMWARE" = efi ]; then
+        report disk 4 0 "partitioning $DISK (GPT: EFI system partition, ext4 root)"
+        printf 'label: gpt\nstart=2048, size=%sMiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n' \
+            "$ESP_MIB" | sfdisk -q --wipe always --wipe-partitions always "$DISK" >/tmp/sfdisk.log 2>&1 ||
+            fail disk "sfdisk $DISK: $(tail_of /tmp/sfdisk.log)"
+        ESP=$(partition_of "$DISK" 1)
+        PART=$(partition_of "$DISK" 2)
+        wait_for_partition "$ESP"
+        mkdosfs -n EFI "$ESP" >/tmp/mkfs.log 2>&1 || fail disk "mkdosfs $ESP: $(tail_of /tmp/mkfs.log)"
+    else
+        report disk 4 0 "partitioning $DISK (MBR, one ext4 root partition)"
+        printf 'label: dos\nstart=2048, type=83, bootable\n' |
+            sfdisk -q --wipe always --wipe-partitions always "$DISK" >/tmp/sfdisk.log 2>&1 ||
+            fail disk "sfdisk $DISK: $(tail_of /tmp/sfdisk.log)"
+        PART=$(partition_of "$DISK")
+    fi
+    wait_for_partition "$PART"
     report disk 6 0 "making ext4 on $PART"
     ROOT_UUID=$(cat /proc/sys/kernel/random/uuid)
     # extlinux (syslinux 6.04) cannot boot from ext4 with the 64bit or metadata_csum features.
@@ -253,27 +285,55 @@ configure() {
     fi
 }
 
+boot_config() { # KERNEL [INITRD]: a syslinux configuration that boots the new root
+    echo "# Written by the haoscar installer for $NODE."
+    echo "DEFAULT haoscar"
+    echo "PROMPT 0"
+    echo "TIMEOUT 1"
+    echo "LABEL haoscar"
+    echo "    LINUX $1"
+    [ -n "${2:-}" ] && echo "    INITRD $2"
+    echo "    APPEND root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0"
+}
+
+efi_bootloader() { # KERNEL INITRD (paths inside the new root)
+    report bootloader 95 0 "syslinux.efi on the EFI system partition $ESP"
+    # syslinux.efi reads its configuration, kernel and initrd from its own FAT partition, the removable-media path
+    # every UEFI firmware tries (no NVRAM boot entry needed). A kernel upgrade in the installed system must copy
+    # the new kernel there too (or reinstall the node).
+    mkdir -p /tmp/esp
+    mount -t vfat "$ESP" /tmp/esp || fail bootloader "cannot mount the EFI system partition $ESP"
+    dir=/tmp/esp/EFI/BOOT
+    mkdir -p "$dir"
+    (
+        cp /usr/lib/SYSLINUX.EFI/efi64/syslinux.efi "$dir/BOOTX64.EFI" &&
+            cp /usr/lib/syslinux/modules/efi64/ldlinux.e64 "$dir/" &&
+            cp "$TARGET$1" "$dir/vmlinuz" &&
+            { [ ! -f "$TARGET$2" ] || cp "$TARGET$2" "$dir/initrd.img"; }
+    ) 2>/tmp/esp.log || { umount /tmp/esp; fail bootloader "copying to the EFI system partition: $(tail_of /tmp/esp.log)"; }
+    if [ -f "$TARGET$2" ]; then boot_config vmlinuz initrd.img; else boot_config vmlinuz; fi >"$dir/syslinux.cfg"
+    umount /tmp/esp
+    sync
+    report bootloader 99 0 "boots $1 (copied to $ESP) from UEFI, root UUID=$ROOT_UUID"
+}
+
 bootloader() {
-    report bootloader 95 0 "extlinux on $DISK"
     kernel=$(ls "$TARGET"/boot/vmlinuz-* 2>/dev/null | sort | tail -n 1)
     [ -z "$kernel" ] && [ -f "$TARGET/boot/vmlinuz" ] && kernel=$TARGET/boot/vmlinuz
     [ -n "$kernel" ] || fail bootloader "image $IMAGE has no kernel (no /boot/vmlinuz-*); add a kernel package to it"
     kernel=/boot/${kernel##*/}
     initrd=/boot/initrd.img-${kernel#/boot/vmlinuz-}
     [ -f "$TARGET$initrd" ] || initrd=/boot/initrd.img
+    if [ "$FIRMWARE" = efi ]; then
+        efi_bootloader "$kernel" "$initrd"
+        return 0
+    fi
+    report bootloader 95 0 "extlinux on $DISK"
     mkdir -p "$TARGET/boot/extlinux"
     extlinux --install "$TARGET/boot/extlinux" >/tmp/extlinux.log 2>&1 ||
         fail bootloader "extlinux: $(tail_of /tmp/extlinux.log)"
-    {
-        echo "# Written by the haoscar installer for $NODE."
-        echo "DEFAULT haoscar"
-        echo "PROMPT 0"
-        echo "TIMEOUT 1"
-        echo "LABEL haoscar"
-        echo "    LINUX $kernel"
-        [ -f "$TARGET$initrd" ] && echo "    INITRD $initrd"
-        echo "    APPEND root=UUID=$ROOT_UUID ro console=tty0 console=ttyS0"
-    } >"$TARGET/boot/extlinux/extlinux.conf"
+    if [ -f "$TARGET$initrd" ]; then boot_config "$kernel" "$initrd"; else boot_config "$kernel"; fi \
+        >"$TARGET/boot/extlinux/extlinux.conf"
     dd if=/usr/lib/syslinux/mbr/mbr.bin of="$DISK" bs=440 count=1 conv=notrunc 2>/tmp/dd.log ||
         fail bootloader "writing the MBR to $DISK: $(tail_of /tmp/dd.log)"
     sync
@@ -311,7 +371,8 @@ main() {
     STARTED=$(date +%s)
     trap 'cleanup' EXIT
     network
-    report node 1 0 "node $NODE, image $IMAGE"
+    FIRMWARE=$(firmware)
+    report node 1 0 "node $NODE, image $IMAGE, $FIRMWARE firmware"
     [ "$IMAGE_OK" = 1 ] || fail image "$IMAGE_ERROR"
     check_disk
     make_filesystem
