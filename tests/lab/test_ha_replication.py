@@ -92,6 +92,24 @@ def events(ha: HaLab, head: str) -> list[dict[str, Any]]:
     return out
 
 
+def crash_and_see_the_standby_refuse(ha: HaLab, active: str, standby: str) -> dict[str, Any]:
+    """The active head dies; the stale standby stays standby, without the VIP: its latest refusal event."""
+    ha.lab.crash(active)
+    t = ha.spec.ha
+    time.sleep(t.dead_time + t.lease_s + 1.5)
+    status = ha.status(standby)
+    assert status is not None and status["state"] == "standby" and not status["vip"]["held"], status
+    refused = [e for e in events(ha, standby) if e["kind"] == "replication.refused"]
+    assert refused, ha.logs(standby)
+    return refused[-1]
+
+
+def force_takeover(ha: HaLab, standby: str) -> None:
+    code, text = haoscar(ha, standby, "ha", "takeover", "--force")
+    assert code == 0 and "FORCED" in text, text
+    ha.wait_for(standby, "active", 15)
+
+
 def test_crash_loses_nothing_acknowledged_the_old_primary_catches_up_and_a_switchover_loses_nothing(
     ha: HaLab,
 ) -> None:
@@ -217,18 +235,11 @@ def test_a_stale_standby_refuses_to_take_over_unless_forced(ha: HaLab) -> None:
     assert code == 2 and "STALE" in text and "--force" in text and "Traceback" not in text, text
 
     # The active head dies: the stale standby stays standby and says, loudly, what the administrator can do.
-    ha.lab.crash(head1)
-    t = ha.spec.ha
-    time.sleep(t.dead_time + t.lease_s + 1.5)
-    status = ha.status(head2)
-    assert status is not None and status["state"] == "standby" and not status["vip"]["held"], status
-    refused = [e for e in events(ha, head2) if e["kind"] == "replication.refused"]
-    assert refused and refused[-1]["severity"] == "critical" and "haoscar ha takeover --force" in refused[-1]["message"]
+    refused = crash_and_see_the_standby_refuse(ha, head1, head2)
+    assert refused["severity"] == "critical" and "haoscar ha takeover --force" in refused["message"]
 
     # Forced: it takes over, and says so.
-    code, text = haoscar(ha, head2, "ha", "takeover", "--force")
-    assert code == 0 and "FORCED" in text, text
-    ha.wait_for(head2, "active", 15)
+    force_takeover(ha, head2)
     kinds = {e["kind"]: e for e in events(ha, head2)}
     assert kinds["replication.forced_takeover"]["severity"] == "critical"
     assert kinds["ha.forced_takeover"]["severity"] == "critical"
@@ -259,19 +270,12 @@ def test_a_standby_cut_off_before_the_active_head_crashed_learns_from_the_witnes
 
     # The active head crashes before the two talk again. The standby could not have been told by it, but the
     # witness it must ask for the lease refuses it, and the standby says why and what the administrator can do.
-    ha.lab.crash(active)
-    t = ha.spec.ha
-    time.sleep(t.dead_time + t.lease_s + 1.5)
-    status = ha.status(standby)
-    assert status is not None and status["state"] == "standby" and not status["vip"]["held"], status
-    refused = [e for e in events(ha, standby) if e["kind"] == "replication.refused"]
-    assert refused and "witness" in refused[-1]["message"] and "--force" in refused[-1]["message"], refused
+    refused = crash_and_see_the_standby_refuse(ha, active, standby)
+    assert "witness" in refused["message"] and "--force" in refused["message"], refused
     code, text = haoscar(ha, standby, "ha", "takeover")
     assert code == 2 and "--force" in text and "Traceback" not in text, text
 
     # Forced: the witness grants the lease, drops the mark, and the standby takes over without the change.
-    code, text = haoscar(ha, standby, "ha", "takeover", "--force")
-    assert code == 0 and "FORCED" in text, text
-    ha.wait_for(standby, "active", 15)
+    force_takeover(ha, standby)
     assert standby not in json.loads(marks.read_text())["stale"]
     ha.lab.heal()

@@ -4,6 +4,7 @@ disk it answers from the head node with its assigned host name and address."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -112,6 +113,38 @@ def test_vm_installs_over_the_network_survives_a_kill_and_boots_from_its_disk(
         vm.kill()
 
 
+@contextlib.contextmanager
+def vm_of(head: InstallHead, tmp_path: Path, tap_prefix: str, **options: bool) -> Iterator[Vm]:
+    """The head's services running and a VM with an empty disk on the private network; both ended afterwards."""
+    tap = head.lab.add_tap("private", f"{tap_prefix}{os.getpid() % 100000}")
+    vm = Vm(head.lab.switch_netns, tap, MAC, make_disk(tmp_path / "disk.raw", 256), tmp_path / "serial.log", **options)
+    try:
+        head.start()
+        yield vm
+    except BaseException:
+        print(f"--- serial log tail ---\n{vm.log_tail(60)}")
+        raise
+    finally:
+        vm.kill()
+        head.stop()
+
+
+def install_over_the_network(head: InstallHead, vm: Vm) -> str:
+    """Network boot, install, power off (the image's post-install action); the serial log of it."""
+    vm.start("n")
+    assert vm.wait(INSTALL_TIMEOUT) is not None, f"no power-off within {INSTALL_TIMEOUT:.0f} s:\n{vm.log_tail()}"
+    assert node_state(head.state) == ("installed", "", "localboot"), vm.log_tail()
+    return vm.log.read_text(errors="replace")
+
+
+def boot_from_disk(head: InstallHead, vm: Vm) -> str:
+    """Boot from its own disk: its host name and address, answering the head node; the serial log of it."""
+    vm.start("c")
+    assert vm.wait_for_log(f"tiny image: {NODE} up", 120), f"did not come up from disk:\n{vm.log_tail()}"
+    assert f"host={NODE} ip={NODE_IP}" in head.http_get(f"http://{NODE_IP}/")
+    return vm.log.read_text(errors="replace")
+
+
 def test_a_server_with_an_intel_nic_and_a_sata_disk_installs_with_the_generic_kernel(
     make_lab: MakeLab, tmp_path: Path
 ) -> None:
@@ -123,23 +156,9 @@ def test_a_server_with_an_intel_nic_and_a_sata_disk_installs_with_the_generic_ke
     )
     assert head.installer is not None
     assert {"e1000e", "ahci", "igb", "nvme"} <= set(head.installer.modules), head.installer.modules
-    tap = lab.add_tap("private", f"hw{os.getpid() % 100000}")
-    vm = Vm(lab.switch_netns, tap, MAC, make_disk(tmp_path / "disk.raw", 256), tmp_path / "serial.log", hardware=True)
-    try:
-        head.start()
-        vm.start("n")
-        assert vm.wait(INSTALL_TIMEOUT) is not None, f"no power-off within {INSTALL_TIMEOUT:.0f} s:\n{vm.log_tail()}"
-        assert node_state(head.state) == ("installed", "", "localboot"), vm.log_tail()
-        vm.start("c")
-        assert vm.wait_for_log(f"tiny image: {NODE} up", 120), f"did not come up from disk:\n{vm.log_tail()}"
-        assert "e1000e" in vm.log.read_text(errors="replace")  # the kernel drove the Intel NIC
-        assert f"host={NODE} ip={NODE_IP}" in head.http_get(f"http://{NODE_IP}/")
-    except BaseException:
-        print(f"--- serial log tail ---\n{vm.log_tail(60)}")
-        raise
-    finally:
-        vm.kill()
-        head.stop()
+    with vm_of(head, tmp_path, "hw", hardware=True) as vm:
+        assert "ahci" in install_over_the_network(head, vm)
+        assert "e1000e" in boot_from_disk(head, vm)  # the installed system's kernel drove the Intel NIC
 
 
 def test_a_uefi_client_network_boots_through_ipxe_efi_installs_and_boots_from_its_disk(
@@ -150,29 +169,14 @@ def test_a_uefi_client_network_boots_through_ipxe_efi_installs_and_boots_from_it
     # system partition that the firmware boots from afterwards.
     lab = make_lab(default_spec().model_copy(update={"clients": []}))
     head = prepare_head(lab, default_spec(), [(NODE, MAC)], tmp_path, cache_dir=CACHE)
-    tap = lab.add_tap("private", f"ue{os.getpid() % 100000}")
-    vm = Vm(lab.switch_netns, tap, MAC, make_disk(tmp_path / "disk.raw", 256), tmp_path / "serial.log", uefi=True)
-    try:
-        head.start()
-        vm.start("n")
-        assert vm.wait(INSTALL_TIMEOUT) is not None, f"no power-off within {INSTALL_TIMEOUT:.0f} s:\n{vm.log_tail()}"
-        serial = vm.log.read_text(errors="replace")
+    with vm_of(head, tmp_path, "ue", uefi=True) as vm:
+        serial = install_over_the_network(head, vm)
         assert "EFI v2" in serial, vm.log_tail()  # the installer's kernel started as an EFI program
         served = NetbootPaths.under(head.state).log_file.read_text()
         assert re.search(r"sent \S*/ipxe\.efi to 198\.18\.0\.101", served), [
             line for line in served.splitlines() if re.search("tftp|bootfile|arch|vendor|user class|tags", line)
         ]
         assert not re.search(r"sent \S*/undionly\.kpxe", served)  # the BIOS loader was never transferred
-        assert node_state(head.state) == ("installed", "", "localboot"), vm.log_tail()
         assert "efi firmware" in serial and "syslinux.efi on the EFI system partition" in serial
-
         # From its own disk, through the firmware: \EFI\BOOT\BOOTX64.EFI (syslinux.efi) on the GPT disk's ESP.
-        vm.start("c")
-        assert vm.wait_for_log(f"tiny image: {NODE} up", 120), f"did not come up from disk:\n{vm.log_tail()}"
-        assert f"host={NODE} ip={NODE_IP}" in head.http_get(f"http://{NODE_IP}/")
-    except BaseException:
-        print(f"--- serial log tail ---\n{vm.log_tail(60)}")
-        raise
-    finally:
-        vm.kill()
-        head.stop()
+        boot_from_disk(head, vm)
