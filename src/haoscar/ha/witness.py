@@ -107,10 +107,9 @@ class Witness:
         return encode(KIND_LEASE_REPLY, reply, self.key)
 
     def _save(self, before: dict[str, str]) -> bool:
-        for head in sorted(set(before) | set(self.table.stale)):
-            if before.get(head) != self.table.stale.get(head):
-                why = self.table.stale.get(head)
-                self._log(f"{head} marked stale: {why}" if why is not None else f"{head} no longer marked stale")
+        for head in sorted(set(before) ^ set(self.table.stale)):  # a changed reason alone is saved, not logged
+            why = self.table.stale.get(head)
+            self._log(f"{head} marked stale: {why}" if why is not None else f"{head} no longer marked stale")
         if self.state_file is None:
             return True
         try:
