@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from haoscar.lab.testing import MakeLab, pings
 from haoscar.provision import install_progress
 from haoscar.provision.install_lab import InstallHead, prepare_head
 from haoscar.provision.install_vm import Vm, make_disk
+from haoscar.provision.installer_build import SCRIPTS_DIR
 from haoscar.provision.netboot_files import NetbootPaths
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
@@ -137,6 +139,29 @@ def install_over_the_network(head: InstallHead, vm: Vm) -> str:
     return vm.log.read_text(errors="replace")
 
 
+def installed_files(head: InstallHead, disk: Path, partition: int, paths: list[str]) -> dict[str, str | None]:
+    """Files of a powered-off VM's disk (None: missing), read through a loop device over one partition (this
+    machine has no udev to make partition nodes), mounted inside the head host."""
+    table = subprocess.run(["sfdisk", "-J", str(disk)], capture_output=True, text=True, check=True).stdout
+    part = json.loads(table)["partitiontable"]["partitions"][partition - 1]
+    loop = subprocess.run(
+        ["losetup", "-f", "--show", "-o", str(part["start"] * 512), "--sizelimit", str(part["size"] * 512), str(disk)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    device, mount = loop.stdout.strip(), "/run/installed-root"
+    try:
+        head.lab.exec(HEAD, ["mkdir", "-p", mount])
+        head.lab.exec(HEAD, ["mount", "-o", "ro", device, mount])
+        found: dict[str, str | None] = {}
+        for path in paths:
+            read = head.lab.exec(HEAD, ["cat", f"{mount}{path}"], check=False)
+            found[path] = read.stdout if read.returncode == 0 else None
+        return found
+    finally:
+        head.lab.exec(HEAD, ["umount", mount], check=False)
+        subprocess.run(["losetup", "-d", device], check=False)
+
+
 def boot_from_disk(head: InstallHead, vm: Vm) -> str:
     """Boot from its own disk: its host name and address, answering the head node; the serial log of it."""
     vm.start("c")
@@ -178,5 +203,10 @@ def test_a_uefi_client_network_boots_through_ipxe_efi_installs_and_boots_from_it
         ]
         assert not re.search(r"sent \S*/undionly\.kpxe", served)  # the BIOS loader was never transferred
         assert "efi firmware" in serial and "syslinux.efi on the EFI system partition" in serial
+        # The installed system mounts the ESP and keeps its kernel copy current across kernel upgrades.
+        hook = "/etc/kernel/postinst.d/zz-haoscar-esp"
+        files = installed_files(head, vm.disk, 2, ["/etc/fstab", hook, "/etc/initramfs/post-update.d/zz-haoscar-esp"])
+        assert "LABEL=HAOSCAR_ESP /boot/efi vfat" in (files["/etc/fstab"] or ""), files
+        assert files[hook] == (SCRIPTS_DIR / "esp-kernel-hook.sh").read_text(), files
         # From its own disk, through the firmware: \EFI\BOOT\BOOTX64.EFI (syslinux.efi) on the GPT disk's ESP.
         boot_from_disk(head, vm)

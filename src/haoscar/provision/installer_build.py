@@ -188,7 +188,7 @@ def _inputs_digest(kernel: KernelTree, plan: ModulePlan) -> str:
     digest = hashlib.sha256(kernel.package.key.encode())
     digest.update(" ".join(path.name for path in plan.load_order).encode())
     digest.update(" ".join(inside for inside, _source in DATA_FILES).encode())
-    for name in ("init.sh", "install.sh", "udhcpc.sh"):
+    for name in ("init.sh", "install.sh", "udhcpc.sh", "esp-kernel-hook.sh"):
         digest.update(_script(name))
     for _inside, program in (*TOOLS, ("bin/busybox", "busybox")):
         path = _which(program)
@@ -201,6 +201,7 @@ def installer_entries(kernel: KernelTree, plan: ModulePlan) -> list[Entry]:
     extra = [
         *tool_entries(),
         Entry.file("usr/lib/haoscar/install.sh", _script("install.sh"), 0o755),
+        Entry.file("usr/lib/haoscar/esp-kernel-hook.sh", _script("esp-kernel-hook.sh"), 0o755),
         Entry.file("usr/share/udhcpc/default.script", _script("udhcpc.sh"), 0o755),
     ]
     return initramfs(kernel, plan, _script("init.sh"), extra)

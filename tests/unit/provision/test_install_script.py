@@ -39,3 +39,33 @@ def test_kernel_arguments_partitions_and_sizes(tmp_path: Path) -> None:
     with disk.open("wb") as handle:
         handle.truncate(32 << 20)
     assert sh(f"disk_bytes {disk}").strip() == str(32 << 20)
+
+
+def test_firmware_choice_and_the_esp_in_the_size_check(tmp_path: Path) -> None:
+    cmdline = tmp_path / "cmdline"
+    cmdline.write_text("console=ttyS0 haoscar.firmware=efi\n")
+    out = sh("firmware; FIRMWARE=efi; needed_bytes 0; partition_of /dev/vda 2", HAOSCAR_CMDLINE=str(cmdline))
+    assert out.split() == ["efi", str(64 * 1048576 + 100 * 1048576), "/dev/vda2"]
+    assert sh("firmware", HAOSCAR_FIRMWARE="bios", HAOSCAR_CMDLINE=str(cmdline)).strip() == "bios"
+
+
+def test_the_kernel_hook_keeps_the_esp_copy_of_the_newest_kernel(tmp_path: Path) -> None:
+    # A UEFI node after `apt upgrade`: a newer kernel and initramfs in /boot; syslinux.efi boots the ESP's copies.
+    boot = tmp_path / "boot"
+    esp = boot / "efi/EFI/BOOT"
+    esp.mkdir(parents=True)
+    (esp / "vmlinuz").write_text("6.1.0-9 kernel")
+    (esp / "syslinux.cfg").write_text("LABEL haoscar\n    LINUX vmlinuz\n    APPEND root=UUID=x ro\n")
+    for version in ("6.1.0-9", "6.1.0-10"):
+        (boot / f"vmlinuz-{version}-amd64").write_text(f"{version} kernel")
+        (boot / f"initrd.img-{version}-amd64").write_text(f"{version} initrd")
+    hook = SCRIPTS_DIR / "esp-kernel-hook.sh"
+    done = subprocess.run(
+        ["busybox", "sh", str(hook)], env={"HAOSCAR_ROOT": str(tmp_path), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert (esp / "vmlinuz").read_text() == "6.1.0-10 kernel"  # version order, not text order (-10 > -9)
+    assert (esp / "initrd.img").read_text() == "6.1.0-10 initrd"
+    assert (esp / "syslinux.cfg").read_text().splitlines()[1:3] == ["    LINUX vmlinuz", "    INITRD initrd.img"]
+    assert sorted(p.name for p in esp.iterdir()) == ["initrd.img", "syslinux.cfg", "vmlinuz"]

@@ -182,7 +182,7 @@ make_filesystem() {
         ESP=$(partition_of "$DISK" 1)
         PART=$(partition_of "$DISK" 2)
         wait_for_partition "$ESP"
-        mkdosfs -n EFI "$ESP" >/tmp/mkfs.log 2>&1 || fail disk "mkdosfs $ESP: $(tail_of /tmp/mkfs.log)"
+        mkdosfs -n HAOSCAR_ESP "$ESP" >/tmp/mkfs.log 2>&1 || fail disk "mkdosfs $ESP: $(tail_of /tmp/mkfs.log)"
     else
         report disk 4 0 "partitioning $DISK (MBR, one ext4 root partition)"
         printf 'label: dos\nstart=2048, type=83, bootable\n' |
@@ -313,6 +313,13 @@ efi_bootloader() { # KERNEL INITRD (paths inside the new root)
     ) 2>/tmp/esp.log || { umount /tmp/esp; fail bootloader "copying to the EFI system partition: $(tail_of /tmp/esp.log)"; }
     if [ -f "$TARGET$2" ]; then boot_config vmlinuz initrd.img; else boot_config vmlinuz; fi >"$dir/syslinux.cfg"
     umount /tmp/esp
+    # The installed system mounts the ESP and copies every new kernel and initramfs there (kernel upgrades).
+    mkdir -p "$TARGET/boot/efi" "$TARGET/etc/kernel/postinst.d" "$TARGET/etc/initramfs/post-update.d"
+    echo "LABEL=HAOSCAR_ESP /boot/efi vfat umask=0077,nofail 0 2" >>"$TARGET/etc/fstab"
+    for hook in "$TARGET/etc/kernel/postinst.d/zz-haoscar-esp" "$TARGET/etc/initramfs/post-update.d/zz-haoscar-esp"; do
+        cp /usr/lib/haoscar/esp-kernel-hook.sh "$hook" && chmod 755 "$hook" ||
+            fail bootloader "cannot write the kernel hook $hook"
+    done
     sync
     report bootloader 99 0 "boots $1 (copied to $ESP) from UEFI, root UUID=$ROOT_UUID"
 }
