@@ -299,8 +299,7 @@ boot_config() { # KERNEL [INITRD]: a syslinux configuration that boots the new r
 efi_bootloader() { # KERNEL INITRD (paths inside the new root)
     report bootloader 95 0 "syslinux.efi on the EFI system partition $ESP"
     # syslinux.efi reads its configuration, kernel and initrd from its own FAT partition, the removable-media path
-    # every UEFI firmware tries (no NVRAM boot entry needed). A kernel upgrade in the installed system must copy
-    # the new kernel there too (or reinstall the node).
+    # every UEFI firmware tries (no NVRAM boot entry needed); the hook written below keeps that kernel current.
     mkdir -p /tmp/esp
     mount -t vfat "$ESP" /tmp/esp || fail bootloader "cannot mount the EFI system partition $ESP"
     dir=/tmp/esp/EFI/BOOT
@@ -379,6 +378,10 @@ main() {
     trap 'cleanup' EXIT
     network
     FIRMWARE=$(firmware)
+    case "$FIRMWARE" in
+        efi | bios) ;;
+        *) fail node "haoscar.firmware=$FIRMWARE is neither efi nor bios; leave it out to detect the firmware" ;;
+    esac
     report node 1 0 "node $NODE, image $IMAGE, $FIRMWARE firmware"
     [ "$IMAGE_OK" = 1 ] || fail image "$IMAGE_ERROR"
     check_disk
