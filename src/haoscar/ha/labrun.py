@@ -389,18 +389,37 @@ class OwnerSampler:
         if self._arp_sock is not None:
             self._arp_sock.close()
 
+    def _holds(self, head: str) -> tuple[bool, bool]:
+        """(the VIP is configured on the head, and its public link is up)."""
+        ipr = self._ipr[head]
+        try:
+            if not ipr.get_addr(address=self.vip):
+                return False, False
+            link = ipr.get_links(ifname=self._public[head])[0]
+            return True, bool(link["flags"] & 1 and link.get("IFLA_OPERSTATE") in ("UP", "UNKNOWN"))
+        except Exception:
+            return False, False
+
     def sample_once(self) -> Sample:
+        # The heads are read one after the other, a few ms apart: a handover that completes between the two reads
+        # (the old head read before it dropped the VIP, the new one after it added it) would look like two owners.
+        # So two owners count only when the first head, read again after the second, still holds the VIP: then
+        # it held it throughout, including the instant the second was read (a head never re-adds the VIP within
+        # milliseconds of dropping it).
         configured, reachable = set(), set()
-        for head, ipr in self._ipr.items():
-            try:
-                if not ipr.get_addr(address=self.vip):
-                    continue
+        for head in self.heads:
+            has, up = self._holds(head)
+            if has:
                 configured.add(head)
-                link = ipr.get_links(ifname=self._public[head])[0]
-                if link["flags"] & 1 and link.get("IFLA_OPERSTATE") in ("UP", "UNKNOWN"):
-                    reachable.add(head)
-            except Exception:
-                continue
+            if up:
+                reachable.add(head)
+        if len(configured) >= 2:
+            first = self.heads[0]
+            has, up = self._holds(first)
+            if not has:
+                configured.discard(first)
+            if not up:
+                reachable.discard(first)
         owner = None
         if self._client_ipr is not None:
             with contextlib.suppress(Exception):
