@@ -236,12 +236,11 @@ def build_installer_command(
     ] = "linux-image-cloud-amd64",
     as_json: JsonOption = False,
 ) -> None:
-    """Build the installer's kernel (Debian's cloud kernel, through apt) and initramfs (busybox, drivers, tools and
-    haoscar's install script) into STATE/netboot/boot/installer/, served for every image."""
+    """Build the installer's kernel (Debian's cloud kernel or --kernel-package, through apt) and initramfs
+    (busybox, drivers, tools and haoscar's install script) into STATE/netboot/boot/installer/, served for every
+    image."""
     from haoscar.provision.installer_build import build_installer
-    from haoscar.provision.installer_kernel import checked_kernel_package
 
-    checked_kernel_package(kernel_package)  # a bad name is refused before anything is fetched
     state = cli_context(ctx).state_dir
     if as_json:
         result = build_installer(state, cache_dir=cache_dir, kernel_package=kernel_package)
