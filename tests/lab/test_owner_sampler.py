@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from haoscar.ha.labrun import HaLab, OwnerSampler
+from haoscar.ha.labrun import HaLab, OwnerSampler, wait_until
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.testing import MakeLab
 
@@ -26,6 +26,8 @@ def test_the_sampler_sees_no_owner_one_owner_and_two_owners(make_lab: MakeLab) -
         assert sampler.sample_once().reachable == {primary.hostname}
         vip_on(standby.hostname, standby.public_interface, "add")
         assert sampler.sample_once().reachable == {primary.hostname, standby.hostname}
+        # The background samples (every 10 ms) record it too: the state is held until they have.
+        assert wait_until(lambda: sampler.max_owners() == 2, 5)
         vip_on(primary.hostname, primary.public_interface, "del")
         assert sampler.sample_once().reachable == {standby.hostname}
         ha.lab.link(standby.hostname, standby.public_interface, False)
