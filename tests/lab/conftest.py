@@ -1,5 +1,5 @@
 """Lab fixtures: ``make_lab`` (a factory) and ``lab`` (the default lab.yaml), always taken down."""
 
-from haoscar.lab.testing import lab, make_lab
+from haoscar.scenarios.lab_fixtures import lab, make_lab
 
 __all__ = ["lab", "make_lab"]

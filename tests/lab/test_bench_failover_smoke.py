@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from haoscar.bench.failover import BenchOptions, run_failover_bench
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.lab import down_lab
-from haoscar.lab.testing import unique_lab_name
+from haoscar.scenarios.bench.failover import BenchOptions, run_failover_bench
+from haoscar.scenarios.lab_fixtures import unique_lab_name
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(120)]
 

@@ -16,8 +16,8 @@ from haoscar.db.session import open_database
 from haoscar.lab import LabInterface
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.lab import Lab
-from haoscar.lab.testing import MakeLab
 from haoscar.provision.netboot_macs import assign_macs
+from haoscar.scenarios.lab_fixtures import MakeLab
 
 pytestmark = pytest.mark.lab
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from haoscar.ha.labrun import ha_lab
-from haoscar.lab.testing import pings, unique_lab_name
+from haoscar.scenarios.ha_lab import ha_lab
+from haoscar.scenarios.lab_fixtures import pings, unique_lab_name
 from haoscar.spec import load_spec
 
 pytestmark = pytest.mark.lab

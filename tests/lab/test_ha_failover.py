@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from haoscar.ha.labrun import HaLab, OwnerSampler, ha_lab, in_netns, wait_until
 from haoscar.ha.wire import KIND_HEARTBEAT, encode
-from haoscar.lab.testing import pings, unique_lab_name
+from haoscar.scenarios.ha_lab import HaLab, OwnerSampler, ha_lab, in_netns, wait_until
+from haoscar.scenarios.lab_fixtures import pings, unique_lab_name
 from haoscar.spec import load_spec
 
 pytestmark = pytest.mark.lab

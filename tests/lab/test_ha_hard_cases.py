@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from haoscar.ha.labrun import HaLab, OwnerSampler, ha_lab, wait_until
 from haoscar.lab.defaults import default_spec
-from haoscar.lab.testing import pings, unique_lab_name
+from haoscar.scenarios.ha_lab import HaLab, OwnerSampler, ha_lab, wait_until
+from haoscar.scenarios.lab_fixtures import pings, unique_lab_name
 
 pytestmark = pytest.mark.lab
 

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from haoscar.bench.replication import LOSS_BOUND_S, Load, _same
 from haoscar.db.session import open_database, record_event
-from haoscar.ha.labrun import HOST_STATE_DIR, HaLab, ha_lab, wait_until
 from haoscar.lab.defaults import default_spec
-from haoscar.lab.testing import unique_lab_name
-from haoscar.replication.labkit import db_messages
+from haoscar.scenarios.bench.replication import LOSS_BOUND_S, Load, _same
+from haoscar.scenarios.ha_lab import HOST_STATE_DIR, HaLab, ha_lab, wait_until
+from haoscar.scenarios.lab_fixtures import unique_lab_name
+from haoscar.scenarios.repl_lab import db_messages
 
 pytestmark = pytest.mark.lab
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from haoscar.lab import Lab
-from haoscar.lab.testing import MakeLab
+from haoscar.scenarios.lab_fixtures import MakeLab
 
 pytestmark = pytest.mark.lab
 
@@ -26,7 +26,7 @@ NODE02_MAC = "52:54:00:00:01:02"
 DRIVER = r"""
 import asyncio, json, sys
 from pathlib import Path
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.ha.resources import ResourceGroup
 from haoscar.spec.loader import load_spec
 

@@ -10,11 +10,11 @@ import time
 import pytest
 from sshd_helper import lab_sshd
 
-from haoscar.ha.labrun import OwnerSampler, start_ha
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.lab import Lab, down_lab
-from haoscar.lab.testing import pings, unique_lab_name
 from haoscar.provision.sshkeys import ensure_identity
+from haoscar.scenarios.ha_lab import OwnerSampler, start_ha
+from haoscar.scenarios.lab_fixtures import pings, unique_lab_name
 
 pytestmark = pytest.mark.lab
 

@@ -14,8 +14,8 @@ import pytest
 from sshd_helper import lab_sshd
 
 from haoscar.lab.lab import Lab
-from haoscar.lab.testing import MakeLab
 from haoscar.provision.sshkeys import ensure_identity
+from haoscar.scenarios.lab_fixtures import MakeLab
 
 pytestmark = pytest.mark.lab
 

@@ -15,10 +15,10 @@ from haoscar.db.models import Node
 from haoscar.db.session import open_database
 from haoscar.lab import LabInterface
 from haoscar.lab.defaults import default_spec
-from haoscar.lab.testing import MakeLab
 from haoscar.provision.images import ImageStore
 from haoscar.provision.installer_build import SCRIPTS_DIR
 from haoscar.provision.netboot_macs import assign_macs
+from haoscar.scenarios.lab_fixtures import MakeLab
 
 pytestmark = pytest.mark.lab
 

@@ -18,12 +18,12 @@ import pytest
 from haoscar.db.models import Node
 from haoscar.db.session import open_database
 from haoscar.lab.defaults import default_spec
-from haoscar.lab.testing import MakeLab, pings
 from haoscar.provision import install_progress
-from haoscar.provision.install_lab import InstallHead, prepare_head
-from haoscar.provision.install_vm import Vm, make_disk
 from haoscar.provision.installer_build import SCRIPTS_DIR
 from haoscar.provision.netboot_files import NetbootPaths
+from haoscar.scenarios.install_lab import InstallHead, prepare_head
+from haoscar.scenarios.install_vm import Vm, make_disk
+from haoscar.scenarios.lab_fixtures import MakeLab, pings
 
 pytestmark = [pytest.mark.lab, pytest.mark.vm]
 

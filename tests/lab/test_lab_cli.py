@@ -12,7 +12,7 @@ import pytest
 
 from haoscar.cli.main import run
 from haoscar.lab import Lab
-from haoscar.lab.testing import unique_lab_name
+from haoscar.scenarios.lab_fixtures import unique_lab_name
 
 pytestmark = pytest.mark.lab
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from haoscar.commands.demo import Act, ActResult, install_act, run_demo
 from haoscar.lab import Lab, known_labs
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.names import NETNS_DIR, netns_prefix
-from haoscar.lab.testing import unique_lab_name
+from haoscar.scenarios.demo import Act, ActResult, install_act, run_demo
+from haoscar.scenarios.lab_fixtures import unique_lab_name
 from haoscar.spec import ClusterSpec
 
 pytestmark = pytest.mark.lab

@@ -7,7 +7,7 @@ import pytest
 from haoscar.errors import UserError
 from haoscar.lab import Lab
 from haoscar.lab.procs import state_of
-from haoscar.lab.testing import pings
+from haoscar.scenarios.lab_fixtures import pings
 
 pytestmark = pytest.mark.lab
 

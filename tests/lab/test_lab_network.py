@@ -11,7 +11,7 @@ from haoscar.errors import UserError
 from haoscar.lab import Lab, LabInterface, down_lab
 from haoscar.lab.names import NETNS_DIR
 from haoscar.lab.procs import state_of
-from haoscar.lab.testing import MakeLab, pings
+from haoscar.scenarios.lab_fixtures import MakeLab, pings
 
 pytestmark = pytest.mark.lab
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from haoscar.ha.labrun import HaLab, OwnerSampler, wait_until
 from haoscar.lab.defaults import default_spec
-from haoscar.lab.testing import MakeLab
+from haoscar.scenarios.ha_lab import HaLab, OwnerSampler, wait_until
+from haoscar.scenarios.lab_fixtures import MakeLab
 
 pytestmark = pytest.mark.lab
 

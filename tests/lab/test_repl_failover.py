@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from haoscar.bench.replication import crash_run
 from haoscar.db.session import open_database, record_event
 from haoscar.lab.defaults import default_spec
-from haoscar.lab.testing import MakeLab
-from haoscar.replication.labkit import ReplLab, db_messages, repl_spec
+from haoscar.scenarios.bench.replication import crash_run
+from haoscar.scenarios.lab_fixtures import MakeLab
+from haoscar.scenarios.repl_lab import ReplLab, db_messages, repl_spec
 
 pytestmark = pytest.mark.lab
 

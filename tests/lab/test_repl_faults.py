@@ -10,8 +10,8 @@ import pytest
 
 from haoscar.db.session import open_database, record_event
 from haoscar.lab.defaults import default_spec
-from haoscar.lab.testing import MakeLab
-from haoscar.replication.labkit import HOST_STATE_DIR, ReplLab, db_messages, repl_spec
+from haoscar.scenarios.lab_fixtures import MakeLab
+from haoscar.scenarios.repl_lab import HOST_STATE_DIR, ReplLab, db_messages, repl_spec
 from haoscar.spec.models import ReplicatedPath
 
 pytestmark = pytest.mark.lab

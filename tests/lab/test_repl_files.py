@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from haoscar.lab.defaults import default_spec
-from haoscar.lab.testing import MakeLab
-from haoscar.replication.labkit import ReplLab, repl_spec
+from haoscar.scenarios.lab_fixtures import MakeLab
+from haoscar.scenarios.repl_lab import ReplLab, repl_spec
 
 pytestmark = pytest.mark.lab
 
@@ -119,7 +119,7 @@ def test_a_file_being_written_is_not_shipped_half_written(heads: ReplLab) -> Non
 DRAIN = """
 import asyncio, json, os, sys
 from pathlib import Path
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.replication import ReplicationManager
 from haoscar.spec.loader import load_spec
 

@@ -27,13 +27,13 @@ from haoscar.commands.apply import apply_spec
 from haoscar.commands.nodes import delete_nodes
 from haoscar.db.session import open_database
 from haoscar.ha.control import request
-from haoscar.ha.labrun import dump_spec, ha_spec
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.lab import Lab
-from haoscar.lab.testing import MakeLab, pings
-from haoscar.provision.install_tinyimage import build_tiny_tree
 from haoscar.provision.installer_kernel import fetch_kernel, resolve_package
 from haoscar.provision.sshkeys import ensure_identity
+from haoscar.scenarios.ha_lab import dump_spec, ha_spec
+from haoscar.scenarios.lab_fixtures import MakeLab, pings
+from haoscar.scenarios.tinyimage import build_tiny_tree
 
 pytestmark = pytest.mark.lab
 

@@ -61,7 +61,7 @@ def failover(
     as_json: JsonOption = False,
 ) -> None:
     """Primary crash -> VIP answering from the standby (ping every 10 ms) and DHCP from the new head."""
-    from haoscar.bench.failover import BenchOptions, run_failover_bench
+    from haoscar.scenarios.bench.failover import BenchOptions, run_failover_bench
 
     if vs is not None and vs != "keepalived":
         raise UserError(f"--vs {vs!r} is not a known peer; the only one is --vs keepalived")
@@ -91,7 +91,7 @@ def soak(
     as_json: JsonOption = False,
 ) -> None:
     """Both cores loaded by a CPU hog, HA at its default profile: false failovers and the worst event-loop lag."""
-    from haoscar.bench.soak import run_soak
+    from haoscar.scenarios.bench.soak import run_soak
 
     spec = _spec(spec_file)
     with _progress("bench soak") as note:

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from haoscar.bench.self_heal import measure
 from haoscar.cli.groups import bench_app
 from haoscar.cli.render import console, err_console, print_json, table
+from haoscar.scenarios.bench.self_heal import measure
 
 
 @bench_app.command("self-heal")

@@ -13,7 +13,7 @@ from haoscar.cli.render import console, err_console, print_json, table
 
 def _show(kind: str, payload: Any) -> None:
     from haoscar.cli.lab import render_status
-    from haoscar.commands.demo import ActResult
+    from haoscar.scenarios.demo import ActResult
 
     if kind == "lab":
         render_status(payload)
@@ -48,8 +48,8 @@ def demo(
     ] = False,
 ) -> None:
     """Bring the demo cluster up in network namespaces, prove who reaches whom, fail the head over, tear it down."""
-    from haoscar.commands.demo import default_acts, load_demo_spec, run_demo
     from haoscar.lab import require_root
+    from haoscar.scenarios.demo import default_acts, load_demo_spec, run_demo
 
     require_root("`haoscar demo`")
     cluster = load_demo_spec(spec)

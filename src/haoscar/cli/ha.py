@@ -44,7 +44,7 @@ def keygen(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing key.")] = False,
 ) -> None:
     """Make the HMAC key shared by both heads and the witness."""
-    from haoscar.ha.keyfile import generate_key
+    from haoscar.keys import generate_key
 
     path = generate_key(out, force)
     console.print(f"wrote a new HA key to {path} (mode 0600); copy it to the other head and the witness")

@@ -270,7 +270,7 @@ def bench_install(
 ) -> None:
     """Install one VM over the network in a fresh lab: time per stage, image MB/s from the boot server, and the
     same image copied with plain rsync in the same run."""
-    from haoscar.bench.install import run_bench
+    from haoscar.scenarios.bench.install import run_bench
 
     result = run_bench(cli_context(ctx).state_dir)
     if as_json:

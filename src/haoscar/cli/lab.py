@@ -195,6 +195,6 @@ def loss(
 
 
 def register(app: typer.Typer) -> None:
-    import haoscar.bench.lab  # noqa: F401 - registers `haoscar bench lab` on the bench group
+    import haoscar.scenarios.bench.lab  # noqa: F401 - registers `haoscar bench lab` on the bench group
 
     app.add_typer(lab_app, name="lab")

@@ -118,7 +118,7 @@ def bench_netboot_sync(
     as_json: JsonOption = False,
 ) -> None:
     """Full regeneration of DHCP / iPXE files for N nodes and a one-node change (targets 2 s and 50 ms)."""
-    from haoscar.bench.netboot_sync import run_bench
+    from haoscar.scenarios.bench.netboot_sync import run_bench
 
     result = run_bench(nodes)
     if as_json:

@@ -163,4 +163,4 @@ def delete(
 def register(app: typer.Typer) -> None:
     app.add_typer(node_app, name="node")
     # Importing the benchmark registers `haoscar bench define-clients` on the shared bench group.
-    import haoscar.bench.define_clients  # noqa: F401
+    import haoscar.scenarios.bench.define_clients  # noqa: F401

@@ -116,7 +116,7 @@ def bench_replication(
 ) -> None:
     """Two heads in a lab: file lag p50/p99 at a steady write rate, then a crash of the active head in the middle
     of a second run, counting acknowledged files and database changes missing on the standby."""
-    from haoscar.bench.replication import run_bench
+    from haoscar.scenarios.bench.replication import run_bench
 
     result = run_bench(cli_context(ctx).state_dir, seconds=seconds, rate=rate, db_changes=db_changes,
                        progress=not as_json)  # fmt: skip

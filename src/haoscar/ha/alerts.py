@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
-from haoscar.ha.events import Event, at_least
+from haoscar.events import Event, at_least
 from haoscar.spec.models import Alert
 
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from haoscar.events import EventBus, Severity
 from haoscar.ha.config import Link, NodeConfig
 from haoscar.ha.control import control_path, serve_control
 from haoscar.ha.decide import Action, Demote, Go, Promote, View, decide, lease_probe, stale_refusal, wants_failback
-from haoscar.ha.events import EventBus, Severity
 from haoscar.ha.fencing import FenceResult, fence
 from haoscar.ha.lease import LeaseView
 from haoscar.ha.peer import DropCounters, PeerView, SentLog

@@ -4,7 +4,7 @@ Methods (``ha.fencing.method``):
 
 - ``lab``: ask the lab controller to crash the peer's lab host. The daemon runs inside a lab host and stays
   lab-agnostic: it writes one JSON line ``{"action": "off", "host": NAME}`` to the UNIX socket named by
-  ``options.socket`` and reads ``{"ok": true|false, "message": ...}`` (``haoscar.ha.labrun`` serves it).
+  ``options.socket`` and reads ``{"ok": true|false, "message": ...}`` (``haoscar.scenarios.ha_lab`` serves it).
 - ``fence-agents``: run an installed ``fence_*`` agent (``agent``; a name on PATH or a path) with the standard
   key=value lines on stdin (``options`` plus ``action=off``); exit status 0 = fenced.
 - ``ssh``: best effort, ``ssh host command`` (``options.host`` defaults to the peer, ``options.command`` to

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.ha.state import State
 from haoscar.replication.state import PersistedState, ReplicationStatus
 from haoscar.spec.models import ClusterSpec

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from haoscar.events import EventBus
 from haoscar.ha.api import ApiProvider
-from haoscar.ha.events import EventBus
 from haoscar.ha.services import ResourceError, ServiceEnv, ServiceResource, build_service
 from haoscar.ha.services.proc import within
 from haoscar.spec.models import ClusterSpec

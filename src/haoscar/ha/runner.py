@@ -9,16 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from haoscar.errors import UserError
+from haoscar.events import EventBus
 from haoscar.ha.api import ApiRunner, local_addresses, start_status_listener
 from haoscar.ha.config import node_config
 from haoscar.ha.daemon import Daemon
-from haoscar.ha.events import EventBus
-from haoscar.ha.keyfile import load_key
 from haoscar.ha.lease import LeaseTable
 from haoscar.ha.replication_glue import make_glue
 from haoscar.ha.resources import ResourceGroup
 from haoscar.ha.timing import LoopLagMonitor, apply_timing_protection
 from haoscar.ha.witness import Witness, serve
+from haoscar.keys import load_key
 from haoscar.spec.models import ClusterSpec
 
 

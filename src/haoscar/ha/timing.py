@@ -17,7 +17,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.spec.models import HA
 
 MCL_CURRENT = 1

@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from haoscar.errors import UserError
-from haoscar.ha.keyfile import load_key
+from haoscar.keys import load_key
 from haoscar.spec.models import ClusterSpec, HeadNode
 
 # The trees replicated when ha.replicate is empty: users' homes, haoscar's config, the image store and the

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.replication.config import repl_config
 from haoscar.replication.manager import ReplicationManager
 from haoscar.spec.models import ClusterSpec

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from haoscar.db.constants import DB_FILE
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.replication import dblog
 from haoscar.replication.config import DB_SOCKET, ReplConfig
 from haoscar.replication.dbwire import Channel, ChannelError, client_handshake

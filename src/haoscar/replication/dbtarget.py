@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from haoscar.db.constants import DB_FILE
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.replication import dblog
 from haoscar.replication.config import ReplConfig
 from haoscar.replication.dbwire import Channel, ChannelError, server_handshake, welcome_frame

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from haoscar.db.constants import DB_FILE
 from haoscar.errors import UserError
-from haoscar.ha.events import EventBus, Severity
+from haoscar.events import EventBus, Severity
 from haoscar.replication.config import ReplConfig, prepare_trees, repl_config
 from haoscar.replication.dbsource import DbSource
 from haoscar.replication.dbtarget import DbTarget

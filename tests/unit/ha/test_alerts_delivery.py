@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.spec.models import HA, Alert
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from haoscar.errors import UserError
+from haoscar.events import EventBus
 from haoscar.ha.api import call_api, ensure_token, read_token, start_api
-from haoscar.ha.events import EventBus
 from haoscar.ha.resources import ResourceGroup
 from haoscar.ha.services import ServiceEnv, build_service
 from haoscar.spec.models import HA, Service

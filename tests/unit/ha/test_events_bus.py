@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from haoscar.ha.events import Event, EventBus, JsonlStore, events_path, format_log_line
+from haoscar.events import Event, EventBus, JsonlStore, events_path, format_log_line
 from haoscar.spec.models import HA
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from haoscar.errors import UserError
 from haoscar.ha.fencing import fence
-from haoscar.ha.keyfile import generate_key, load_key
+from haoscar.keys import generate_key, load_key
 from haoscar.spec.models import Fencing
 
 

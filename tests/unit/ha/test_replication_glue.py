@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from haoscar.errors import UserError
+from haoscar.events import EventBus
 from haoscar.ha.decide import Demote, Go, View, decide, stale_refusal, wants_failback
-from haoscar.ha.events import EventBus
 from haoscar.ha.replication_glue import ReplicationGlue
 from haoscar.ha.state import State
 from haoscar.replication.state import PersistedState, ReplicationStatus, may_take_over

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.ha.resources import ResourceError, ResourceGroup
 from haoscar.ha.services.dnsmasq import DhcpPaths, render_lab_dhcp_config
 from haoscar.spec.loader import check_text

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from haoscar.ha.events import Event, EventBus
+from haoscar.events import Event, EventBus
 from haoscar.ha.resources import ResourceError, ResourceGroup
 from haoscar.ha.services import ServiceEnv, build_service
 from haoscar.ha.services.proc import pid_alive

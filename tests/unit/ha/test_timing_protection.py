@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.ha.timing import LoopLagMonitor
 
 

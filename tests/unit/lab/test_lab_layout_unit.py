@@ -6,11 +6,11 @@ import ipaddress
 
 import pytest
 
-from haoscar.bench.lab import synthetic_spec
 from haoscar.errors import UserError
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.layout import LabInterface, LabLayout, layout_from_spec
 from haoscar.lab.names import check_lab_name, host_netns, switch_netns
+from haoscar.scenarios.bench.lab import synthetic_spec
 
 
 def test_default_spec_gives_heads_clients_witness_and_user() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from haoscar.db.session import open_database, record_event
-from haoscar.ha.events import Event, EventBus
+from haoscar.events import Event, EventBus
 from haoscar.replication.config import ReplConfig
 from haoscar.replication.dbhook import NotReplicated
 from haoscar.replication.dbsource import DbSource

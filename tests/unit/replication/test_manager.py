@@ -8,7 +8,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from haoscar.ha.events import Event, EventBus
+from haoscar.events import Event, EventBus
 from haoscar.replication.manager import ReplicationManager
 from haoscar.replication.state import PersistedState, read_status
 from haoscar.spec import check_text

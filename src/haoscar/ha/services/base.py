@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from haoscar.ha.events import EventBus
+from haoscar.events import EventBus
 from haoscar.ha.services.proc import within
 from haoscar.spec.models import HA, ClusterSpec, HeadNode, Service
 

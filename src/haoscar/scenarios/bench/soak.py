@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from haoscar.bench.failover import HaoscarPair, bench_spec, probe, topology
-from haoscar.bench.failover_probe import ProbeEvent, icmp_argv
 from haoscar.errors import UserError
-from haoscar.ha.events import events_path
+from haoscar.events import events_path
 from haoscar.lab.lab import Lab
+from haoscar.scenarios.bench.failover import HaoscarPair, bench_spec, probe, topology
+from haoscar.scenarios.bench.failover_probe import ProbeEvent, icmp_argv
 from haoscar.spec import ClusterSpec
 
 POLL_S = 1.0

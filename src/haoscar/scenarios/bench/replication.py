@@ -30,7 +30,7 @@ from watchdog.observers import Observer
 from haoscar.db.session import open_database, record_event
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.lab import Lab, down_lab, require_root
-from haoscar.replication.labkit import ReplLab, db_messages, repl_spec
+from haoscar.scenarios.repl_lab import ReplLab, db_messages, repl_spec
 
 LOSS_BOUND_S = 1.0
 MIN_SIZE, MAX_SIZE = 4 * 1024, 1024 * 1024

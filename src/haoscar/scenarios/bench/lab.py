@@ -54,7 +54,7 @@ def synthetic_spec(hosts: int) -> ClusterSpec:
 
 def run(hosts: int) -> dict[str, Any]:
     from haoscar.lab import Lab
-    from haoscar.lab.testing import pings, unique_lab_name
+    from haoscar.scenarios.lab_fixtures import pings, unique_lab_name
 
     spec = synthetic_spec(hosts)
     with tempfile.TemporaryDirectory(prefix="haoscar-bench-lab-") as state:

@@ -17,10 +17,10 @@ from haoscar.errors import UserError
 from haoscar.lab.lab import Lab
 from haoscar.provision import install_progress
 from haoscar.provision.images import ImageStore
-from haoscar.provision.install_tinyimage import build_tiny_tree
 from haoscar.provision.installer_build import InstallerBuild, build_installer
 from haoscar.provision.installer_kernel import META_PACKAGE, fetch_kernel, resolve_package
 from haoscar.provision.netboot_macs import assign_macs
+from haoscar.scenarios.tinyimage import build_tiny_tree
 from haoscar.spec import ClusterSpec
 
 HEAD_STATE = "/var/lib/haoscar"

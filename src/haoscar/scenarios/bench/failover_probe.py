@@ -283,7 +283,9 @@ def probe_dhcp(iface: str, interval: float, lifeline: bool = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m haoscar.bench.failover_probe", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m haoscar.scenarios.bench.failover_probe", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="kind", required=True)
     icmp = sub.add_parser("icmp", help="ping an address every interval and print who answers")
     icmp.add_argument("--target", required=True, type=ipaddress.IPv4Address)
@@ -334,12 +336,12 @@ def parse_line(line: str) -> ProbeEvent | None:
 
 
 def icmp_argv(target: str, iface: str, interval: float = 0.01) -> list[str]:
-    return [sys.executable, "-m", "haoscar.bench.failover_probe", "icmp", "--target", target, "--iface", iface,
-            "--interval", f"{interval:g}", "--lifeline"]  # fmt: skip
+    return [sys.executable, "-m", "haoscar.scenarios.bench.failover_probe", "icmp",
+            "--target", target, "--iface", iface, "--interval", f"{interval:g}", "--lifeline"]  # fmt: skip
 
 
 def dhcp_argv(iface: str, interval: float = 0.05) -> list[str]:
-    return [sys.executable, "-m", "haoscar.bench.failover_probe", "dhcp", "--iface", iface,
+    return [sys.executable, "-m", "haoscar.scenarios.bench.failover_probe", "dhcp", "--iface", iface,
             "--interval", f"{interval:g}", "--lifeline"]  # fmt: skip
 
 

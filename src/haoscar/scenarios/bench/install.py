@@ -22,12 +22,12 @@ from haoscar.errors import UserError
 from haoscar.lab import LabInterface
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.lab import Lab
-from haoscar.lab.testing import unique_lab_name
 from haoscar.provision import install_progress
 from haoscar.provision.images import ImageStore
-from haoscar.provision.install_lab import InstallHead, prepare_head
-from haoscar.provision.install_vm import Vm, make_disk
 from haoscar.provision.installer_build import default_cache_dir
+from haoscar.scenarios.install_lab import InstallHead, prepare_head
+from haoscar.scenarios.install_vm import Vm, make_disk
+from haoscar.scenarios.lab_fixtures import unique_lab_name
 
 NODE, MAC = "node01", "52:54:00:be:00:01"
 COPY_HOST, COPY_IP = "copy1", "198.18.0.160"

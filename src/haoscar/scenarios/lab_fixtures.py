@@ -2,7 +2,7 @@
 
 Use them from a ``conftest.py``::
 
-    from haoscar.lab.testing import lab, make_lab  # noqa: F401
+    from haoscar.scenarios.lab_fixtures import lab, make_lab  # noqa: F401
 
 ``make_lab(spec_or_path=None, name=None)`` builds a lab (the default lab.yaml when no spec is given) in a
 temporary state directory; ``lab`` is one lab of the default spec. Nothing is skipped when not root: ``Lab.up``

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from haoscar.ha.events import Event, EventBus, JsonlStore, LogSink
+from haoscar.events import Event, EventBus, JsonlStore, LogSink
 from haoscar.ha.resources import ResourceGroup
 from haoscar.ha.services import ServiceEnv, build_service
 from haoscar.spec.models import Service

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from haoscar.ha.keyfile import generate_key
+from haoscar.keys import generate_key
 from haoscar.lab.lab import Lab
 from haoscar.replication.state import read_status
 from haoscar.spec.models import ClusterSpec

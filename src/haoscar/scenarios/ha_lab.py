@@ -31,8 +31,8 @@ from pyroute2 import IPRoute
 
 from haoscar.errors import UserError
 from haoscar.ha.control import request
-from haoscar.ha.keyfile import generate_key
 from haoscar.ha.vip import ETH_P_ARP, format_mac, parse_arp
+from haoscar.keys import generate_key
 from haoscar.lab.lab import Lab
 from haoscar.lab.names import NETNS_DIR
 from haoscar.lab.nsenter import setns

@@ -10,8 +10,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from haoscar.ha.labrun import HaLab, OwnerSampler, start_ha
 from haoscar.lab.lab import Lab
+from haoscar.scenarios.ha_lab import HaLab, OwnerSampler, start_ha
 from haoscar.spec.models import ClusterSpec
 
 

@@ -126,7 +126,7 @@ def failover_act(console: Console) -> Act:
     """The HA act: live status, a primary crash with the measured failover time, restore, switch back."""
 
     def run(lab: Lab, spec: ClusterSpec) -> ActResult:
-        from haoscar.ha.demo_act import run_failover_act
+        from haoscar.scenarios.demo_failover import run_failover_act
 
         primary, standby = spec.heads.primary.hostname, spec.heads.standby.hostname
         vip = str(spec.heads.primary.alias_ip)
@@ -180,8 +180,8 @@ def install_act(console: Console, state_dir: Path) -> Act:
         import os
         import tempfile
 
-        from haoscar.provision.install_lab import prepare_head
-        from haoscar.provision.install_vm import Vm, make_disk
+        from haoscar.scenarios.install_lab import prepare_head
+        from haoscar.scenarios.install_vm import Vm, make_disk
 
         primary = spec.heads.primary.hostname
         node = next(n for n in all_nodes(spec) if n.role == "compute")

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from haoscar.bench.failover_probe import ProbeStream, dhcp_argv, icmp_argv
-from haoscar.bench.keepalived_peer import KeepalivedPair
 from haoscar.errors import UserError
-from haoscar.ha.events import events_path
-from haoscar.ha.labrun import HaLab, ha_spec, start_ha, wait_until
+from haoscar.events import events_path
 from haoscar.lab.lab import Lab
+from haoscar.scenarios.bench.failover_probe import ProbeStream, dhcp_argv, icmp_argv
+from haoscar.scenarios.bench.keepalived_peer import KeepalivedPair
+from haoscar.scenarios.ha_lab import HaLab, ha_spec, start_ha, wait_until
 from haoscar.spec import ClusterSpec, all_nodes
 from haoscar.spec.models import Service
 from haoscar.spec.nodes import group_names
@@ -178,7 +178,7 @@ def bench_spec(spec: ClusterSpec) -> ClusterSpec:
 
 
 class HaoscarPair:
-    """haoscar's daemons on both heads plus the witness and lab fencing, at one of ``haoscar.ha.labrun``'s
+    """haoscar's daemons on both heads plus the witness and lab fencing, at one of ``haoscar.scenarios.ha_lab``'s
     profiles; ``start`` returns once the primary is active (VIP and DHCP up) and the standby stands by."""
 
     def __init__(self, lab: Lab, spec: ClusterSpec, profile: str, **ha_overrides: Any) -> None:
