@@ -45,6 +45,8 @@ demo: deps
 lint: venv
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
+	$(BIN)/lint-imports
+	$(BIN)/python tools/check_sizes.py src
 
 typecheck: venv
 	$(BIN)/mypy

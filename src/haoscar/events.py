@@ -1,5 +1,8 @@
 """HA events: every transition and fault is one ``Event``, logged, stored and passed to alert hooks.
 
+The bus is part of the shared kernel: it knows sinks (callables), not the spec or the alert hooks. The daemons
+that want alerts add them as one more sink (``haoscar.ha.alerts.daemon_bus``).
+
 ``EventBus.emit`` runs on the daemon's event loop, so it only appends to memory and hands the event to worker
 threads; a slow disk, a blocked stderr pipe or a webhook that hangs can never delay a heartbeat. Each sink has its
 own thread and queue, so a slow alert hook cannot delay the log or the store either.
@@ -17,10 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from haoscar.spec.models import HA
+from typing import IO, Any, Literal
 
 Severity = Literal["info", "warning", "critical"]
 SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "critical": 2}
@@ -188,15 +188,11 @@ class EventBus:
 
     # -- wiring ---------------------------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, ha: HA, node: str, state_dir: Path, log_stream: IO[str] | None = None) -> EventBus:
-        """The daemon's bus: a stderr log, the JSON-lines store under the state directory, the spec's alerts."""
-        from haoscar.ha.alerts import AlertDispatcher
-
+    def from_config(cls, node: str, state_dir: Path, log_stream: IO[str] | None = None) -> EventBus:
+        """A daemon's bus: a stderr log and the JSON-lines store under the state directory."""
         bus = cls(node, error_stream=log_stream)
         bus.add_sink("log", LogSink(log_stream))
         bus.add_sink("store", JsonlStore(events_path(state_dir)))
-        if ha.alerts:
-            bus.add_sink("alerts", AlertDispatcher.from_spec(ha.alerts, log=bus.log_error))
         return bus
 
     def add_sink(self, name: str, sink: Sink) -> None:

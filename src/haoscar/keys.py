@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import stat
 from pathlib import Path
 
 from haoscar.errors import UserError
+from haoscar.fsutil import atomic_write
 
 KEY_BYTES = 32
 
@@ -16,16 +16,8 @@ def generate_key(path: Path, force: bool = False) -> Path:
     """Write a new random key (hex) to ``path`` with mode 0600; an existing key is kept unless ``force``."""
     if path.exists() and not force:
         raise UserError(f"{path} already exists; pass --force to replace it (then copy it to every head and witness)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # the umask must not widen it, and an old tmp file must not keep its mode
-        os.write(fd, (secrets.token_hex(KEY_BYTES) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    # 0600 from the first byte: the umask must not widen it, and the key must be whole or absent after a crash.
+    atomic_write(path, secrets.token_hex(KEY_BYTES) + "\n", mode=0o600, compare=False)
     return path
 
 

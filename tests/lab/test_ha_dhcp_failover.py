@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from haoscar.scenarios.ha_lab import HaLab, OwnerSampler, ha_lab, wait_until
+from haoscar.scenarios.ha_lab import HaLab, ha_lab, wait_until
 from haoscar.scenarios.lab_fixtures import unique_lab_name
+from haoscar.scenarios.owner_sampler import OwnerSampler
 from haoscar.spec import load_spec
 
 pytestmark = pytest.mark.lab

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from haoscar.ha.wire import KIND_HEARTBEAT, encode
-from haoscar.scenarios.ha_lab import HaLab, OwnerSampler, ha_lab, in_netns, wait_until
+from haoscar.scenarios.ha_lab import HaLab, ha_lab, wait_until
 from haoscar.scenarios.lab_fixtures import pings, unique_lab_name
+from haoscar.scenarios.owner_sampler import OwnerSampler, in_netns
 from haoscar.spec import load_spec
 
 pytestmark = pytest.mark.lab

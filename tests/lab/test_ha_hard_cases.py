@@ -15,8 +15,9 @@ from collections.abc import Iterator
 import pytest
 
 from haoscar.lab.defaults import default_spec
-from haoscar.scenarios.ha_lab import HaLab, OwnerSampler, ha_lab, wait_until
+from haoscar.scenarios.ha_lab import HaLab, ha_lab, wait_until
 from haoscar.scenarios.lab_fixtures import pings, unique_lab_name
+from haoscar.scenarios.owner_sampler import OwnerSampler
 
 pytestmark = pytest.mark.lab
 

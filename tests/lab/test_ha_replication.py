@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from haoscar.db.session import open_database, record_event
+from haoscar.commands.wiring import open_cluster_database as open_database
+from haoscar.db.session import record_event
 from haoscar.lab.defaults import default_spec
 from haoscar.scenarios.bench.replication import LOSS_BOUND_S, Load, _same
 from haoscar.scenarios.ha_lab import HOST_STATE_DIR, HaLab, ha_lab, wait_until
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.lab
 
 COMMIT = """import sys
 from pathlib import Path
-from haoscar.db.session import open_database, record_event
+from haoscar.commands.wiring import open_cluster_database as open_database
+from haoscar.db.session import record_event
 db = open_database(Path(sys.argv[1]))
 with db.session() as session:
     record_event(session, "test", sys.argv[2])

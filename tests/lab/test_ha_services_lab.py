@@ -1,5 +1,6 @@
 """The head's resource group inside a lab head: dnsmasq hands a compute client its lease, the status API answers
-on the head's own addresses only, a killed dnsmasq is restarted in place, and after the stop nobody serves DHCP."""
+over TLS on the head's own private and heartbeat addresses only (not the public one by default), a killed dnsmasq is
+restarted in place, and after the stop nobody serves DHCP."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ DRIVER = r"""
 import asyncio, json, sys
 from pathlib import Path
 from haoscar.events import EventBus
+from haoscar.ha.control import control_path, serve_control
 from haoscar.ha.resources import ResourceGroup
 from haoscar.spec.loader import load_spec
 
@@ -42,7 +44,13 @@ async def main():
     spec = load_spec(sys.argv[1])
     bus = EventBus("head1")
     bus.subscribe(lambda e: say(event=e.kind, message=e.message))
-    group = ResourceGroup.from_spec(spec, "head1", Path("/var/lib/haoscar"), bus, Provider())
+    provider = Provider()
+
+    async def control(op, request):  # the API process asks "the daemon" here, as it asks the real one
+        return provider.status() if op == "status" else {"ok": False, "error": op}
+
+    await serve_control(control_path(Path("/var/lib/haoscar")), control)
+    group = ResourceGroup.from_spec(spec, "head1", Path("/var/lib/haoscar"), bus, provider)
     group.on_escalate = lambda name: say(escalated=name)
     await group.start()
     group.start_monitoring()
@@ -122,17 +130,24 @@ def test_dhcp_and_status_api_served_by_the_head(make_lab: MakeLab, tmp_path: Pat
             lab, "node02", script
         )
 
-        # The status API: open for reads from the private and the public side, on the head's addresses only.
+        # The status API: open for reads over TLS (pinned to the cluster CA) from the private side, on the head's
+        # private and heartbeat addresses only; the public side has nothing but the alias' services.
+        ca = lab.host_dir("head1") / "etc/haoscar/tls/ca.crt"
         fetch = [
             "python3",
             "-c",
-            "import sys, urllib.request as u; print(u.urlopen(sys.argv[1], timeout=3).read().decode())",
+            "import ssl, sys, urllib.request as u; c = ssl.create_default_context(cafile=sys.argv[2]);"
+            " print(u.urlopen(sys.argv[1], timeout=3, context=c).read().decode())",
         ]
-        assert json.loads(lab.exec("node01", [*fetch, "http://198.18.0.1:7406/status"]).stdout)["role"] == "active"
-        assert json.loads(lab.exec("client", [*fetch, "http://198.19.0.11:7406/status"]).stdout)["node"] == "head1"
+        assert (
+            json.loads(lab.exec("node01", [*fetch, "https://198.18.0.1:7406/status", str(ca)]).stdout)["role"]
+            == "active"
+        )
+        refused = lab.exec("client", [*fetch, "https://198.19.0.11:7406/status", str(ca)], check=False)
+        assert refused.returncode != 0 and "Connection refused" in refused.stderr
         listening = lab.exec("head1", ["ss", "-Hltn", "sport", "= :7406"]).stdout.split()
         local = sorted(word for word in listening if word.endswith(":7406"))
-        assert local == ["198.18.0.1:7406", "198.18.1.1:7406", "198.19.0.11:7406"]
+        assert local == ["198.18.0.1:7406", "198.18.1.1:7406"]
         token = (lab.host_dir("head1") / "etc/haoscar/api.token").stat()
         assert token.st_mode & 0o777 == 0o600
 

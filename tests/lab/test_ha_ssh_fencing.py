@@ -13,8 +13,9 @@ from sshd_helper import lab_sshd
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.lab import Lab, down_lab
 from haoscar.provision.sshkeys import ensure_identity
-from haoscar.scenarios.ha_lab import OwnerSampler, start_ha
+from haoscar.scenarios.ha_lab import start_ha
 from haoscar.scenarios.lab_fixtures import pings, unique_lab_name
+from haoscar.scenarios.owner_sampler import OwnerSampler
 
 pytestmark = pytest.mark.lab
 

@@ -36,10 +36,13 @@ def _golden_tree(root: Path) -> None:
     (root / "usr/lib/big.so").write_bytes(os.urandom(BIG))
     os.link(root / "usr/lib/big.so", root / "usr/lib/big-alias.so")
     (root / "usr/lib/libx.so").symlink_to("big.so")
-    (root / "home/alice").mkdir(parents=True)
-    (root / "home/alice/notes").write_text("mine\n")
-    os.chown(root / "home/alice/notes", 1234, 2345)
-    os.chown(root / "home/alice", 1234, 2345)
+    (root / "opt/alice").mkdir(parents=True)
+    (root / "opt/alice/notes").write_text("mine\n")
+    os.chown(root / "opt/alice/notes", 1234, 2345)
+    os.chown(root / "opt/alice", 1234, 2345)
+    # Users' homes never enter an image (image_secrets.SECRET_EXCLUDES); /home itself stays, a mount point.
+    (root / "home/bob").mkdir(parents=True)
+    (root / "home/bob/notes").write_text("bob's\n")
     os.lchown(root / "usr/lib/libx.so", 1234, 2345)
     (root / "var/empty").mkdir(parents=True)
     (root / "var/cache/pkgs").mkdir(parents=True)
@@ -96,13 +99,14 @@ def test_fetch_copies_a_golden_client_and_second_fetch_stores_only_changes(make_
         for pseudo in ("proc", "sys", "dev", "run", "tmp"):
             del expected[f"{pseudo}/volatile"]  # the directory stays as a mount point, the contents do not
         del expected["var/cache/pkgs"], expected["var/cache/pkgs/old.deb"]  # the per-image exclude file
+        del expected["home/bob"], expected["home/bob/notes"]  # homes: SECRET_EXCLUDES
         assert _describe(image) == expected
         assert (image / "usr/lib/big.so").stat().st_ino == (image / "usr/lib/big-alias.so").stat().st_ino
         assert (v1["version"], v1["ip_assignment"], v1["post_install"]) == (1, "static", "beep")
 
         (golden / "etc/motd").write_text("welcome to v2\n")
         (golden / "etc/issue").write_text("haoscar\n")
-        (golden / "home/alice/notes").unlink()
+        (golden / "opt/alice/notes").unlink()
         second = _fetch(lab, "serverimage", *common)
         assert second.returncode == 0, second.stderr
         v2 = json.loads(second.stdout)
@@ -128,7 +132,7 @@ def test_fetch_copies_a_golden_client_and_second_fetch_stores_only_changes(make_
     )
     assert json.loads(diff.stdout) == {
         "added": ["etc/issue"],
-        "removed": ["home/alice/notes"],
+        "removed": ["opt/alice/notes"],
         "changed": ["etc/motd"],
     }
 

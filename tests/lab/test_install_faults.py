@@ -16,6 +16,7 @@ from haoscar.db.session import open_database
 from haoscar.lab import LabInterface
 from haoscar.lab.defaults import default_spec
 from haoscar.provision.images import ImageStore
+from haoscar.provision.install_tokens import mint
 from haoscar.provision.installer_build import SCRIPTS_DIR
 from haoscar.provision.netboot_macs import assign_macs
 from haoscar.scenarios.lab_fixtures import MakeLab
@@ -53,6 +54,8 @@ def test_disk_too_small_and_missing_image_are_reported_to_the_head(make_lab: Mak
     try:
         apply_spec(db, default_spec())
         assign_macs(db, [("node01", MAC1, "test"), ("node02", MAC2, "test")])
+        # The install credentials the nodes' iPXE scripts would carry (the installer host has neither's address).
+        tokens = {MAC1: mint(db, "node01"), MAC2: mint(db, "node02")}
     finally:
         db.close()
     # node01's image (oscarimage) is in the store; node02's would be serverimage, which is not.
@@ -92,6 +95,7 @@ def test_disk_too_small_and_missing_image_are_reported_to_the_head(make_lab: Mak
                 f"PATH={path}",
                 "HAOSCAR_SERVER=http://198.18.0.1:8470",
                 f"HAOSCAR_MAC={mac}",
+                f"HAOSCAR_TOKEN={tokens[mac]}",
                 f"HAOSCAR_DISK={disk}",
                 "HAOSCAR_NO_POWER=1",
                 f"HAOSCAR_TARGET={tmp_path / 'target'}",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from haoscar.lab.defaults import default_spec
-from haoscar.scenarios.ha_lab import HaLab, OwnerSampler, wait_until
+from haoscar.scenarios.ha_lab import HaLab, wait_until
 from haoscar.scenarios.lab_fixtures import MakeLab
+from haoscar.scenarios.owner_sampler import OwnerSampler
 
 pytestmark = pytest.mark.lab
 

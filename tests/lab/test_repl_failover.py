@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from haoscar.db.session import open_database, record_event
+from haoscar.commands.wiring import open_cluster_database as open_database
+from haoscar.db.session import record_event
 from haoscar.lab.defaults import default_spec
 from haoscar.scenarios.bench.replication import crash_run
 from haoscar.scenarios.lab_fixtures import MakeLab

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from haoscar.db.session import open_database, record_event
+from haoscar.commands.wiring import open_cluster_database as open_database
+from haoscar.db.session import record_event
 from haoscar.lab.defaults import default_spec
 from haoscar.scenarios.lab_fixtures import MakeLab
 from haoscar.scenarios.repl_lab import HOST_STATE_DIR, ReplLab, db_messages, repl_spec

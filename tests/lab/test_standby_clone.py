@@ -103,8 +103,12 @@ def boot_standby(lab: Lab, mac: str, disk: str) -> str:
     assert script.startswith("#!ipxe") and "haoscar.server=" in script, script
     listed = json.loads(haoscar(lab, "node", "list", STANDBY, "--json").stdout)
     assert listed[0]["install_state"] == "netboot", listed
+    # The install credential the boot server put on the installer's kernel command line (the script was asked for
+    # from the standby's own address).
+    token = next(w for w in script.split() if w.startswith("haoscar.token=")).removeprefix("haoscar.token=")
     env = [
-        "env", "HAOSCAR_SERVER=http://198.18.0.1:8470", f"HAOSCAR_MAC={mac}", f"HAOSCAR_DISK={disk}",
+        "env", "HAOSCAR_SERVER=http://198.18.0.1:8470", f"HAOSCAR_MAC={mac}", f"HAOSCAR_TOKEN={token}",
+        f"HAOSCAR_DISK={disk}",
         "HAOSCAR_TARGET=/run/haoscar-target", "HAOSCAR_NO_POWER=1", "HAOSCAR_FIRMWARE=bios",  # whatever this machine is
         "busybox", "sh", str(INSTALL_SH),
     ]  # fmt: skip

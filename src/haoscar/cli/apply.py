@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from haoscar.cli.context import cli_context
+from haoscar.cli.context import cli_env
 from haoscar.cli.render import console, print_json, table, warn
 from haoscar.cli.spec import spec_app
 
@@ -22,34 +22,27 @@ def apply(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Load a spec into the cluster database; applying it again changes nothing."""
-    from haoscar.commands.apply import apply_spec
-    from haoscar.db.addresses import fold
-    from haoscar.db.session import open_database
-    from haoscar.spec.loader import load_spec
+    from haoscar.commands.apply import ApplySpec, spec_apply
 
-    spec = load_spec(file)
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        report = apply_spec(db, spec, prune=prune)
-    finally:
-        db.close()
+    report = spec_apply(cli_env(ctx), ApplySpec(file, prune=prune))
     if as_json:
         print_json(report.as_dict())
         return
+    folded = report.folded()
     rows = [
-        ("added", len(report.added), fold(report.added)),
-        ("changed", len(report.changed), fold(report.changed)),
-        ("unchanged", len(report.unchanged), fold(report.unchanged)),
-        ("removed", len(report.removed), fold(report.removed)),
-        ("no longer in the spec", len(report.removed_pending), fold(report.removed_pending)),
+        ("added", len(report.added), folded["added"]),
+        ("changed", len(report.changed), folded["changed"]),
+        ("unchanged", len(report.unchanged), folded["unchanged"]),
+        ("removed", len(report.removed), folded["removed"]),
+        ("no longer in the spec", len(report.removed_pending), folded["removed_pending"]),
     ]
-    console.print(table(f"{file} applied", ["nodes", "count", "names"], rows))
+    console.print(table(f"{file} applied", ["nodes", "count", "names"], rows, keys=["names"]))
     if report.other:
         console.print("also changed: " + ", ".join(report.other))
     if not report.wrote:
         console.print("nothing changed: the database already matches the spec")
     if report.removed_pending:
-        warn(f"{fold(report.removed_pending)} kept; apply with --prune to delete them")
+        warn(f"{folded['removed_pending']} kept; apply with --prune to delete them")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,8 @@ import typer
 from haoscar.cli.context import cli_context
 from haoscar.cli.netboot import print_sync
 from haoscar.cli.render import console, print_json, table
+from haoscar.cli.wire_text import wire_text
+from haoscar.commands.env import Env
 
 dhcp_app = typer.Typer(help="The private network's DHCP + TFTP server (dnsmasq).", no_args_is_help=True)
 
@@ -17,6 +19,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JS
 InterfaceOption = Annotated[
     str | None, typer.Option("--interface", help="The private interface to serve (default: the head's, e.g. eth0).")
 ]
+
+
+def _env(ctx: typer.Context) -> Env:
+    return Env(cli_context(ctx).state_dir)
 
 
 @dhcp_app.command("configure")
@@ -36,84 +42,53 @@ def configure(
 ) -> None:
     """Regenerate everything from the database and start dnsmasq, or reload it (restart only if its main config
     changed, since dnsmasq reads that only at start)."""
-    from haoscar.db.session import open_database
-    from haoscar.provision import dhcp_server
-    from haoscar.provision.netboot_files import NetbootPaths
-    from haoscar.provision.netboot_snapshot import save_settings
-    from haoscar.provision.netboot_sync import netboot_sync
+    from haoscar.commands import dhcp
 
-    state = cli_context(ctx).state_dir
-    paths = NetbootPaths.under(state)
-    db = open_database(state)
-    try:
-        save_settings(db, interface=interface, quarantine=quarantine, server=server, port=port)
-        report = netboot_sync(db, state)
-    finally:
-        db.close()
-    action = "reloaded" if report.reloaded_pid is not None else "unchanged"
-    before = dhcp_server.running_pid(paths)
-    if before is None:
-        pid = dhcp_server.start(paths)
-        action = "started"
-    elif report.main_changed:
-        dhcp_server.stop(paths)
-        pid = dhcp_server.start(paths)
-        action = "restarted"
-    else:
-        pid = before
+    request = dhcp.ConfigureDhcp(interface=interface, quarantine=quarantine, server=server, port=port)
+    with _env(ctx) as env:
+        result = dhcp.configure(env, request)
     if as_json:
-        print_json({"sync": report.as_dict(), "dnsmasq": {"pid": pid, "action": action}})
+        print_json(result.as_dict())
         return
-    print_sync(report.as_dict() | {"restart_needed": False}, False)
-    console.print(f"dnsmasq {action} (pid {pid}) with {paths.conf}")
+    # The restart a changed main config needs is done by now: no warning about it.
+    print_sync(result.sync.as_dict() | {"restart_needed": False}, False)
+    console.print(f"dnsmasq {result.action} (pid {result.pid}) with {result.config}", markup=False)
 
 
 @dhcp_app.command("start")
 def start(ctx: typer.Context, interface: InterfaceOption = None, as_json: JsonOption = False) -> None:
     """Start dnsmasq with the current config (regenerated first)."""
-    from haoscar.db.session import open_database
-    from haoscar.provision import dhcp_server
-    from haoscar.provision.netboot_files import NetbootPaths
-    from haoscar.provision.netboot_snapshot import save_settings
-    from haoscar.provision.netboot_sync import netboot_sync
+    from haoscar.commands import dhcp
 
-    state = cli_context(ctx).state_dir
-    paths = NetbootPaths.under(state)
-    db = open_database(state)
-    try:
-        if interface is not None:
-            save_settings(db, interface=interface)
-        netboot_sync(db, state)
-    finally:
-        db.close()
-    already = dhcp_server.running_pid(paths)
-    pid = dhcp_server.start(paths)
+    with _env(ctx) as env:
+        result = dhcp.start(env, dhcp.StartDhcp(interface=interface))
     if as_json:
-        print_json({"pid": pid, "already_running": already is not None, "config": str(paths.conf)})
+        print_json(result.as_dict())
         return
-    console.print(f"dnsmasq {'already running' if already else 'started'} (pid {pid}) with {paths.conf}")
+    how = "already running" if result.already_running else "started"
+    console.print(f"dnsmasq {how} (pid {result.pid}) with {result.config}", markup=False)
 
 
 @dhcp_app.command("stop")
 def stop(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Stop the dnsmasq haoscar started (found through its pid file)."""
-    from haoscar.provision import dhcp_server
-    from haoscar.provision.netboot_files import NetbootPaths
+    from haoscar.commands import dhcp
 
-    pid = dhcp_server.stop(NetbootPaths.under(cli_context(ctx).state_dir))
+    with _env(ctx) as env:
+        result = dhcp.stop(env)
     if as_json:
-        print_json({"stopped_pid": pid})
+        print_json(result.as_dict())
         return
-    console.print(f"dnsmasq (pid {pid}) stopped" if pid else "dnsmasq was not running")
+    console.print(f"dnsmasq (pid {result.pid}) stopped" if result.pid else "dnsmasq was not running")
 
 
 @dhcp_app.command("status")
 def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Whether dnsmasq runs, on which interface, and its current leases."""
-    from haoscar.provision import dhcp_server
-    from haoscar.provision.netboot_files import NetbootPaths
+    from haoscar.commands import dhcp
 
-    current = dhcp_server.status(NetbootPaths.under(cli_context(ctx).state_dir))
+    with _env(ctx) as env:
+        current = dhcp.status(env)
     if as_json:
         print_json(
             {
@@ -126,9 +101,15 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
         )
         return
     state = f"[green]running[/] (pid {current.pid})" if current.running else "[red]stopped[/]"
-    console.print(f"dnsmasq {state} on {current.interface or '-'}, config {current.config}")
+    console.print(f"dnsmasq {state} on {wire_text(current.interface)}, config {wire_text(current.config)}")
+    # Lease host names are what the clients sent.
     rows = [
-        (lease.mac, lease.ip, lease.hostname or "-", datetime.fromtimestamp(lease.expires, UTC).isoformat())
+        (
+            wire_text(lease.mac),
+            wire_text(lease.ip),
+            wire_text(lease.hostname),
+            datetime.fromtimestamp(lease.expires, UTC).isoformat(),
+        )
         for lease in current.leases
     ]
     console.print(table(f"{len(rows)} leases", ["MAC", "IP", "host name", "expires"], rows))

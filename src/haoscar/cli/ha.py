@@ -11,7 +11,8 @@ from rich.markup import escape
 
 from haoscar.cli.context import cli_context
 from haoscar.cli.render import console, print_json, table
-from haoscar.errors import UserError
+from haoscar.cli.wire_text import wire_text
+from haoscar.commands.env import Env
 
 ha_app = typer.Typer(help="The highly available head node: daemon, status, switchover.", no_args_is_help=True)
 
@@ -26,34 +27,27 @@ def run(
     key_file: Annotated[Path | None, typer.Option("--key-file", help="Overrides ha.key_file.")] = None,
 ) -> None:
     """Run the HA daemon of one head in the foreground (logs to stderr, one line per event; SIGTERM stops it)."""
-    from haoscar.ha.__main__ import exec_daemon
-    from haoscar.ha.config import node_config
-    from haoscar.spec.loader import load_spec
+    from haoscar.commands import ha
 
-    # Spec and node are checked here, so a mistake is this CLI's usual error; then the process becomes the lean
-    # daemon (same pid), which does not keep the CLI's modules in memory.
-    node_config(load_spec(spec_file), node, key_file)
-    exec_daemon(node, spec_file, cli_context(ctx).state_dir, key_file)
+    # The process becomes the lean daemon (same pid) once the spec and node are checked.
+    ha.run_head(Env(cli_context(ctx).state_dir), ha.RunHead(node=node, spec_file=spec_file, key_file=key_file))
 
 
 @ha_app.command("keygen")
 def keygen(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Where to write the key (mode 0600).")] = Path(
         "/etc/haoscar/ha.key"
     ),
     force: Annotated[bool, typer.Option("--force", help="Replace an existing key.")] = False,
 ) -> None:
     """Make the HMAC key shared by both heads and the witness."""
-    from haoscar.keys import generate_key
+    from haoscar.commands import ha
 
-    path = generate_key(out, force)
-    console.print(f"wrote a new HA key to {path} (mode 0600); copy it to the other head and the witness")
-
-
-def _ask(ctx: typer.Context, op: str) -> dict[str, Any]:
-    from haoscar.ha.control import control_path, request
-
-    return request(control_path(cli_context(ctx).state_dir), op)
+    written = ha.keygen(Env(cli_context(ctx).state_dir), ha.Keygen(out=out, force=force))
+    console.print(
+        f"wrote a new HA key to {written.path} (mode 0600); copy it to the other head and the witness", markup=False
+    )
 
 
 def _fmt_s(value: Any) -> str:
@@ -109,13 +103,14 @@ def _column(status: dict[str, Any]) -> list[str]:
     last = status["last_failover"]
     failover = "-"
     if last:
-        failover = f"{last['kind']}: {last['reason']}\n{_ms(last['took_s'])} after the last heartbeat"
+        failover = f"{last['kind']}: {wire_text(last['reason'])}\n{_ms(last['took_s'])} after the last heartbeat"
         if last.get("since_dead_s") is not None:
             failover += f"\n{_ms(last['since_dead_s'])} after declaring the peer dead"
     fence = status["fencing"]["last"]
     return [
         status["role"],
-        status.get("state_detail", status["state"]) + (" [yellow](degraded)[/]" if status["degraded"] else ""),
+        wire_text(status.get("state_detail", status["state"]))
+        + (" [yellow](degraded)[/]" if status["degraded"] else ""),
         "yes" if status["vip"]["held"] else "no",
         nets,
         _fmt_s(lease["remaining_s"]) if lease["valid"] else "-",
@@ -125,7 +120,7 @@ def _column(status: dict[str, Any]) -> list[str]:
         failover,
         "-" if not fence else f"{fence['method']} {fence['target']}: {'ok' if fence['ok'] else 'FAILED'}",
         _replication_cell(status.get("replication")),
-        "\n".join(status["warnings"]) or "none",
+        "\n".join(wire_text(w) for w in status["warnings"]) or "none",
     ]
 
 
@@ -154,10 +149,12 @@ def render_status(both: dict[str, Any]) -> None:
     else:
         seen = local["peer"]
         peer_name = seen["node"]
-        unreachable = f"[red]unreachable[/]: {peer.get('error', 'no answer')}"
+        unreachable = f"[red]unreachable[/]: {wire_text(peer.get('error', 'no answer'))}"
         peer_cells = [unreachable, f"{seen['state']} (as {local['node']} hears it)"] + ["?"] * (len(ROWS) - 2)
     title = f"HA status — VIP {local['vip']['address']}"
     rows = [(name, a, b) for name, a, b in zip(ROWS, local_cells, peer_cells, strict=True)]
+    # The names again as a row: a pipe gets the headers upper-cased, and `grep head2` must still find the peer.
+    rows.insert(0, ("head", wire_text(local["node"]), wire_text(peer_name)))
     console.print(table(title, ["", f"{local['node']} (this head)", peer_name], rows))
 
 
@@ -172,31 +169,28 @@ def status(
 
     The local head's status comes from its daemon's control socket; the peer's from its read-only status over
     HTTP (``ha.status_port`` on its cluster addresses). An unreachable peer is shown as such."""
-    from haoscar.ha.both_heads import both_heads
+    from haoscar.commands import ha
 
-    data = _ask(ctx, "status")
-    if node is not None and data.get("node") != node:
-        raise UserError(f"the daemon here is {data.get('node')!r}, not {node!r}; pass the right --state-dir")
-    if timeout <= 0:
-        raise UserError(f"--timeout {timeout:g} must be more than 0 seconds, e.g. 1")
-    both = both_heads(data, timeout)
+    with Env(cli_context(ctx).state_dir) as env:
+        both = ha.status(env, ha.HaStatusRequest(node=node, timeout=timeout))
     if as_json:
-        print_json(both)
+        print_json(both.as_dict())
     else:
-        render_status(both)
+        render_status(both.as_dict())
 
 
-def _change(ctx: typer.Context, op: str) -> None:
-    reply = _ask(ctx, op)
-    if not reply.get("ok"):
-        raise UserError(str(reply.get("error", f"{op} refused")))
-    console.print(reply.get("message", "ok"))
+def _act(ctx: typer.Context, op: str, force: bool = False) -> None:
+    from haoscar.commands import ha
+
+    with Env(cli_context(ctx).state_dir) as env:
+        done = ha.act(env, ha.HaAction(op=op, force=force))
+    console.print(done.message, style="bold red" if done.forced else None, markup=False)
 
 
 @ha_app.command("switchover")
 def switchover(ctx: typer.Context) -> None:
     """Move the role gracefully to the standby (run on the active head)."""
-    _change(ctx, "switchover")
+    _act(ctx, "switchover")
 
 
 @ha_app.command("takeover")
@@ -211,18 +205,13 @@ def takeover(
 
     Without --force a stale standby refuses (and says why); with it, the changes it missed are lost and the
     takeover is logged as a critical event. The role is still taken only with the peer silent and the lease."""
-    from haoscar.ha.control import control_path, request
-
-    reply = request(control_path(cli_context(ctx).state_dir), "takeover", force=force)
-    if not reply.get("ok"):
-        raise UserError(str(reply.get("error", "takeover refused")))
-    console.print(str(reply.get("message", "ok")), style="bold red" if reply.get("forced") else None, markup=False)
+    _act(ctx, "takeover", force)
 
 
 @ha_app.command("failback")
 def failback(ctx: typer.Context) -> None:
     """Give the role back to the primary (failback: manual), on either head."""
-    _change(ctx, "failback")
+    _act(ctx, "failback")
 
 
 def register(app: typer.Typer) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -11,23 +11,18 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from haoscar.cli.context import cli_context
+from haoscar.cli.context import cli_env
 from haoscar.cli.render import console, print_json, table
-from haoscar.provision.image_diff import TreeDiff
-from haoscar.provision.image_meta import IP_ASSIGNMENTS, POST_INSTALLS
-from haoscar.provision.images import FetchRequest, ImageStore, ImageSummary
+from haoscar.commands import images
+from haoscar.commands.env import Env, no_meter
 
 image_app = typer.Typer(
     help="Client images: fetch from a golden client, build with debootstrap, version, roll back.",
     no_args_is_help=True,
 )
 
-IP_HELP = f"IP assignment method of nodes installed from this image: {' | '.join(IP_ASSIGNMENTS)}."
-POST_HELP = f"What an installed node does when its install is done: {' | '.join(POST_INSTALLS)}."
-
-
-def _store(ctx: typer.Context) -> ImageStore:
-    return ImageStore(cli_context(ctx).state_dir)
+IP_HELP = f"IP assignment method of nodes installed from this image: {' | '.join(images.IP_ASSIGNMENTS)}."
+POST_HELP = f"What an installed node does when its install is done: {' | '.join(images.POST_INSTALLS)}."
 
 
 def _size(n: int) -> str:
@@ -40,10 +35,10 @@ def _size(n: int) -> str:
 
 
 @contextmanager
-def _progress(title: str, enabled: bool) -> Iterator[Callable[[float, str], None] | None]:
-    """A Rich progress bar fed by the store's progress callback; none when the output is JSON for a script."""
+def _progress(env: Env, title: str, enabled: bool) -> Iterator[Env]:
+    """``env`` with a Rich progress bar as its meter while the command runs; no bar when the output is JSON."""
     if not enabled:
-        yield None
+        yield env
         return
     with Progress(
         TextColumn("[bold]{task.fields[title]}[/] {task.description}"),
@@ -58,11 +53,11 @@ def _progress(title: str, enabled: bool) -> Iterator[Callable[[float, str], None
         def update(percent: float, description: str) -> None:
             bar.update(task, completed=percent, description=description)
 
-        yield update
-
-
-def _summary_json(s: ImageSummary) -> dict[str, object]:
-    return asdict(s)
+        env.meter = update
+        try:
+            yield env
+        finally:
+            env.meter = no_meter
 
 
 @image_app.command("list")
@@ -70,22 +65,21 @@ def list_images(
     ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
 ) -> None:
     """List the images with their current version and settings."""
-    images = _store(ctx).list()
+    listed = images.image_list(cli_env(ctx), images.ListImages())
     if as_json:
-        print_json([_summary_json(s) for s in images])
+        print_json(listed.as_dicts())
         return
-    if not images:
+    if not listed.images:
         console.print("no images yet: haoscar image fetch NAME --golden-client HOST, or haoscar image build NAME")
         return
     rows = [
-        (s.name, s.current, len(s.versions), s.ip_assignment, s.post_install, _size(s.bytes), s.source) for s in images
+        (s.name, s.current, len(s.versions), s.ip_assignment, s.post_install, _size(s.bytes), s.source)
+        for s in listed.images
     ]
     columns = ["name", "current", "versions", "ip assignment", "post install", "size", "source"]
-    out = table("Images", columns, rows)
-    # Names are what people copy into the next command: let the long source column give way instead.
-    out.columns[0].no_wrap = True
-    out.columns[-1].overflow = "fold"
-    console.print(out)
+    # Names are what people copy into the next command: the long source column folds, settings go first.
+    drop = ["post install", "ip assignment", "versions", "size", "source"]
+    console.print(table("Images", columns, rows, keys=["name"], drop=drop))
 
 
 @image_app.command("show")
@@ -95,11 +89,11 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show an image's settings and every version."""
-    details = _store(ctx).show(name)
+    details = images.image_show(cli_env(ctx), images.ShowImage(name))
     if as_json:
         print_json(
             {
-                **_summary_json(details.summary),
+                **asdict(details.summary),
                 "root": details.root,
                 "version_details": [asdict(v) for v in details.versions],
             }
@@ -113,7 +107,7 @@ def show(
     )
     rows = [
         (
-            ("* " if v.version == s.current else "  ") + str(v.version),
+            f"{v.version}*" if v.version == s.current else str(v.version),  # one word: awk keeps its fields
             v.created,
             v.method,
             v.source,
@@ -124,14 +118,17 @@ def show(
         )
         for v in details.versions
     ]
-    columns = ["version", "created", "method", "source", "entries", "size", "own size", "parent"]
-    console.print(table("Versions", columns, rows))
+    columns = ["version", "created", "method", "source", "entries", "size", "own size", "parent"]  # *: current
+    console.print(table("Versions", columns, rows, keys=["version", "source"]))
 
 
-def _print_diff(diff: TreeDiff, title: str, as_json: bool) -> None:
+def _print_diff(report: images.ImageDiff, as_json: bool) -> None:
     if as_json:
-        print_json({"added": diff.added, "removed": diff.removed, "changed": diff.changed})
+        print_json(report.as_dict())
         return
+    diff = report.diff
+    # No newer side: the diff is against another image's current tree.
+    title = f"{report.name} {report.older} -> {report.newer}" if report.newer else f"{report.name} -> {report.older}"
     console.print(
         f"{title}: {len(diff.added)} added, {len(diff.removed)} removed, {len(diff.changed)} changed",
         highlight=False,
@@ -152,14 +149,11 @@ def diff(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List paths added (+), removed (-) and changed (~) between two versions, or two images' current trees."""
-    store = _store(ctx)
     if a is not None and not a.isdigit():
-        result = store.diff(name, other=a)
-        _print_diff(result, f"{name} -> {a}", as_json)
-        return
-    version_a = int(a) if a is not None else None
-    result = store.diff(name, version_a, b)
-    _print_diff(result, f"{name} {a or 'parent'} -> {b or 'current'}", as_json)
+        request = images.DiffImages(name, other_image=a)
+    else:
+        request = images.DiffImages(name, int(a) if a is not None else None, b)
+    _print_diff(images.image_diff(cli_env(ctx), request), as_json)
 
 
 @image_app.command("rollback")
@@ -169,8 +163,8 @@ def rollback(
     to: Annotated[int | None, typer.Option("--to", help="The version to make current (default: the previous).")] = None,
 ) -> None:
     """Make an older version the current one (the one nodes are installed from)."""
-    version = _store(ctx).rollback(name, to)
-    console.print(f"image {name}: current version is now {version}", highlight=False)
+    done = images.image_rollback(cli_env(ctx), images.RollbackImage(name, to))
+    console.print(f"image {name}: current version is now {done.current}", highlight=False)
 
 
 @image_app.command("delete")
@@ -180,7 +174,7 @@ def delete(
     version: Annotated[int | None, typer.Option("--version", help="Delete only this version.")] = None,
 ) -> None:
     """Delete an image, or one of its versions (never the current version of an image that nodes use)."""
-    deleted = _store(ctx).delete(name, version)
+    deleted = images.image_delete(cli_env(ctx), images.DeleteImage(name, version)).versions
     what = f"version {deleted[0]}" if version is not None else f"{len(deleted)} version(s)"
     console.print(f"image {name}: deleted {what}", highlight=False)
 
@@ -202,7 +196,7 @@ def fetch(
     as_json: Annotated[bool, typer.Option("--json", help="Print the new version's metadata as JSON.")] = False,
 ) -> None:
     """Pull a running machine's file system (a golden client) over rsync/ssh into a new image version."""
-    request = FetchRequest(
+    request = images.FetchRequest(
         name=name,
         golden_client=golden_client,
         ssh_user=ssh_user,
@@ -212,9 +206,8 @@ def fetch(
         post_install=post_install,
         exclude_file=exclude_file,
     )
-    store = _store(ctx)
-    with _progress(f"fetch {name}", not as_json) as update:
-        meta = store.fetch(request, progress=update)
+    with _progress(cli_env(ctx), f"fetch {name}", not as_json) as env:
+        meta = images.image_fetch(env, request)
     if as_json:
         print_json(asdict(meta))
         return
@@ -240,16 +233,9 @@ def build(
 ) -> None:
     """Build a Debian image from scratch with debootstrap from this machine's apt mirror."""
     extra = [p for p in packages.replace(",", " ").split() if p]
-    store = _store(ctx)
-    with _progress(f"build {name}", not as_json) as update:
-        meta = store.build(
-            name,
-            suite=suite,
-            packages=extra,
-            ip_assignment=ip_assignment,
-            post_install=post_install,
-            progress=update,
-        )
+    request = images.BuildImage(name, suite, extra, ip_assignment, post_install)
+    with _progress(cli_env(ctx), f"build {name}", not as_json) as env:
+        meta = images.image_build(env, request)
     if as_json:
         print_json(asdict(meta))
         return
@@ -269,20 +255,16 @@ def import_tree(
     post_install: Annotated[str | None, typer.Option("--post-install", help=POST_HELP)] = None,
 ) -> None:
     """Copy a local directory into a new image version (the spec's directory source)."""
-    store = _store(ctx)
-    with _progress(f"import {name}", True) as update:
-        meta = store.import_tree(
-            name, directory, ip_assignment=ip_assignment, post_install=post_install, progress=update
-        )
+    request = images.ImportImage(name, directory, ip_assignment, post_install)
+    with _progress(cli_env(ctx), f"import {name}", True) as env:
+        meta = images.image_import(env, request)
     console.print(f"[green]✓[/] image {name} version {meta.version}: {meta.files} entries", highlight=False)
 
 
 @image_app.command("ssh-key")
 def ssh_key(ctx: typer.Context) -> None:
     """Print haoscar's public ssh key: put it in a golden client's authorized_keys before image fetch."""
-    from haoscar.provision.sshkeys import ensure_identity
-
-    typer.echo(ensure_identity(cli_context(ctx).state_dir).public_key)
+    typer.echo(images.image_ssh_key(cli_env(ctx), images.ShowSshKey()).public_key)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from haoscar.cli.context import cli_context
 from haoscar.cli.groups import bench_app
 from haoscar.cli.netboot import netboot_app
 from haoscar.cli.render import console, print_json, table
+from haoscar.cli.wire_text import wire_text
+from haoscar.commands.env import Env
+
+if TYPE_CHECKING:
+    from haoscar.commands.install import InstallRow, InstallSnapshot
 
 install_app = typer.Typer(
     help="Network installation: live progress of installing nodes, and its settings.", no_args_is_help=True
@@ -21,44 +27,40 @@ install_app = typer.Typer(
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 
 
-def _row_dict(row: Any, now: float) -> dict[str, Any]:
-    progress = row.progress
-    data: dict[str, Any] = {"node": row.node, "install_state": row.install_state, "detail": row.detail}
-    if progress is not None:
-        live = progress.as_dict(now)
-        data.update(
-            stage=live["stage"],
-            percent=live["percent"],
-            bytes=live["bytes"],
-            mb_per_s=live["mb_per_s"],
-            elapsed_s=live["elapsed_s"],
-            reason=live["reason"],
-        )
-    else:
-        data.update(stage=None, percent=None, bytes=None, mb_per_s=None, elapsed_s=None, reason="")
-    return data
+def _env(ctx: typer.Context) -> Env:
+    return Env(cli_context(ctx).state_dir)
 
 
-def _snapshot(state: Path, nodes: set[str] | None) -> list[dict[str, Any]]:
-    from haoscar.db.session import open_database
-    from haoscar.provision.install_progress import expire_stalled, monitor_rows
-
-    db = open_database(state)
-    try:
-        expire_stalled(db, state)
-        now = time.monotonic()
-        return [_row_dict(row, now) for row in monitor_rows(db, state, nodes)]
-    finally:
-        db.close()
-
-
-def _label(row: dict[str, Any]) -> str:
-    state = row["install_state"]
+def install_label(row: InstallRow) -> str:
+    """The text beside a node's bar. Stage and detail were reported by the installer over the network: escaped."""
+    state = row.install_state
     if state == "failed":
-        return f"[red]failed: {row['detail']}[/]"
+        return f"[red]failed: {wire_text(row.detail)}[/]"
     if state == "installing":
-        return f"{row['stage']} {row['mb_per_s'] or 0:.1f} MB/s {row['elapsed_s'] or 0:.0f} s"
-    return f"[green]{state}[/] {row['elapsed_s'] or 0:.0f} s" if state == "installed" else state
+        return f"{wire_text(row.stage)} {row.mb_per_s or 0:.1f} MB/s {row.elapsed_s or 0:.0f} s"
+    return f"[green]{state}[/] {row.elapsed_s or 0:.0f} s" if state == "installed" else wire_text(state)
+
+
+class InstallBars:
+    """``install monitor``'s live view: one bar per node, updated from each snapshot the command reports."""
+
+    def __init__(self, out: Console = console) -> None:
+        self.bars = Progress(
+            TextColumn("{task.fields[node]:<12}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[label]}"),
+            console=out,
+        )
+        self.tasks: dict[str, TaskID] = {}
+
+    def update(self, snapshot: InstallSnapshot) -> None:
+        for row in snapshot.rows:
+            label = install_label(row)
+            if row.node not in self.tasks:
+                node = wire_text(row.node)
+                self.tasks[row.node] = self.bars.add_task("", total=100, node=node, label=label)
+            self.bars.update(self.tasks[row.node], completed=row.percent or 0, label=label)
 
 
 @install_app.command("monitor")
@@ -70,43 +72,27 @@ def monitor(
     as_json: JsonOption = False,
 ) -> None:
     """Live progress of every installing node: stage, percent, rate and elapsed time (until none is installing)."""
-    from haoscar.spec.nodes import expand_nodeset
+    from haoscar.commands import install
 
-    state = cli_context(ctx).state_dir
-    nodes = set(expand_nodeset(nodeset)) if nodeset else None
-    rows = _snapshot(state, nodes)
-    if as_json:
-        print_json({"nodes": rows, "installing": sum(r["install_state"] == "installing" for r in rows)})
-        return
-    if once:
-        columns = ["node", "state", "stage", "percent", "MB/s", "elapsed s", "detail"]
-        cells = [
-            (r["node"], r["install_state"], r["stage"], r["percent"], r["mb_per_s"], r["elapsed_s"], r["detail"])
-            for r in rows
-        ]
-        console.print(table("installations", columns, cells))
-        return
-    bars = Progress(
-        TextColumn("{task.fields[node]:<12}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[label]}"),
-        console=console,
-    )
-    tasks: dict[str, TaskID] = {}
-    with bars:
-        while True:
-            for row in rows:
-                label = _label(row)
-                percent = row["percent"] or 0
-                if row["node"] not in tasks:
-                    tasks[row["node"]] = bars.add_task("", total=100, node=row["node"], label=label)
-                bars.update(tasks[row["node"]], completed=percent, label=label)
-            if not any(r["install_state"] == "installing" for r in rows):
-                break
-            time.sleep(interval)
-            rows = _snapshot(state, nodes)
-    if not rows:
+    request = install.MonitorInstalls(nodeset=nodeset, follow=not (once or as_json), interval=interval)
+    with _env(ctx) as env:
+        if as_json or once:
+            result = install.monitor(env, request)
+            if as_json:
+                print_json(result.as_dict())
+                return
+            columns = ["node", "state", "stage", "percent", "MB/s", "elapsed s", "detail"]
+            cells = [
+                (wire_text(r.node), wire_text(r.install_state), wire_text(r.stage), r.percent, r.mb_per_s,
+                 r.elapsed_s, wire_text(r.detail))
+                for r in result.rows
+            ]  # fmt: skip
+            console.print(table("installations", columns, cells))
+            return
+        view = InstallBars()
+        with view.bars:
+            result = install.monitor(env, request, on_snapshot=view.update)
+    if not result.rows:
         console.print("no node is installing or has installed yet (start one: haoscar netboot enable NODES)")
 
 
@@ -119,18 +105,14 @@ def configure(
     as_json: JsonOption = False,
 ) -> None:
     """Settings of network installation."""
-    from haoscar.db.session import open_database
-    from haoscar.provision.install_progress import set_stall_timeout
+    from haoscar.commands import install
 
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        value = set_stall_timeout(db, stall_timeout)
-    finally:
-        db.close()
+    with _env(ctx) as env:
+        settings = install.configure(env, install.InstallSettings(stall_timeout=stall_timeout))
     if as_json:
-        print_json({"stall_timeout": value})
+        print_json({"stall_timeout": settings.stall_timeout})
     else:
-        console.print(f"installing nodes silent for {value:g} s are marked failed")
+        console.print(f"installing nodes silent for {settings.stall_timeout:g} s are marked failed")
 
 
 @install_app.command("complete")
@@ -190,7 +172,7 @@ def complete(
 def render_complete(result: Any) -> None:
     """The hosts' files and daemons, then `ha status` of both heads."""
     from haoscar.cli.ha import render_status
-    from haoscar.ha.both_heads import both_heads
+    from haoscar.commands.ha import both_heads
 
     rows = [
         (
@@ -206,7 +188,7 @@ def render_complete(result: Any) -> None:
     title = "Complete Installation" + (" (HA key generated)" if result.key_generated else "")
     console.print(table(title, ["host", "role", "written", "files", "daemon", "HA state"], rows))
     if result.local_status is not None:
-        render_status(both_heads(result.local_status))
+        render_status(both_heads(result.local_status).as_dict())
     if result.ready:
         console.print(
             f"[green]HA is up[/]: primary {result.primary_state}, standby {result.standby_state} "
@@ -239,28 +221,30 @@ def build_installer_command(
     """Build the installer's kernel (Debian's cloud kernel or --kernel-package, through apt) and initramfs
     (busybox, drivers, tools and haoscar's install script) into STATE/netboot/boot/installer/, served for every
     image."""
-    from haoscar.provision.installer_build import build_installer
+    from haoscar.commands import netboot
 
-    state = cli_context(ctx).state_dir
+    request = netboot.BuildInstaller(cache_dir=cache_dir, kernel_package=kernel_package)
     if as_json:
-        result = build_installer(state, cache_dir=cache_dir, kernel_package=kernel_package)
+        with _env(ctx) as env:
+            result = netboot.build_installer(env, request)
         print_json(result.as_dict())
         return
     with Progress(TextColumn("{task.description}"), BarColumn(), console=console) as bars:
         task = bars.add_task("build-installer", total=100)
-        result = build_installer(
-            state,
-            cache_dir=cache_dir,
-            progress=lambda pct, what: bars.update(task, completed=pct, description=what),
-            kernel_package=kernel_package,
-        )
+
+        def meter(percent: float, what: str) -> None:
+            bars.update(task, completed=percent, description=escape(what))
+
+        with Env(cli_context(ctx).state_dir, meter=meter) as env:
+            result = netboot.build_installer(env, request)
     console.print(
         f"installer: {result.package} {result.version} ({result.kernel_bytes / 1e6:.1f} MB kernel, "
-        f"{result.initrd_bytes / 1e6:.1f} MB initramfs{', cached' if result.cached else ''}) in {result.seconds} s"
+        f"{result.initrd_bytes / 1e6:.1f} MB initramfs{', cached' if result.cached else ''}) in {result.seconds} s",
+        markup=False,
     )
-    console.print(f"drivers: {', '.join(result.modules)}; built in: {', '.join(result.builtin) or '-'}")
+    console.print(f"drivers: {', '.join(result.modules)}; built in: {', '.join(result.builtin) or '-'}", markup=False)
     if result.missing:
-        console.print(f"not in this kernel: {', '.join(result.missing)}")
+        console.print(f"not in this kernel: {', '.join(result.missing)}", markup=False)
 
 
 @bench_app.command("install")

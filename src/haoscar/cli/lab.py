@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from haoscar.cli.context import cli_context
+from haoscar.cli.context import cli_env
 from haoscar.cli.render import console, print_json, table
+from haoscar.commands import lab as cmd
 
-if TYPE_CHECKING:  # haoscar.lab pulls in pyroute2: imported only when a lab command runs, not for every CLI start
-    from haoscar.lab import Lab, LabStatus
+if TYPE_CHECKING:  # the report type of lab up/status; haoscar.lab (pyroute2) loads only when a lab command runs
+    from haoscar.lab import LabStatus
 
 lab_app = typer.Typer(
     help="The virtual cluster: hosts in network namespaces on bridged networks, with fault injection.",
@@ -20,13 +21,6 @@ lab_app = typer.Typer(
 
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="Which lab (several can be up at once).")]
 HostArg = Annotated[str, typer.Argument(help="A host of the lab, e.g. head1 (see `haoscar lab status`).")]
-
-
-def _open(ctx: typer.Context, name: str) -> Lab:
-    from haoscar.lab import Lab, require_root
-
-    require_root("`haoscar lab`")  # before reading the state dir, which a non-root user may not even see
-    return Lab.open(name, cli_context(ctx).state_dir)
 
 
 def render_status(status: LabStatus) -> None:
@@ -39,11 +33,15 @@ def render_status(status: LabStatus) -> None:
         )
         state = f"[{colours.get(host.state, 'white')}]{host.state}[/]"
         hosts.append((host.name, host.role, state, host.init_pid or "-", host.processes, links))
-    console.print(
-        table(f"Lab {status.name}: hosts", ["host", "role", "state", "init pid", "procs", "interfaces"], hosts)
-    )
+    columns = ["host", "role", "state", "init pid", "procs", "interfaces"]
+    drop = ["init pid", "procs", "role"]
+    console.print(table(f"Lab {status.name}: hosts", columns, hosts, keys=["host", "interfaces"], drop=drop))
     nets = [(n.name, n.subnet, n.bridge, ", ".join(n.hosts)) for n in status.networks]
-    console.print(table(f"Lab {status.name}: networks", ["network", "subnet", "bridge", "hosts"], nets))
+    console.print(
+        table(
+            f"Lab {status.name}: networks", ["network", "subnet", "bridge", "hosts"], nets, keys=["network", "subnet"]
+        )
+    )
     faults = [("partition", f"{p['a']} ⟂ {p['b']}", p["network"] or "all shared") for p in status.partitions]
     faults += [("loss", f"{h} {i}", f"{pct} %") for h, per in status.losses.items() for i, pct in per.items()]
     if faults:
@@ -58,25 +56,20 @@ def up(
     as_json: Annotated[bool, typer.Option("--json", help="Print the lab's status as JSON.")] = False,
 ) -> None:
     """Build the lab of a spec: both heads, every compute client, the witness and the user host."""
-    from haoscar.lab import Lab
-
     with console.status(f"bringing lab {name} up", spinner="dots"):
-        lab = Lab.up(spec, name, cli_context(ctx).state_dir)
+        result = cmd.lab_up(cli_env(ctx), cmd.LabUp(spec, name))
     if as_json:
-        print_json(lab.status().to_dict())
+        print_json(result.to_dict())
         return
-    render_status(lab.status())
-    console.print(
-        f"[green]✓[/] lab {name} is up; `haoscar lab exec {next(iter(lab.hosts))} -- ip -br addr` enters a host"
-    )
+    render_status(result)
+    first = result.hosts[0].name if result.hosts else "HOST"
+    console.print(f"[green]✓[/] lab {name} is up; `haoscar lab exec {first} -- ip -br addr` enters a host")
 
 
 @lab_app.command("down")
 def down(ctx: typer.Context, name: NameOpt = "lab") -> None:
     """Remove every namespace, link, process and file of the lab (safe to run twice)."""
-    from haoscar.lab import down_lab
-
-    if down_lab(name, cli_context(ctx).state_dir):
+    if cmd.lab_down(cli_env(ctx), cmd.LabDown(name)).was_up:
         console.print(f"[green]✓[/] lab {name} is down")
     else:
         console.print(f"lab {name} is not up; nothing to do")
@@ -89,7 +82,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Hosts (role, state, processes, interfaces), networks and active faults."""
-    result = _open(ctx, name).status()
+    result = cmd.lab_status(cli_env(ctx), cmd.ShowLab(name))
     if as_json:
         print_json(result.to_dict())
     else:
@@ -104,26 +97,20 @@ def exec_(
     name: NameOpt = "lab",
 ) -> None:
     """Run a command inside a host; exits with the command's exit status."""
-    proc = _open(ctx, name).popen(host, command)
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        code = proc.wait()
-    raise typer.Exit(code if code >= 0 else 128 - code)
+    raise typer.Exit(cmd.lab_exec(cli_env(ctx), cmd.ExecInHost(host, command, name)).code)
 
 
 @lab_app.command("crash")
 def crash(ctx: typer.Context, host: HostArg, name: NameOpt = "lab") -> None:
     """Power loss: SIGKILL every process of the host and set its links down."""
-    _open(ctx, name).crash(host)
+    cmd.lab_crash(cli_env(ctx), cmd.CrashHost(host, name))
     console.print(f"host {host} crashed (processes killed, links down)")
 
 
 @lab_app.command("restore")
 def restore(ctx: typer.Context, host: HostArg, name: NameOpt = "lab") -> None:
     """Boot a crashed host: links up, the spec's addresses only, /run emptied, its disk dirs kept."""
-    _open(ctx, name).restore(host)
+    cmd.lab_restore(cli_env(ctx), cmd.RestoreHost(host, name))
     console.print(f"host {host} is back up")
 
 
@@ -136,9 +123,7 @@ def link(
     name: NameOpt = "lab",
 ) -> None:
     """Set one link of a host down or up (a pulled cable)."""
-    if state not in ("up", "down"):
-        raise typer.BadParameter(f"{state!r}: say up or down", param_hint="STATE")
-    _open(ctx, name).link(host, iface, state == "up")
+    cmd.lab_link(cli_env(ctx), cmd.SetLink(host, iface, state, name))
     console.print(f"{host} {iface} is {state}")
 
 
@@ -151,14 +136,14 @@ def partition(
     name: NameOpt = "lab",
 ) -> None:
     """Cut two hosts apart (both directions, every shared network or one); `lab heal` undoes it."""
-    _open(ctx, name).partition(a, b, network)
+    cmd.lab_partition(cli_env(ctx), cmd.PartitionHosts(a, b, network, name))
     console.print(f"{a} and {b} are partitioned on {network or 'every network they share'}")
 
 
 @lab_app.command("heal")
 def heal(ctx: typer.Context, name: NameOpt = "lab") -> None:
     """Remove every partition and packet loss."""
-    _open(ctx, name).heal()
+    cmd.lab_heal(cli_env(ctx), cmd.HealLab(name))
     console.print("partitions and losses removed")
 
 
@@ -170,14 +155,14 @@ def freeze(
     name: NameOpt = "lab",
 ) -> None:
     """SIGSTOP every process of a host; `lab thaw` continues them."""
-    _open(ctx, name).freeze(host, links=links)
+    cmd.lab_freeze(cli_env(ctx), cmd.FreezeHost(host, links, name))
     console.print(f"host {host} is frozen{' with its links down' if links else ''}")
 
 
 @lab_app.command("thaw")
 def thaw(ctx: typer.Context, host: HostArg, name: NameOpt = "lab") -> None:
     """Continue a frozen host (and bring its links back if the freeze took them down)."""
-    _open(ctx, name).thaw(host)
+    cmd.lab_thaw(cli_env(ctx), cmd.ThawHost(host, name))
     console.print(f"host {host} runs again")
 
 
@@ -190,11 +175,11 @@ def loss(
     name: NameOpt = "lab",
 ) -> None:
     """Drop a share of the frames in and out of one interface at random (nftables)."""
-    _open(ctx, name).loss(host, iface, percent)
+    cmd.lab_loss(cli_env(ctx), cmd.LossOnLink(host, iface, percent, name))
     console.print(f"{host} {iface}: {percent} % loss")
 
 
 def register(app: typer.Typer) -> None:
-    import haoscar.scenarios.bench.lab  # noqa: F401 - registers `haoscar bench lab` on the bench group
+    import haoscar.cli.bench_cluster  # noqa: F401 - registers `haoscar bench lab` on the bench group
 
     app.add_typer(lab_app, name="lab")

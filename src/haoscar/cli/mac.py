@@ -6,38 +6,68 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.console import RenderableType
 
 from haoscar.cli.context import cli_context
 from haoscar.cli.render import console, print_json, table
+from haoscar.cli.wire_text import wire_text
+from haoscar.commands.env import Env
 
 if TYPE_CHECKING:
-    from haoscar.provision.mac_collect import Seen
-    from haoscar.provision.netboot_macs import Assignment
+    from haoscar.commands.macs import Assigned, Seen
 
 mac_app = typer.Typer(help="Learn client MAC addresses and give them to nodes.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+COLLECT_COLUMNS = ["#", "MAC", "message", "arch", "user class", "host name", "seen", "assigned to"]
 
 
-def _sync_nodes(ctx: typer.Context, assignments: list[Assignment]) -> None:
-    from haoscar.db.session import open_database
-    from haoscar.provision.netboot_sync import netboot_sync
-
-    if not assignments:
-        return
-    state = cli_context(ctx).state_dir
-    db = open_database(state)
-    try:
-        netboot_sync(db, state, nodes={a.node for a in assignments})
-    finally:
-        db.close()
+def _env(ctx: typer.Context) -> Env:
+    return Env(cli_context(ctx).state_dir)
 
 
-def _print_assignments(assignments: list[Assignment], as_json: bool) -> None:
+def _print_assigned(result: Assigned, as_json: bool) -> None:
     if as_json:
-        print_json({"assigned": [a.as_dict() for a in assignments]})
+        print_json(result.as_dict())
         return
-    console.print(table(f"{len(assignments)} MAC(s) assigned", ["node", "MAC"], [(a.node, a.mac) for a in assignments]))
+    rows = [(a.node, a.mac) for a in result.assignments]
+    console.print(table(f"{len(rows)} MAC(s) assigned", ["node", "MAC"], rows))
+
+
+class CollectView:
+    """The rows of ``mac collect``'s live table, one per MAC, updated as its client asks again.
+
+    Every cell a client chose (its MAC as sent, message, arch, user class, host name) goes through ``wire_text``:
+    a DHCP host name ``[/x]`` would otherwise be a Rich closing tag and end the view with an error."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.rows: list[tuple[str, ...]] = []
+        self._index: dict[str, int] = {}
+
+    def add(self, seen: Seen) -> None:
+        req = seen.request
+        cells = (
+            wire_text(req.mac),
+            wire_text(req.message_type),
+            wire_text(req.client_arch),
+            wire_text(req.user_class),
+            wire_text(req.hostname),
+            str(seen.seen_count),
+            wire_text(seen.assigned_to),
+        )
+        index = self._index.get(req.mac)
+        if index is None:
+            self._index[req.mac] = len(self.rows)
+            self.rows.append((str(len(self.rows) + 1), *cells))
+        else:
+            # A MAC seen again keeps its place, its first arch / user class and the node it was bound to.
+            old = self.rows[index]
+            host = cells[4] if cells[4] != "-" else old[5]
+            self.rows[index] = (old[0], old[1], cells[1], old[3], old[4], host, cells[5], old[7])
+
+    def render(self) -> RenderableType:
+        return table(self.title, COLLECT_COLUMNS, self.rows)
 
 
 @mac_app.command("collect")
@@ -53,50 +83,22 @@ def collect(
     """Listen for DHCP DISCOVER / REQUEST from unknown MACs and show them as they arrive."""
     from rich.live import Live
 
-    from haoscar.db.session import open_database
-    from haoscar.provision.mac_collect import collect as run
+    from haoscar.commands import macs
 
-    state = cli_context(ctx).state_dir
-    db = open_database(state)
-    rows: list[tuple[str, ...]] = []
-
-    def render() -> object:
-        title = f"MACs seen on {interface} (Ctrl-C or {timeout:g} s to stop)"
-        return table(title, ["#", "MAC", "message", "arch", "user class", "seen", "assigned to"], rows)
-
-    def on_seen(seen: Seen) -> None:
-        req = seen.request
-        for index, row in enumerate(rows):
-            if row[1] == req.mac:
-                rows[index] = (*row[:2], req.message_type, row[3], row[4], str(seen.seen_count), row[6])
-                break
-        else:
-            rows.append(
-                (
-                    str(len(rows) + 1),
-                    req.mac,
-                    req.message_type,
-                    req.client_arch or "-",
-                    req.user_class or "-",
-                    str(seen.seen_count),
-                    seen.assigned_to or "-",
-                )
-            )
-        if live is not None:
-            live.update(render())  # type: ignore[arg-type]
-
-    live: Live | None = None
-    try:
+    request = macs.CollectMacs(interface=interface, timeout=timeout, auto=auto, count=count)
+    with _env(ctx) as env:
         if as_json:
-            result = run(db, state, interface, timeout=timeout, auto=auto, stop_after=count)
-        else:
-            with Live(render(), console=console, refresh_per_second=4) as live:  # type: ignore[arg-type]
-                result = run(db, state, interface, timeout=timeout, auto=auto, on_seen=on_seen, stop_after=count)
-    finally:
-        db.close()
-    if as_json:
-        print_json(result.as_dict())
-        return
+            result = macs.collect(env, request)
+            print_json(result.as_dict())
+            return
+        view = CollectView(f"MACs seen on {wire_text(interface)} (Ctrl-C or {timeout:g} s to stop)")
+        with Live(view.render(), console=console, refresh_per_second=4) as live:
+
+            def on_seen(seen: Seen) -> None:
+                view.add(seen)
+                live.update(view.render())
+
+            result = macs.collect(env, request, on_seen=on_seen)
     new = len([s for s in result.sightings if s.new])
     hint = f"{len(result.assigned)} bound to nodes" if auto else "assign them with haoscar mac assign-all NODESET"
     console.print(
@@ -108,28 +110,27 @@ def collect(
 @mac_app.command("list")
 def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Unassigned MACs seen asking for DHCP, in order of arrival."""
-    from haoscar.db.session import open_database
-    from haoscar.provision.netboot_macs import list_sightings
+    from haoscar.commands import macs
 
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        sightings = list_sightings(db)
-    finally:
-        db.close()
+    with _env(ctx) as env:
+        sightings = macs.list_sightings(env)
     if as_json:
         print_json([s.as_dict() for s in sightings])
         return
     rows = [
-        (i, s.mac, s.interface, s.message_type, s.client_arch or "-", s.seen_count, s.first_seen.isoformat())
+        (
+            i,
+            wire_text(s.mac),
+            wire_text(s.interface),
+            wire_text(s.message_type),
+            wire_text(s.client_arch),
+            s.seen_count,
+            s.first_seen.isoformat(),
+        )
         for i, s in enumerate(sightings, start=1)
     ]
-    console.print(
-        table(
-            f"{len(rows)} unassigned MAC(s)",
-            ["#", "MAC", "interface", "last message", "arch", "seen", "first seen"],
-            rows,
-        )
-    )
+    columns = ["#", "MAC", "interface", "last message", "arch", "seen", "first seen"]
+    console.print(table(f"{len(rows)} unassigned MAC(s)", columns, rows))
 
 
 @mac_app.command("assign")
@@ -140,16 +141,11 @@ def assign(
     as_json: JsonOption = False,
 ) -> None:
     """Give one node its MAC (and its DHCP entry at once)."""
-    from haoscar.db.session import open_database
-    from haoscar.provision.netboot_macs import assign_macs
+    from haoscar.commands import macs
 
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        assignments = assign_macs(db, [(node, mac, "mac assign")])
-    finally:
-        db.close()
-    _sync_nodes(ctx, assignments)
-    _print_assignments(assignments, as_json)
+    with _env(ctx) as env:
+        result = macs.assign(env, macs.AssignMac(node=node, mac=mac))
+    _print_assigned(result, as_json)
 
 
 @mac_app.command("assign-all")
@@ -159,16 +155,11 @@ def assign_all(
     as_json: JsonOption = False,
 ) -> None:
     """Collected MACs, in order of arrival, to the nodes of NODESET without a MAC, in node-set order."""
-    from haoscar.db.session import open_database
-    from haoscar.provision.netboot_macs import assign_all as run
+    from haoscar.commands import macs
 
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        assignments = run(db, nodeset)
-    finally:
-        db.close()
-    _sync_nodes(ctx, assignments)
-    _print_assignments(assignments, as_json)
+    with _env(ctx) as env:
+        result = macs.assign_all(env, macs.AssignAll(nodeset=nodeset))
+    _print_assigned(result, as_json)
 
 
 @mac_app.command("import")
@@ -178,16 +169,11 @@ def import_(
     as_json: JsonOption = False,
 ) -> None:
     """Assign MACs from a CSV file (node,mac); every line is checked first, a bad one changes nothing."""
-    from haoscar.db.session import open_database
-    from haoscar.provision.netboot_macs import import_csv
+    from haoscar.commands import macs
 
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        assignments = import_csv(db, file)
-    finally:
-        db.close()
-    _sync_nodes(ctx, assignments)
-    _print_assignments(assignments, as_json)
+    with _env(ctx) as env:
+        result = macs.import_csv(env, macs.ImportMacs(file=file))
+    _print_assigned(result, as_json)
 
 
 @mac_app.command("export")
@@ -197,18 +183,14 @@ def export(
     as_json: JsonOption = False,
 ) -> None:
     """Write every node's private MAC to a CSV file (node,mac)."""
-    from haoscar.db.session import open_database
-    from haoscar.provision.netboot_macs import export_csv
+    from haoscar.commands import macs
 
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        count = export_csv(db, file)
-    finally:
-        db.close()
+    with _env(ctx) as env:
+        result = macs.export_csv(env, macs.ExportMacs(file=file))
     if as_json:
-        print_json({"file": str(file), "nodes": count})
+        print_json(result.as_dict())
         return
-    console.print(f"{count} MAC(s) written to {file}")
+    console.print(f"{result.nodes} MAC(s) written to {result.file}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -52,6 +52,8 @@ def _root(
     ] = False,
 ) -> None:
     ctx.obj = CliContext(state_dir=state_dir(state))
+    # The database the command opened (if any) is closed when the command ends, whatever its outcome.
+    ctx.call_on_close(ctx.obj.env.close)
 
 
 _SKIP = {"main", "context", "render", "groups"}

@@ -9,6 +9,7 @@ import typer
 from haoscar.cli.context import cli_context
 from haoscar.cli.groups import bench_app
 from haoscar.cli.render import console, print_json, warn
+from haoscar.commands.env import Env
 
 netboot_app = typer.Typer(
     help="Network boot (OSCAR's Setup Network Boot): DHCP entries, iPXE scripts, the boot server.",
@@ -33,6 +34,10 @@ def print_sync(report_dict: dict[str, object], as_json: bool) -> None:
         warn("dnsmasq.conf changed; dnsmasq reads it only at start: run haoscar dhcp configure to restart it")
 
 
+def _env(ctx: typer.Context) -> Env:
+    return Env(cli_context(ctx).state_dir)
+
+
 @netboot_app.command("sync")
 def sync(
     ctx: typer.Context,
@@ -40,38 +45,24 @@ def sync(
     as_json: JsonOption = False,
 ) -> None:
     """Regenerate dnsmasq's config, per-node DHCP entries and iPXE scripts from the database; reload dnsmasq."""
-    from haoscar.db.session import open_database
-    from haoscar.provision.netboot_sync import netboot_sync
-    from haoscar.spec.nodes import expand_nodeset
+    from haoscar.commands import netboot
 
-    state = cli_context(ctx).state_dir
-    db = open_database(state)
-    try:
-        names = set(expand_nodeset(nodeset)) if nodeset else None
-        report = netboot_sync(db, state, nodes=names)
-    finally:
-        db.close()
+    with _env(ctx) as env:
+        report = netboot.sync(env, netboot.SyncNetboot(nodeset=nodeset))
     print_sync(report.as_dict(), as_json)
 
 
 def _set_boot_mode(ctx: typer.Context, nodeset: str, mode: str, as_json: bool) -> None:
-    from haoscar.commands.nodes import set_nodes
-    from haoscar.db.session import open_database
-    from haoscar.provision.netboot_sync import netboot_sync
+    from haoscar.commands import netboot
 
-    state = cli_context(ctx).state_dir
-    db = open_database(state)
-    try:
-        result = set_nodes(db, nodeset, boot_mode=mode)
-        report = netboot_sync(db, state, nodes=set(result.changed)) if result.changed else None
-    finally:
-        db.close()
+    with _env(ctx) as env:
+        result = netboot.set_boot_mode(env, netboot.SetBootMode(nodeset=nodeset, mode=mode))
     if as_json:
-        print_json({"boot_mode": mode, "changed": result.changed, "sync": report.as_dict() if report else None})
+        print_json(result.as_dict())
         return
     console.print(f"{len(result.changed)} node(s) now {mode}, {len(result.unchanged)} already were")
-    if report is not None:
-        print_sync(report.as_dict(), False)
+    if result.sync is not None:
+        print_sync(result.sync.as_dict(), False)
 
 
 @netboot_app.command("enable")
@@ -101,15 +92,10 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8470,
 ) -> None:
     """Serve iPXE scripts, kernels, initrds and node records over HTTP until interrupted."""
-    from haoscar.db.session import open_database
-    from haoscar.provision.bootserver import serve as run
+    from haoscar.commands import netboot
 
-    state = cli_context(ctx).state_dir
-    db = open_database(state)
-    try:
-        run(db, state, bind, port)
-    finally:
-        db.close()
+    with _env(ctx) as env:
+        netboot.serve(env, netboot.ServeBoot(binds=bind, port=port))
 
 
 @bench_app.command("netboot-sync")

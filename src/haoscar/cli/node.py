@@ -6,15 +6,33 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from haoscar.cli.context import cli_context
-from haoscar.cli.render import console, print_json, table
+from haoscar.cli.context import cli_env
+from haoscar.cli.render import Listing, console, print_json, table
 
 if TYPE_CHECKING:
-    from haoscar.commands.nodes import NodeRow
+    from haoscar.commands.nodes import NodeList, NodeRow
 
 node_app = typer.Typer(help="Cluster nodes: define clients, change, delete and list them.", no_args_is_help=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+# Node names, addresses and MACs are never cut; in a narrow terminal these columns give way first.
+NODE_COLUMNS = ["name", "role", "group", "image", "private IP", "MAC", "boot mode", "install state"]
+NODE_KEYS = ["name", "private IP", "MAC"]
+NODE_DROP = ["group", "boot mode", "image", "role", "install state"]
+
+
+def node_table(listing: NodeList) -> Listing:
+    """The table of ``haoscar node list`` (a failed install shows its stage and reason)."""
+
+    def shown(row: NodeRow) -> str:
+        if row.install_state == "failed":
+            return f"[red]failed: {listing.install_detail.get(row.name) or 'no reason given'}[/]"
+        return row.install_state
+
+    cells = [(r.name, r.role, r.group, r.image, r.ip, r.mac or "-", r.boot_mode, shown(r)) for r in listing.rows]
+    return table(f"{len(listing.rows)} nodes", NODE_COLUMNS, cells, keys=NODE_KEYS, drop=NODE_DROP)
 
 
 @node_app.command("list")
@@ -24,30 +42,13 @@ def list_(
     as_json: JsonOption = False,
 ) -> None:
     """Show nodes with their role, group, image, private address, MAC, boot mode and install state."""
-    from haoscar.commands.nodes import list_nodes
-    from haoscar.db.session import open_database
-    from haoscar.provision.install_progress import monitor_rows
+    from haoscar.commands.nodes import ListNodes, node_list
 
-    state = cli_context(ctx).state_dir
-    db = open_database(state)
-    try:
-        rows = list_nodes(db, nodeset)
-        # The failure's stage and reason (`install_detail`), as the installer or the stall watcher reported it.
-        reasons = {m.node: m.detail for m in monitor_rows(db, state) if m.install_state == "failed"}
-    finally:
-        db.close()
+    listing = node_list(cli_env(ctx), ListNodes(nodeset))
     if as_json:
-        print_json([row.as_dict() | {"install_detail": reasons.get(row.name, "")} for row in rows])
+        print_json(listing.as_dicts())
         return
-
-    def shown(row: NodeRow) -> str:
-        if row.install_state == "failed":
-            return f"[red]failed: {reasons.get(row.name) or 'no reason given'}[/]"
-        return row.install_state
-
-    columns = ["name", "role", "group", "image", "private IP", "MAC", "boot mode", "install state"]
-    cells = [(r.name, r.role, r.group, r.image, r.ip, r.mac or "-", r.boot_mode, shown(r)) for r in rows]
-    console.print(table(f"{len(rows)} nodes", columns, cells))
+    console.print(node_table(listing))
 
 
 @node_app.command("add")
@@ -73,8 +74,7 @@ def add(
     as_json: JsonOption = False,
 ) -> None:
     """Define compute clients with OSCAR's Define Clients fields (or a node set)."""
-    from haoscar.commands.nodes import DefineClients, define_clients
-    from haoscar.db.session import open_database
+    from haoscar.commands.nodes import DefineClients, node_add
 
     request = DefineClients(
         image=image,
@@ -90,11 +90,7 @@ def add(
         interface=interface,
         group=group,
     )
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        result = define_clients(db, request)
-    finally:
-        db.close()
+    result = node_add(cli_env(ctx), request)
     if as_json:
         print_json(result.as_dict())
         return
@@ -117,14 +113,10 @@ def set_(
     as_json: JsonOption = False,
 ) -> None:
     """Change nodes' image, boot mode or domain, or one node's MAC or IP."""
-    from haoscar.commands.nodes import set_nodes
-    from haoscar.db.session import open_database
+    from haoscar.commands.nodes import SetNodes, node_set
 
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        result = set_nodes(db, nodeset, image=image, mac=mac, ip=ip, boot_mode=boot_mode, domain=domain)
-    finally:
-        db.close()
+    request = SetNodes(nodeset, image=image, mac=mac, ip=ip, boot_mode=boot_mode, domain=domain)
+    result = node_set(cli_env(ctx), request)
     if as_json:
         print_json(result.as_dict())
         return
@@ -142,25 +134,20 @@ def delete(
     as_json: JsonOption = False,
 ) -> None:
     """Delete nodes with their interfaces (nodes from a spec come back on the next `spec apply`)."""
-    from haoscar.commands.nodes import delete_nodes, list_nodes
-    from haoscar.db.addresses import fold
-    from haoscar.db.session import open_database
+    from haoscar.commands.nodes import DeleteNodes, ListNodes, node_delete, node_list
 
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        if not yes:
-            names = [row.name for row in list_nodes(db, nodeset)]
-            typer.confirm(f"delete {len(names)} nodes {fold(names)}?", abort=True)
-        deleted = delete_nodes(db, nodeset)
-    finally:
-        db.close()
+    env = cli_env(ctx)
+    if not yes:
+        doomed = node_list(env, ListNodes(nodeset))
+        typer.confirm(f"delete {len(doomed.rows)} nodes {doomed.nodeset}?", abort=True)
+    deleted = node_delete(env, DeleteNodes(nodeset))
     if as_json:
-        print_json({"deleted": fold(deleted), "count": len(deleted)})
+        print_json(deleted.as_dict())
     else:
-        console.print(f"deleted {len(deleted)} nodes: {fold(deleted)}")
+        console.print(f"deleted {len(deleted.names)} nodes: {deleted.nodeset}")
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(node_app, name="node")
     # Importing the benchmark registers `haoscar bench define-clients` on the shared bench group.
-    import haoscar.scenarios.bench.define_clients  # noqa: F401
+    import haoscar.cli.bench_cluster  # noqa: F401

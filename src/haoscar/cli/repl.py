@@ -3,17 +3,17 @@ status, and ``haoscar bench replication``."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from haoscar.cli.context import cli_context
 from haoscar.cli.groups import bench_app
 from haoscar.cli.render import console, print_json, table
-from haoscar.errors import UserError
+from haoscar.commands.env import Env
 
 repl_app = typer.Typer(help="Replication of files and the database from the active head to the standby.",
                        no_args_is_help=True)  # fmt: skip
@@ -32,18 +32,12 @@ def run(
     key_file: Annotated[Path | None, typer.Option("--key-file", help="Overrides ha.key_file.")] = None,
 ) -> None:
     """Run replication in the foreground in one role until SIGTERM (events on stderr, status in the state dir)."""
-    from haoscar.replication.daemon import run_replication
-    from haoscar.spec.loader import load_spec
+    from haoscar.commands import replication
 
-    if role not in ("source", "target"):
-        raise UserError(f"--role {role!r} is not a role; use source (the active head) or target (the standby)")
-    if catch_up and role != "target":
-        raise UserError("--catch-up is for a returning head, which runs as target; drop it or use --role target")
-    spec = load_spec(spec_file)
-    code = asyncio.run(
-        run_replication(spec, node, cli_context(ctx).state_dir, role, key_file=key_file, catch_up=catch_up)
+    request = replication.RunReplication(
+        node=node, spec_file=spec_file, role=role, catch_up=catch_up, key_file=key_file
     )
-    raise typer.Exit(code)
+    raise typer.Exit(replication.run(Env(cli_context(ctx).state_dir), request))
 
 
 def _ago(ts: Any) -> str:
@@ -58,34 +52,29 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Lag, files and bytes pending, last full pass, errors, and whether the standby's copy is stale."""
-    from haoscar.replication.state import read_status
+    from haoscar.commands import replication
 
-    state_dir = cli_context(ctx).state_dir
-    current = read_status(state_dir / "replication")
-    if current is None:
-        raise UserError(
-            f"no replication status under {state_dir}/replication; is `haoscar repl run` (or the HA daemon) running "
-            "on this head, with this --state-dir?"
-        )
-    data = current.to_dict()
-    data["status_age_s"] = round(time.time() - current.updated, 2)
+    report = replication.status(Env(cli_context(ctx).state_dir))
     if as_json:
-        print_json(data)
+        print_json(report.as_dict())
         return
-    stale = f"STALE: {current.stale_reason}" if current.standby_stale else "no"
+    current = report.data
+    stale = f"STALE: {current['stale_reason']}" if current["standby_stale"] else "no"
+    db = "connected" if current["db_connected"] else "NOT connected"
     rows = [
-        ("node / role / peer", f"{current.node} / {current.role} / {current.peer}"),
-        ("lag", f"{current.lag_s:.2f} s"),
-        ("files pending", current.files_pending),
-        ("bytes pending", current.bytes_pending),
-        ("last full pass", _ago(current.last_full_pass)),
-        ("database", f"LSN {current.db_lsn}, {'connected' if current.db_connected else 'NOT connected'}"),
-        ("shipped", f"{current.files_shipped} paths, {current.bytes_shipped} bytes"),
+        ("node / role / peer", f"{current['node']} / {current['role']} / {current['peer']}"),
+        ("lag", f"{current['lag_s']:.2f} s"),
+        ("files pending", current["files_pending"]),
+        ("bytes pending", current["bytes_pending"]),
+        ("last full pass", _ago(current["last_full_pass"])),
+        ("database", f"LSN {current['db_lsn']}, {db}"),
+        ("shipped", f"{current['files_shipped']} paths, {current['bytes_shipped']} bytes"),
         ("stale", stale),
-        ("last error", current.last_error or "-"),
-        ("status written", f"{data['status_age_s']:.1f} s ago"),
+        ("last error", current["last_error"] or "-"),
+        ("status written", f"{report.age_s:.1f} s ago"),
     ]
-    console.print(table("replication", ("", "value"), rows))
+    # Reasons and errors are free text (paths, peers' messages): printed as they are, not as markup.
+    console.print(table("replication", ("", "value"), [(name, escape(str(value))) for name, value in rows]))
 
 
 @repl_app.command("may-take-over")
@@ -94,14 +83,14 @@ def may_take_over_cmd(
     force: Annotated[bool, typer.Option("--force", help="Allow it although this head's data is stale.")] = False,
 ) -> None:
     """Whether this head's replicated data allows it to become active: exit 0 yes, 1 refused (stale)."""
-    from haoscar.replication.state import PersistedState, may_take_over
+    from haoscar.commands import replication
 
-    allowed, why = may_take_over(PersistedState.load(cli_context(ctx).state_dir / "replication"), force)
-    if allowed and not why.startswith("FORCED"):
-        console.print(why)
+    verdict = replication.may_take_over(Env(cli_context(ctx).state_dir), replication.TakeOverCheck(force=force))
+    if verdict.allowed and not verdict.forced:
+        console.print(verdict.why, markup=False)
         return
-    console.print(f"[bold red]{why}[/]", highlight=False, soft_wrap=True)
-    if not allowed:
+    console.print(f"[bold red]{escape(verdict.why)}[/]", highlight=False, soft_wrap=True)
+    if not verdict.allowed:
         raise typer.Exit(1)
 
 

@@ -7,22 +7,24 @@ from typing import Annotated
 
 import typer
 
+from haoscar.cli.context import cli_env
 from haoscar.cli.render import console, print_json, table
+from haoscar.commands.specs import SpecChecked, ValidateSpec, spec_validate
 from haoscar.errors import UserError
-from haoscar.spec import ClusterSpec, SpecError, all_nodes, check_text, load_spec
-from haoscar.spec.summary import spec_summary
+from haoscar.spec import SpecError, all_nodes, check_text
 
 spec_app = typer.Typer(help="Check and apply cluster specs (cluster.yaml).", no_args_is_help=True)
 
 
 @spec_app.command("validate")
 def validate(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="The cluster spec to check, e.g. examples/lab.yaml.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
 ) -> None:
     """Check a spec: list every problem as FILE:LINE: path: message (exit 2), or summarise it (exit 0)."""
     try:
-        spec = load_spec(file)
+        checked = spec_validate(cli_env(ctx), ValidateSpec(file))
     except SpecError as exc:
         if not as_json:
             raise
@@ -36,12 +38,13 @@ def validate(
         print_json({"valid": False, "file": str(file), "problems": [problem]})
         raise typer.Exit(2) from None
     if as_json:
-        print_json({"valid": True, "file": str(file), **spec_summary(spec)})
+        print_json(checked.as_dict())
         return
-    _print_summary(file, spec)
+    _print_summary(checked)
 
 
-def _print_summary(file: Path, spec: ClusterSpec) -> None:
+def _print_summary(checked: SpecChecked) -> None:
+    file, spec = checked.file, checked.spec
     nodes = all_nodes(spec)
     console.print(f"[green]✓[/] {file} is valid: cluster [bold]{spec.cluster.name}[/] ({spec.cluster.domain})")
     nets = spec.networks
@@ -51,7 +54,7 @@ def _print_summary(file: Path, spec: ClusterSpec) -> None:
     ]
     if nets.heartbeat is not None:
         rows.append(("heartbeat", nets.heartbeat.subnet, nets.heartbeat.gateway))
-    console.print(table("Networks", ["network", "subnet", "gateway"], rows))
+    console.print(table("Networks", ["network", "subnet", "gateway"], rows, keys=["network", "subnet", "gateway"]))
     heads = [
         (
             role,
@@ -62,11 +65,24 @@ def _print_summary(file: Path, spec: ClusterSpec) -> None:
         )
         for role, h in (("primary", spec.heads.primary), ("standby", spec.heads.standby))
     ]
-    console.print(table("Head nodes", ["role", "hostname", "private", "public", "alias IP"], heads))
-    summary = spec_summary(spec)
-    groups = [(g["name"], g["image"], g["count"], g["first"], g["last"]) for g in summary["client_groups"]]
+    console.print(
+        table(
+            "Head nodes",
+            ["role", "hostname", "private", "public", "alias IP"],
+            heads,
+            keys=["hostname", "private", "public", "alias IP"],
+        )
+    )
+    groups = [(g["name"], g["image"], g["count"], g["first"], g["last"]) for g in checked.summary["client_groups"]]
     if groups:
-        console.print(table("Compute clients", ["group", "image", "count", "first", "last"], groups))
+        console.print(
+            table(
+                "Compute clients",
+                ["group", "image", "count", "first", "last"],
+                groups,
+                keys=["group", "first", "last"],
+            )
+        )
     ha = spec.ha
     witness = ha.witness.hostname if ha.witness else "none (takeover needs fencing)"
     console.print(

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from haoscar.cli.context import cli_context
+from haoscar.cli.context import cli_env
 from haoscar.cli.render import console, print_json, table
+
+if TYPE_CHECKING:
+    from haoscar.commands.clone import CloneOptions, CloneReport
+    from haoscar.commands.env import Env
 
 standby_app = typer.Typer(help="The standby head node (HA-OSCAR's Add Standby Server).", no_args_is_help=True)
 
@@ -31,8 +35,7 @@ def add(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Define the standby head node with the Add Standby Server fields."""
-    from haoscar.commands.nodes import StandbyServer, add_standby
-    from haoscar.db.session import open_database
+    from haoscar.commands.standby import StandbyServer, standby_add
 
     request = StandbyServer(
         alias_ip=alias_ip,
@@ -47,19 +50,16 @@ def add(
         private_interface=private_interface,
         domain=domain,
     )
-    db = open_database(cli_context(ctx).state_dir)
-    try:
-        row = add_standby(db, request)
-    finally:
-        db.close()
+    added = standby_add(cli_env(ctx), request)
     if as_json:
-        print_json(row.as_dict() | {"alias_ip": alias_ip})
+        print_json(added.as_dict())
         return
+    row = added.node
     console.print(
         table(
             "Standby head defined",
             ["name", "role", "image", "local IP", "alias IP", "install state"],
-            [(row.name, row.role, row.image, row.ip, alias_ip, row.install_state)],
+            [(row.name, row.role, row.image, row.ip, added.alias_ip, row.install_state)],
         )
     )
 
@@ -95,7 +95,7 @@ def clone(
     image, add the standby, network boot, MAC, DHCP, wait for the standby's install, Complete Installation.
     Stops at the first failure with the reason (exit 2) or when the standby must be powered on (exit 3);
     running it again resumes after the steps already done."""
-    from haoscar.commands.standby_clone import CloneOptions, StepResult, run_clone
+    from haoscar.commands.clone import CloneOptions, standby_clone
 
     options = CloneOptions(
         spec_file=spec,
@@ -112,43 +112,52 @@ def clone(
         ha_wait=ha_wait,
         restart=restart,
     )
-    state = cli_context(ctx).state_dir
-    marks = {"done": "[green]✓[/]", "earlier": "[green]✓[/]", "waiting": "[yellow]…[/]", "failed": "[red]✗[/]"}
     if as_json:
-        report = run_clone(state, options)
+        report = standby_clone(cli_env(ctx), options)
         print_json(report.as_dict())
     else:
-        from rich.progress import BarColumn, Progress, TextColumn
+        report = _clone_with_progress(cli_env(ctx), options)
+        _render_clone(report)
+    if not report.ok:
+        raise typer.Exit(3 if report.waiting else 2)
 
-        bars = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), console=console
-        )
-        current: dict[str, Any] = {}
 
-        def observe(kind: str, payload: Any) -> None:
-            if kind == "step-start":
-                current["task"] = bars.add_task(payload[1], total=100, info="")
-            elif kind == "step" and isinstance(payload, StepResult):
-                if "task" in current:
-                    bars.update(current.pop("task"), completed=100, visible=False)
-                console.print(f"{marks[payload.status]} {payload.title}: {payload.detail}")
-            elif kind == "install" and "task" in current:
-                stage, percent, detail = payload
-                bars.update(current["task"], completed=percent, info=f"{stage} {detail}")
-            elif kind == "complete" and "task" in current:
-                bars.update(current["task"], info=str(payload))
+def _render_clone(report: CloneReport) -> None:
+    rows = [(MARKS[s.status], s.title, s.status, s.detail, f"{s.seconds:g}") for s in report.steps]
+    console.print(table("Standby clone", ["", "step", "status", "result", "s"], rows, keys=["step"]))
+    if report.complete is not None:
+        from haoscar.cli.install import render_complete
 
-        with bars:
-            report = run_clone(state, options, observe)
-        rows = [(marks[s.status], s.title, s.status, s.detail, f"{s.seconds:g}") for s in report.steps]
-        console.print(table("Standby clone", ["", "step", "status", "result", "s"], rows))
-        if report.complete is not None:
-            from haoscar.cli.install import render_complete
+        render_complete(report.complete)
 
-            render_complete(report.complete)
-    if report.ok:
-        return
-    raise typer.Exit(3 if report.waiting else 2)
+
+MARKS = {"done": "[green]✓[/]", "earlier": "[green]✓[/]", "waiting": "[yellow]…[/]", "failed": "[red]✗[/]"}
+
+
+def _clone_with_progress(env: Env, options: CloneOptions) -> CloneReport:
+    """The clone with a line per finished step and a progress bar for the step under way."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from haoscar.commands.clone import StepResult, standby_clone
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"), console=console)
+    current: dict[str, Any] = {}
+
+    def observe(kind: str, payload: Any) -> None:
+        if kind == "step-start":
+            current["task"] = bars.add_task(payload[1], total=100, info="")
+        elif kind == "step" and isinstance(payload, StepResult):
+            if "task" in current:
+                bars.update(current.pop("task"), completed=100, visible=False)
+            console.print(f"{MARKS[payload.status]} {payload.title}: {payload.detail}")
+        elif kind == "install" and "task" in current:
+            stage, percent, detail = payload
+            bars.update(current["task"], completed=percent, info=f"{stage} {detail}")
+        elif kind == "complete" and "task" in current:
+            bars.update(current["task"], info=str(payload))
+
+    with bars:
+        return standby_clone(env, options, observe)
 
 
 def register(app: typer.Typer) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from haoscar.cli.context import cli_context
 
 witness_app = typer.Typer(help="The witness that grants one head at a time the lease.", no_args_is_help=True)
 
@@ -23,11 +24,11 @@ def run(
     """Serve leases in the foreground until SIGTERM. The active head's stale marks on its standby are kept under
     the state directory (witness/stale.json), so that a restarted witness still refuses the lease to a stale
     standby."""
-    from haoscar.ha.runner import run_witness
-    from haoscar.spec.loader import load_spec
+    from haoscar.commands import ha
+    from haoscar.commands.env import Env
 
-    spec = load_spec(spec_file)
-    asyncio.run(run_witness(spec, key_file, address, ctx.obj.state_dir))
+    request = ha.RunWitness(spec_file=spec_file, key_file=key_file, addresses=address)
+    ha.run_witness(Env(cli_context(ctx).state_dir), request)
 
 
 def register(app: typer.Typer) -> None:

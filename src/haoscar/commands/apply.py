@@ -9,18 +9,25 @@ kept as long as the spec gives none for that interface.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from haoscar.commands.env import Env
+from haoscar.commands.wiring import store_images
 from haoscar.db.addresses import fold
 from haoscar.db.images import sync_images_in
 from haoscar.db.models import Group, Image, Interface, Network, Node, Setting, utcnow
 from haoscar.db.session import Database, record_event
 from haoscar.errors import UserError
+from haoscar.provision.install_states import InstallState
+from haoscar.spec.loader import load_spec
 from haoscar.spec.models import ClusterSpec
 from haoscar.spec.nodes import InterfaceDef, NodeDef, all_nodes, group_label, group_names
+
+Images = dict[str, Image]
 
 
 @dataclass
@@ -37,6 +44,11 @@ class ApplyReport:
     @property
     def wrote(self) -> bool:
         return bool(self.added or self.changed or self.removed or self.other)
+
+    def folded(self) -> dict[str, str]:
+        """Each list of node names as a folded node set, e.g. node[01-16]."""
+        names = ("added", "changed", "unchanged", "removed", "removed_pending")
+        return {name: fold(getattr(self, name)) for name in names}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -208,6 +220,123 @@ def _wanted_interfaces(d: NodeDef, node: Node | None, spec_macs: set[str]) -> li
     return result
 
 
+def _images_for(session: Session, db: Database, spec: ClusterSpec, defs: list[NodeDef], report: ApplyReport) -> Images:
+    """The spec's images as rows; an image the nodes name must be in the spec or in the image store."""
+    images = _apply_images(session, spec, report)
+    missing = sorted({d.image for d in defs if d.image is not None and d.image not in images})
+    if missing:
+        # The image store may hold them (built or fetched with `haoscar image`) without the spec listing them.
+        sync_images_in(session, store_images(db.state_dir))
+        session.flush()
+        images = {image.name: image for image in session.scalars(select(Image))}
+        missing = [name for name in missing if name not in images]
+    if missing:
+        raise UserError(f"the spec names unknown images {', '.join(missing)}; add them under images:")
+    return images
+
+
+def _remove_leaving(
+    session: Session, existing: dict[str, Node], leaving: set[str], prune: bool, report: ApplyReport
+) -> None:
+    for name in sorted(leaving):
+        if prune:
+            session.delete(existing.pop(name))
+            report.removed.append(name)
+        else:
+            report.removed_pending.append(name)
+    session.flush()
+
+
+def _detach_changed_interfaces(
+    defs: list[NodeDef], existing: dict[str, Node], spec_macs: set[str], touched: set[str]
+) -> dict[str, list[InterfaceDef]]:
+    """Each node's interfaces as the spec wants them; an interface whose address changes is removed now and added
+    again later (delete + insert), so that no unique constraint sees two rows with one IP or MAC half-way."""
+    plans: dict[str, list[InterfaceDef]] = {}
+    for d in defs:
+        node = existing.get(d.name)
+        plans[d.name] = _wanted_interfaces(d, node, spec_macs)
+        if node is None:
+            continue
+        wanted = {i.name: i for i in plans[d.name]}
+        for iface in list(node.interfaces):
+            target = wanted.get(iface.name)
+            if target is None or iface.ip != str(target.ip) or iface.mac != target.mac:
+                node.interfaces.remove(iface)
+                touched.add(d.name)
+    return plans
+
+
+def _upsert_node(
+    session: Session, d: NodeDef, node: Node | None, *, values: dict[str, Any], has_mac: bool, report: ApplyReport
+) -> tuple[Node, bool]:
+    """The node row, created or updated; True when an existing node changed."""
+    if node is None:
+        state = InstallState.MAC_ASSIGNED if has_mac else InstallState.DEFINED
+        boot = "netboot"
+        if d.role == "primary":
+            # The primary head runs haoscar itself: it is installed and never network-boots from itself.
+            state, boot = InstallState.INSTALLED, "localboot"
+        node = Node(name=d.name, install_state=state.value, boot_mode=boot, **values)
+        session.add(node)
+        report.added.append(d.name)
+        return node, False
+    if has_mac and node.install_state == InstallState.DEFINED:
+        values["install_state"] = InstallState.MAC_ASSIGNED.value
+    return node, _assign(node, **values)
+
+
+def _apply_node(
+    session: Session,
+    d: NodeDef,
+    node: Node | None,
+    *,
+    plan: list[InterfaceDef],
+    refs: tuple[Images, dict[str, Group]],
+    report: ApplyReport,
+    touched: set[str],
+) -> None:
+    images, groups = refs
+    image = images[d.image] if d.image is not None else None
+    values = {
+        "role": d.role,
+        "domain": d.domain,
+        "group_id": groups[d.group].id if d.group is not None else None,
+        "image_id": image.id if image is not None else None,
+        "from_spec": True,
+    }
+    node, changed = _upsert_node(session, d, node, values=values, has_mac=any(i.mac for i in plan), report=report)
+    if changed:
+        touched.add(d.name)
+    present = {iface.name: iface for iface in node.interfaces}
+    for want in plan:
+        row = present.get(want.name)
+        if row is None:
+            node.interfaces.append(
+                Interface(name=want.name, network=want.network, ip=str(want.ip), prefix=want.prefix, mac=want.mac)
+            )
+            touched.add(d.name)
+        elif _assign(row, network=want.network, prefix=want.prefix):
+            touched.add(d.name)
+    if d.name in report.added:
+        return
+    if d.name in touched:
+        node.updated_at = utcnow()
+        report.changed.append(d.name)
+    else:
+        report.unchanged.append(d.name)
+
+
+def _drop_empty_groups(session: Session, spec: ClusterSpec, groups: dict[str, Group], report: ApplyReport) -> None:
+    """A spec group left with no nodes goes; one still holding nodes waits for --prune like its nodes."""
+    wanted_groups = {"heads"} | {group_label(c, i) for i, c in enumerate(spec.clients)}
+    for name, group in groups.items():
+        empty = not session.scalars(select(Node.id).where(Node.group_id == group.id)).first()
+        if group.from_spec and name not in wanted_groups and empty:
+            session.delete(group)
+            report.other.append(f"group {name} removed")
+
+
 def apply_spec(db: Database, spec: ClusterSpec, prune: bool = False) -> ApplyReport:
     """Make the database hold what ``spec`` describes; see the module docstring for the rules."""
     report = ApplyReport()
@@ -218,97 +347,20 @@ def apply_spec(db: Database, spec: ClusterSpec, prune: bool = False) -> ApplyRep
         existing = {n.name: n for n in session.scalars(select(Node).options(selectinload(Node.interfaces)))}
         leaving = {name for name, node in existing.items() if node.from_spec and name not in by_name}
         _check_collisions(defs, existing, leaving, prune)
-        images = _apply_images(session, spec, report)
-        missing = sorted({d.image for d in defs if d.image is not None and d.image not in images})
-        if missing:
-            # The image store may hold them (built or fetched with `haoscar image`) without the spec listing them.
-            sync_images_in(session, db.state_dir)
-            session.flush()
-            images = {image.name: image for image in session.scalars(select(Image))}
-            missing = [name for name in missing if name not in images]
-        if missing:
-            raise UserError(f"the spec names unknown images {', '.join(missing)}; add them under images:")
+        images = _images_for(session, db, spec, defs, report)
         _apply_settings(session, spec, report)
         _apply_networks(session, spec, report)
         groups = _apply_groups(session, spec, images, report)
-
-        # Deletions first, then address changes as delete + insert, so no unique constraint (ip, mac) ever sees
-        # two rows holding the same value half-way through.
-        for name in sorted(leaving):
-            if prune:
-                session.delete(existing.pop(name))
-                report.removed.append(name)
-            else:
-                report.removed_pending.append(name)
-        session.flush()
-
+        # Deletions first, then address changes as delete + insert.
+        _remove_leaving(session, existing, leaving, prune, report)
         touched: set[str] = set()
-        plans: dict[str, list[InterfaceDef]] = {}
+        plans = _detach_changed_interfaces(defs, existing, spec_macs, touched)
+        session.flush()
         for d in defs:
             node = existing.get(d.name)
-            plans[d.name] = _wanted_interfaces(d, node, spec_macs)
-            if node is None:
-                continue
-            wanted = {i.name: i for i in plans[d.name]}
-            for iface in list(node.interfaces):
-                target = wanted.get(iface.name)
-                if target is None or iface.ip != str(target.ip) or iface.mac != target.mac:
-                    node.interfaces.remove(iface)
-                    touched.add(d.name)
+            _apply_node(session, d, node, plan=plans[d.name], refs=(images, groups), report=report, touched=touched)
         session.flush()
-
-        for d in defs:
-            node = existing.get(d.name)
-            image = images[d.image] if d.image is not None else None
-            has_mac = any(i.mac for i in plans[d.name])
-            values = {
-                "role": d.role,
-                "domain": d.domain,
-                "group_id": groups[d.group].id if d.group is not None else None,
-                "image_id": image.id if image is not None else None,
-                "from_spec": True,
-            }
-            if node is None:
-                state = "mac-assigned" if has_mac else "defined"
-                boot = "netboot"
-                if d.role == "primary":
-                    # The primary head runs haoscar itself: it is installed and never network-boots from itself.
-                    state, boot = "installed", "localboot"
-                node = Node(name=d.name, install_state=state, boot_mode=boot, **values)
-                session.add(node)
-                report.added.append(d.name)
-            else:
-                if has_mac and node.install_state == "defined":
-                    values["install_state"] = "mac-assigned"
-                if _assign(node, **values):
-                    touched.add(d.name)
-            present = {iface.name: iface for iface in node.interfaces}
-            for want in plans[d.name]:
-                row = present.get(want.name)
-                if row is None:
-                    node.interfaces.append(
-                        Interface(
-                            name=want.name, network=want.network, ip=str(want.ip), prefix=want.prefix, mac=want.mac
-                        )
-                    )
-                    touched.add(d.name)
-                elif _assign(row, network=want.network, prefix=want.prefix):
-                    touched.add(d.name)
-            if d.name in touched and d.name not in report.added:
-                node.updated_at = utcnow()
-                report.changed.append(d.name)
-            elif d.name not in report.added:
-                report.unchanged.append(d.name)
-        session.flush()
-
-        # A spec group left with no nodes goes; one still holding nodes waits for --prune like its nodes.
-        wanted_groups = {"heads"} | {group_label(c, i) for i, c in enumerate(spec.clients)}
-        for name, group in groups.items():
-            empty = not session.scalars(select(Node.id).where(Node.group_id == group.id)).first()
-            if group.from_spec and name not in wanted_groups and empty:
-                session.delete(group)
-                report.other.append(f"group {name} removed")
-
+        _drop_empty_groups(session, spec, groups, report)
         if report.wrote:
             record_event(
                 session,
@@ -318,3 +370,17 @@ def apply_spec(db: Database, spec: ClusterSpec, prune: bool = False) -> ApplyRep
                 data=report.as_dict(),
             )
     return report
+
+
+@dataclass(frozen=True)
+class ApplySpec:
+    """``haoscar spec apply``: the spec file, and whether nodes an earlier spec defined and this one lacks go."""
+
+    file: Path
+    prune: bool = False
+
+
+def spec_apply(env: Env, request: ApplySpec) -> ApplyReport:
+    """Load a spec file (its problems raise SpecError before the database is opened), then apply it."""
+    spec = load_spec(request.file)
+    return apply_spec(env.database, spec, prune=request.prune)

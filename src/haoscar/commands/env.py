@@ -57,6 +57,14 @@ def no_progress(_line: str) -> None:
     """The default sink: commands run silently unless someone listens."""
 
 
+Meter = Callable[[float, str], None]
+"""A progress sink for long transfers: the share done in percent and what is being done (a progress bar)."""
+
+
+def no_meter(_percent: float, _what: str) -> None:
+    """The default meter: nobody watches the bar."""
+
+
 @dataclass
 class Env:
     """What a command may touch. The database opens lazily, on first use, so a command that does not need it (a
@@ -66,14 +74,15 @@ class Env:
     run: Runner = run_program
     clock: Clock = field(default_factory=SystemClock)
     progress: Progress = no_progress
+    meter: Meter = no_meter
     _database: Database | None = field(default=None, init=False, repr=False)
 
     @property
     def database(self) -> Database:
         if self._database is None:
-            from haoscar.db.session import open_database
+            from haoscar.commands.wiring import open_cluster_database  # replication's commit hook attached
 
-            self._database = open_database(self.state_dir)
+            self._database = open_cluster_database(self.state_dir)
         return self._database
 
     @property

@@ -7,7 +7,7 @@ transaction: a bad MAC, a colliding IP or a range that overflows its subnet leav
 from __future__ import annotations
 
 import ipaddress
-import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,36 +15,41 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session, aliased
 
+from haoscar.commands.env import Env
+from haoscar.commands.wiring import store_images
 from haoscar.db.addresses import Taken, check_in_subnet, check_range, fold, network_subnet, parsed, some, subnet_for
-from haoscar.db.images import image_named, nodes_using_image, sync_images_from_store
-from haoscar.db.models import BOOT_MODES, Group, Image, Interface, MacSighting, Node, Setting, utcnow
+from haoscar.db.images import image_named, nodes_using_image
+from haoscar.db.models import BOOT_MODES, Group, Image, Interface, Node, Setting, utcnow
 from haoscar.db.session import Database, record_event
 from haoscar.errors import NotFound, UserError
-from haoscar.spec.nodes import expand_nodeset, oscar_names
+from haoscar.provision.install_progress import monitor_rows
+from haoscar.provision.netboot_macs import assign_in_session
+from haoscar.spec.nodes import expand_nodeset, node_order, oscar_names, sorted_nodes
 from haoscar.spec.types import parse_domain, parse_hostname, parse_ifname, parse_ipv4, parse_mac, parse_netmask
 
 __all__ = [
     "DefineClients",
     "DefineResult",
+    "DeleteNodes",
+    "DeletedNodes",
+    "ListNodes",
+    "NodeList",
     "NodeRow",
+    "SetNodes",
     "SetResult",
-    "StandbyServer",
-    "add_standby",
     "define_clients",
     "delete_nodes",
     "image_in_use",
     "list_nodes",
+    "node_add",
+    "node_delete",
+    "node_list",
+    "node_set",
     "set_nodes",
-    "sync_images_from_store",
 ]
 
 DEFAULT_DOMAIN = "cluster.local"
 ROLE_ORDER = {"primary": 0, "standby": 1, "compute": 2}
-
-
-def _natural(name: str) -> tuple[Any, ...]:
-    """node2 before node10, as ClusterShell sorts."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 # ---------------------------------------------------------------------------------------------------------- views
@@ -108,7 +113,8 @@ def _rows(session: Session, names: list[str] | None) -> list[NodeRow]:
         )
         for node, group, image, ifname, ip, mac in session.execute(query)
     ]
-    rows.sort(key=lambda row: (ROLE_ORDER.get(row.role, 9), _natural(row.name)))
+    rank = node_order(row.name for row in rows)
+    rows.sort(key=lambda row: (ROLE_ORDER.get(row.role, 9), rank[row.name]))
     return rows
 
 
@@ -121,6 +127,11 @@ def list_nodes(db: Database, nodeset: str | None = None) -> list[NodeRow]:
 def image_in_use(state_dir: Path, name: str) -> list[str]:
     """Names of the nodes whose image is ``name`` (an image in use must not be deleted)."""
     return nodes_using_image(state_dir, name)
+
+
+def _stored(db: Database) -> Callable[[], list[Any]]:
+    """The image store's entries, read only if an image is not in the database yet."""
+    return lambda: store_images(db.state_dir)
 
 
 def _setting(session: Session, key: str) -> Any:
@@ -231,7 +242,7 @@ def define_clients(db: Database, request: DefineClients) -> DefineResult:
     with db.session() as session:
         domain_text = request.domain or _setting(session, "domain") or DEFAULT_DOMAIN
         domain = parsed("--domain", parse_domain, domain_text)
-        image = image_named(session, request.image, db.state_dir)
+        image = image_named(session, request.image, lambda: store_images(db.state_dir))
         subnet = subnet_for(session, "private", start, netmask, option="--start-ip")
         check_range("--start-ip", start, len(names), subnet)
         ips = [str(start + offset) for offset in range(len(names))]
@@ -299,6 +310,31 @@ def _private_interface(node: Node) -> Interface | None:
     return next((i for i in node.interfaces if i.network == "private"), node.interfaces[0] if node.interfaces else None)
 
 
+def _set_address(
+    session: Session, node: Node, new_mac: str | None, new_ip: ipaddress.IPv4Address | None
+) -> tuple[Interface, bool]:
+    """One node's private interface, its new MAC written and its new IP checked; True when the MAC changed."""
+    iface = _private_interface(node)
+    if iface is None:
+        raise UserError(f"node {node.name} has no network interface to give a MAC or IP")
+    taken = Taken.load(session)
+    mac_changed = False
+    if new_mac is not None and iface.mac != new_mac:
+        # The one MAC-assignment path (as mac assign, import, collect --auto): checks that the MAC is free,
+        # writes it, drops its sighting, makes a defined node mac-assigned; a later error undoes it all.
+        assign_in_session(session, [(node.name, new_mac, "--mac")], "node set", field="--mac", record=False)
+        mac_changed = True
+    if new_ip is not None:
+        subnet = network_subnet(session, iface.network) or ipaddress.IPv4Network(
+            f"{iface.ip}/{iface.prefix}", strict=False
+        )
+        check_in_subnet("--ip", new_ip, subnet)
+        owner = taken.ips.get(str(new_ip))
+        if owner is not None and str(new_ip) != iface.ip:
+            raise UserError(f"--ip {new_ip} is already used by node {owner}; pick a free address")
+    return iface, mac_changed
+
+
 def set_nodes(
     db: Database,
     nodeset: str,
@@ -323,27 +359,11 @@ def set_nodes(
         assert names is not None
         if (new_mac is not None or new_ip is not None) and len(names) != 1:
             raise UserError(f"--mac and --ip set one node's address; {nodeset!r} names {len(names)} nodes")
-        image_row = image_named(session, image, db.state_dir) if image is not None else None
+        image_row = image_named(session, image, lambda: store_images(db.state_dir)) if image is not None else None
         nodes = list(session.scalars(select(Node).where(Node.name.in_(names))))
-        iface: Interface | None = None
+        iface, mac_changed = None, False
         if new_mac is not None or new_ip is not None:
-            iface = _private_interface(nodes[0])
-            if iface is None:
-                raise UserError(f"node {nodes[0].name} has no network interface to give a MAC or IP")
-            taken = Taken.load(session)
-            if new_mac is not None and taken.macs.get(new_mac, nodes[0].name) != nodes[0].name:
-                raise UserError(
-                    f"--mac {new_mac} already belongs to node {taken.macs[new_mac]}; "
-                    "each NIC has its own MAC; check the address you collected"
-                )
-            if new_ip is not None:
-                subnet = network_subnet(session, iface.network) or ipaddress.IPv4Network(
-                    f"{iface.ip}/{iface.prefix}", strict=False
-                )
-                check_in_subnet("--ip", new_ip, subnet)
-                owner = taken.ips.get(str(new_ip))
-                if owner is not None and str(new_ip) != iface.ip:
-                    raise UserError(f"--ip {new_ip} is already used by node {owner}; pick a free address")
+            iface, mac_changed = _set_address(session, nodes[0], new_mac, new_ip)
         for node in nodes:
             changes: dict[str, Any] = {}
             if image_row is not None and node.image_id != image_row.id:
@@ -357,13 +377,7 @@ def set_nodes(
                 if new_ip is not None and iface.ip != str(new_ip):
                     iface.ip = str(new_ip)
                     touched = True
-                if new_mac is not None and iface.mac != new_mac:
-                    iface.mac = new_mac
-                    touched = True
-                    # The MAC is owned now: it leaves the list of unassigned sightings.
-                    session.execute(delete(MacSighting).where(MacSighting.mac == new_mac))
-                    if node.install_state == "defined":
-                        changes["install_state"] = "mac-assigned"
+                touched = touched or mac_changed
             for key, value in changes.items():
                 setattr(node, key, value)
             if touched and not changes:
@@ -398,99 +412,85 @@ def delete_nodes(db: Database, nodeset: str) -> list[str]:
                 session.delete(group)
             else:
                 group.nodeset = fold(remaining) if remaining else None
-        deleted = sorted(names, key=_natural)
+        deleted = sorted_nodes(names)
         record_event(session, "nodes.deleted", f"deleted {fold(deleted)}", data={"nodes": fold(deleted)})
         return deleted
 
 
-# ------------------------------------------------------------------------------------------- Add Standby Server
+# ------------------------------------------------------------------------------- the commands (env, request)
 
 
 @dataclass(frozen=True)
-class StandbyServer:
-    """HA-OSCAR's Add Standby Server dialog."""
+class ListNodes:
+    nodeset: str | None = None  # a ClusterShell node set such as node[001-016]; None: every node
 
-    alias_ip: str
-    local_ip: str
-    image: str = "serverimage"
-    primary_public_interface: str = "eth1"
-    standby_public_interface: str = "eth1"
-    netmask: str | None = None
-    gateway: str | None = None
-    hostname: str = "standby"
-    public_ip: str | None = None
-    private_interface: str = "eth0"
+
+@dataclass(frozen=True)
+class NodeList:
+    """``haoscar node list``: the nodes, and for each failed install its stage and reason."""
+
+    rows: list[NodeRow]
+    install_detail: dict[str, str]
+
+    @property
+    def nodeset(self) -> str:
+        return fold(row.name for row in self.rows)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [row.as_dict() | {"install_detail": self.install_detail.get(row.name, "")} for row in self.rows]
+
+
+def node_list(env: Env, request: ListNodes) -> NodeList:
+    """Every node or those of a node set, heads first, then clients in natural order."""
+    rows = list_nodes(env.database, request.nodeset)
+    # The failure's stage and reason, as the installer or the stall watcher reported it.
+    failed = {m.node: m.detail for m in monitor_rows(env.database, env.state_dir) if m.install_state == "failed"}
+    return NodeList(rows, failed)
+
+
+def node_add(env: Env, request: DefineClients) -> DefineResult:
+    """OSCAR's Define Clients."""
+    return define_clients(env.database, request)
+
+
+@dataclass(frozen=True)
+class SetNodes:
+    nodeset: str
+    image: str | None = None
+    mac: str | None = None  # one node only
+    ip: str | None = None  # one node only
+    boot_mode: str | None = None
     domain: str | None = None
 
 
-def add_standby(db: Database, request: StandbyServer) -> NodeRow:
-    """Define the standby head as a node of its own (role standby) with its private and public interfaces."""
-    hostname = parsed("--hostname", parse_hostname, request.hostname)
-    alias = parsed("--alias-ip", parse_ipv4, request.alias_ip)
-    local = parsed("--local-ip", parse_ipv4, request.local_ip)
-    netmask = parsed("--netmask", parse_netmask, request.netmask) if request.netmask is not None else None
-    gateway = parsed("--gateway", parse_ipv4, request.gateway) if request.gateway is not None else None
-    public = parsed("--public-ip", parse_ipv4, request.public_ip) if request.public_ip is not None else None
-    primary_if = parsed("--primary-public-interface", parse_ifname, request.primary_public_interface)
-    standby_if = parsed("--standby-public-interface", parse_ifname, request.standby_public_interface)
-    private_if = parsed("--private-interface", parse_ifname, request.private_interface)
-    if standby_if == private_if:
-        raise UserError(f"--standby-public-interface {standby_if} is also the private interface; use e.g. eth1")
-    with db.session() as session:
-        existing = session.scalar(select(Node.name).where(Node.role == "standby"))
-        if existing is not None:
-            raise UserError(
-                f"the standby head is already defined as {existing}; "
-                f"delete it first with `haoscar node delete {existing}`"
-            )
-        domain = parsed("--domain", parse_domain, request.domain or _setting(session, "domain") or DEFAULT_DOMAIN)
-        image = image_named(session, request.image, db.state_dir)
-        subnet = subnet_for(session, "private", local, netmask, option="--local-ip")
-        check_in_subnet("--local-ip", local, subnet)
-        if gateway is not None and network_subnet(session, "public") is None:
-            check_in_subnet("--gateway", gateway, subnet)
-        public_net = network_subnet(session, "public")
-        if public_net is not None:
-            check_in_subnet("--alias-ip", alias, public_net)
-            if public is not None:
-                check_in_subnet("--public-ip", public, public_net)
-        taken = Taken.load(session)
-        if hostname in taken.names:
-            raise UserError(f"--hostname {hostname} is already a node; choose another name, e.g. head2")
-        for option, address in (("--local-ip", local), ("--public-ip", public), ("--alias-ip", alias)):
-            if address is not None and str(address) in taken.ips:
-                raise UserError(f"{option} {address} is already used by node {taken.ips[str(address)]}")
-        if public is not None and public == alias:
-            raise UserError("--public-ip must differ from --alias-ip: the alias moves between the heads")
-        heads = session.scalar(select(Group).where(Group.name == "heads"))
-        if heads is None:
-            heads = Group(name="heads", from_spec=False)
-            session.add(heads)
-            session.flush()
-        node = Node(name=hostname, role="standby", domain=domain, group_id=heads.id, image_id=image.id, from_spec=False)
-        node.interfaces.append(Interface(name=private_if, network="private", ip=str(local), prefix=subnet.prefixlen))
-        if public is not None:
-            prefix = public_net.prefixlen if public_net is not None else subnet.prefixlen
-            node.interfaces.append(Interface(name=standby_if, network="public", ip=str(public), prefix=prefix))
-        session.add(node)
-        dialog = {
-            "hostname": hostname,
-            "image": image.name,
-            "primary_public_interface": primary_if,
-            "standby_public_interface": standby_if,
-            "alias_ip": str(alias),
-            "local_ip": str(local),
-            "netmask": str(netmask or subnet.netmask),
-            "gateway": str(gateway) if gateway else None,
-            "public_ip": str(public) if public else None,
-        }
-        row = session.get(Setting, "standby_server")
-        if row is None:
-            session.add(Setting(key="standby_server", value=dialog))
-        else:
-            row.value = dialog
-        record_event(
-            session, "standby.added", f"standby head {hostname} defined ({local}, alias {alias})", node=hostname
-        )
-        session.flush()
-        return _rows(session, [hostname])[0]
+def node_set(env: Env, request: SetNodes) -> SetResult:
+    return set_nodes(
+        env.database,
+        request.nodeset,
+        image=request.image,
+        mac=request.mac,
+        ip=request.ip,
+        boot_mode=request.boot_mode,
+        domain=request.domain,
+    )
+
+
+@dataclass(frozen=True)
+class DeleteNodes:
+    nodeset: str
+
+
+@dataclass(frozen=True)
+class DeletedNodes:
+    names: list[str]
+
+    @property
+    def nodeset(self) -> str:
+        return fold(self.names)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deleted": self.nodeset, "count": len(self.names)}
+
+
+def node_delete(env: Env, request: DeleteNodes) -> DeletedNodes:
+    return DeletedNodes(delete_nodes(env.database, request.nodeset))

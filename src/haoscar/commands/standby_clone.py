@@ -26,10 +26,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from haoscar.commands.wiring import open_cluster_database as open_database  # replicated on a head
 from haoscar.db.models import Interface, Node
-from haoscar.db.session import Database, open_database, record_event
+from haoscar.db.session import Database, record_event
 from haoscar.errors import UserError
 from haoscar.fsutil import atomic_write
+from haoscar.provision.install_states import InstallState, set_install_state
 from haoscar.spec import ClusterSpec, load_spec
 
 STEPS: tuple[tuple[str, str], ...] = (
@@ -140,7 +142,7 @@ def _fetch(env: CloneEnv) -> str:
 
 
 def _add(env: CloneEnv) -> str:
-    from haoscar.commands.nodes import StandbyServer, add_standby
+    from haoscar.commands.standby import StandbyServer, add_standby
 
     head = env.spec.heads.standby
     db = env.db()
@@ -337,9 +339,9 @@ def mark_up(state_dir: Path, node: str) -> bool:
     try:
         with db.session() as session:
             row = session.scalar(select(Node).where(Node.name == node))
-            if row is None or row.install_state != "installed":
+            if row is None or row.install_state != InstallState.INSTALLED:
                 return False
-            row.install_state = "up"
+            set_install_state(row, InstallState.UP)
             record_event(session, "node.up", f"{node} is up", node)
             return True
     finally:

@@ -152,3 +152,17 @@ class Setting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
+
+
+class InstallToken(Base):
+    """A node's install credential: only its SHA-256 is kept, with its expiry (docs/install.md, credentials).
+
+    One row per node: minting a new token (the node fetched its iPXE script again) replaces the old one; the
+    installer's ``done`` or ``failed`` report deletes it."""
+
+    __tablename__ = "install_tokens"
+
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -7,7 +7,8 @@ works without a separate set-up step, and an older database is migrated before a
 from __future__ import annotations
 
 import fcntl
-from collections.abc import Callable, Iterator
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from haoscar.db import constants
+from haoscar.db import constants, rowlog
 from haoscar.db.models import Event
+from haoscar.db.rowlog import RowChanges
 from haoscar.errors import UserError
 
 # Defined in a module without SQLAlchemy, for the HA daemon's replication; the same names here, as before.
 DB_FILE = constants.DB_FILE
 BUSY_TIMEOUT_MS = constants.BUSY_TIMEOUT_MS
-CapturedWrite = constants.CapturedWrite
 SEVERITIES = ("debug", "info", "warning", "error", "critical")
 READONLY_OPTION = "haoscar_readonly"
 
@@ -50,10 +51,9 @@ def _on_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
 
-# Called with a transaction's writes just before SQLite commits it (replication ships them to the standby here).
-CommitHook = Callable[[list[CapturedWrite]], None]
-_WRITES_KEY = "haoscar_writes"
-_NOT_WRITES = ("SELECT", "BEGIN", "COMMIT", "END", "PRAGMA", "EXPLAIN", "ANALYZE")
+# Called with a write transaction's row changes just before SQLite commits it (replication ships them to the
+# standby here); an exception from the hook aborts the commit. See haoscar.db.rowlog for how rows are captured.
+CommitHook = Callable[[RowChanges], None]
 
 
 class Database:
@@ -70,30 +70,25 @@ class Database:
         self._commit_hooks: list[CommitHook] = []
 
     def add_commit_hook(self, hook: CommitHook) -> None:
-        """Call ``hook(writes)`` with every write transaction's statements before SQLite commits it; an exception
+        """Call ``hook(changes)`` with every write transaction's changed rows before SQLite commits it; an exception
         from the hook aborts the commit. Used by ``haoscar.replication`` for synchronous database replication."""
         if not self._commit_hooks:
-            event.listen(self.engine, "before_cursor_execute", self._capture)
+            event.listen(self.engine, "begin", self._prepare_capture)  # after _on_begin: inside the transaction
             event.listen(self.engine, "commit", self._before_commit)
-            event.listen(self.engine, "rollback", self._forget)
         self._commit_hooks.append(hook)
 
-    def _capture(
-        self, conn: Connection, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
-    ) -> None:
-        head = statement.lstrip()[:8].upper()
-        if head.startswith(_NOT_WRITES) or (head.startswith("ROLLBACK") and " TO " not in statement.upper()):
-            return
-        conn.info.setdefault(_WRITES_KEY, []).append((statement, parameters, executemany))
+    def _prepare_capture(self, conn: Connection) -> None:
+        if not conn.get_execution_options().get(READONLY_OPTION, False):
+            rowlog.prepare(_driver(conn), conn.connection.info)
 
     def _before_commit(self, conn: Connection) -> None:
-        writes: list[CapturedWrite] = conn.info.pop(_WRITES_KEY, [])
-        if writes:
+        if conn.get_execution_options().get(READONLY_OPTION, False):
+            return
+        changes = RowChanges(_driver(conn), conn.connection.info)
+        if changes:
             for hook in self._commit_hooks:
-                hook(writes)
-
-    def _forget(self, conn: Connection) -> None:
-        conn.info.pop(_WRITES_KEY, None)
+                hook(changes)
+            changes.clear()
 
     @contextmanager
     def session(self, *, readonly: bool = False) -> Iterator[Session]:
@@ -129,6 +124,12 @@ class Database:
         self.close()
 
 
+def _driver(conn: Connection) -> sqlite3.Connection:
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
+
+
 @contextmanager
 def _lock(state_dir: Path) -> Iterator[None]:
     """Serialise schema upgrades between processes: two commands on a fresh machine must not both create tables."""
@@ -140,8 +141,16 @@ def _lock(state_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def open_database(state_dir: Path | str, *, upgrade: bool = True) -> Database:
-    """The cluster database under ``state_dir`` (created if missing), migrated to the latest schema."""
+# Called with the freshly opened database before anything (a schema upgrade included) writes to it. The layers
+# above inject what a process needs here: replication's commit hook on a head (see haoscar.commands.wiring), so this
+# package never imports haoscar.replication.
+OnOpen = Callable[[Database], None]
+
+
+def open_database(state_dir: Path | str, *, upgrade: bool = True, on_open: Sequence[OnOpen] = ()) -> Database:
+    """The cluster database under ``state_dir`` (created if missing), migrated to the latest schema.
+
+    ``on_open`` hooks run first, before the upgrade, so that they see every write of this process."""
     directory = Path(state_dir)
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -151,11 +160,8 @@ def open_database(state_dir: Path | str, *, upgrade: bool = True) -> Database:
             "choose a writable one with --state-dir or HAOSCAR_STATE_DIR"
         ) from None
     db = Database(directory)
-    # The seam of synchronous replication: while this head's replication daemon runs as the source, every write
-    # transaction (a schema upgrade too) is shipped to the standby before it commits (a no-op otherwise).
-    from haoscar.replication.dbhook import attach_if_replicating
-
-    attach_if_replicating(db)
+    for hook in on_open:
+        hook(db)
     if upgrade:
         db.upgrade()
     return db

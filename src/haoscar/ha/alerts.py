@@ -18,9 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import IO
 
-from haoscar.events import Event, at_least
-from haoscar.spec.models import Alert
+from haoscar.events import Event, EventBus, at_least
+from haoscar.spec.models import HA, Alert
 
 
 class AlertFailed(Exception):
@@ -188,3 +190,12 @@ class AlertDispatcher:
             }
             for r in self.routes
         ]
+
+
+def daemon_bus(ha: HA, node: str, state_dir: Path, log_stream: IO[str] | None = None) -> EventBus:
+    """The daemon's bus: a stderr log, the JSON-lines store under the state directory and the spec's alerts (a
+    sink like the others, added here so that the kernel's bus never needs the spec or the hooks)."""
+    bus = EventBus.from_config(node, state_dir, log_stream)
+    if ha.alerts:
+        bus.add_sink("alerts", AlertDispatcher.from_spec(ha.alerts, log=bus.log_error))
+    return bus

@@ -1,8 +1,10 @@
-"""The status API of a head: ``GET /status`` for anyone on the cluster's networks, and the role changes
-(``POST /switchover``, ``/failback``, ``/takeover``) for holders of the token.
+"""The status API of a head: ``GET /status`` for anyone who reaches it, and the role changes (``POST /switchover``,
+``/failback``, ``/takeover``) for holders of the token, over TLS with the cluster CA (``haoscar.tlsca``).
 
 It listens only on the head's own cluster addresses, never on a wildcard, and the token comes from a file that only
-its owner may read: a token another user could read would let that user move the cluster's head role.
+its owner may read: a token another user could read would let that user move the cluster's head role. The
+listeners run in their own process (``haoscar.ha.apiserver``), never in the HA daemon's event loop, on a server with
+connection caps and deadlines (``haoscar.ha.httpserve``).
 """
 
 from __future__ import annotations
@@ -13,32 +15,35 @@ import json
 import os
 import secrets
 import socket
+import ssl
 import stat
-import urllib.error
-import urllib.request
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from aiohttp import web
-
 from haoscar.errors import UserError
+from haoscar.ha.httpserve import CappedServer, Handler, Limits, Request, Response
+from haoscar.tlsca import client_context
+
+DEFAULT_CA = Path("/etc/haoscar/tls/ca.crt")
+# The token API: few legitimate clients (operators, scripts); a switchover may take a while to answer.
+API_LIMITS = Limits(max_connections=32, per_client=4, header_bytes=8 * 1024, body_bytes=4 * 1024)
+# The read-only status: the peer head and the CLI; no body at all.
+STATUS_LIMITS = Limits(max_connections=32, per_client=4, header_bytes=4 * 1024, body_bytes=0, handler_timeout=5.0)
 
 
 class ApiProvider(Protocol):
-    """What the status API serves: the daemon's status and its role-changing operations."""
+    """What the status API serves: the daemon's status and its role-changing operations. ``status`` may be a
+    coroutine (the API process asks the daemon over its control socket)."""
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any] | Awaitable[dict[str, Any]]: ...
 
     async def switchover(self) -> Any: ...
 
     async def failback(self) -> Any: ...
 
     async def takeover(self, force: bool) -> Any: ...
-
-
-PROVIDER_KEY: web.AppKey[ApiProvider] = web.AppKey("provider", ApiProvider)
-TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
 
 
 def read_token(path: Path) -> str:
@@ -101,142 +106,155 @@ def local_addresses(candidates: list[str]) -> list[str]:
     return out
 
 
-def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-@web.middleware
-async def _auth(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.method not in ("GET", "HEAD"):
-        given = _bearer(request)
-        if given is None:
-            return web.json_response(
-                {"error": "this request changes the cluster; send Authorization: Bearer <token>"},
-                status=401,
-                headers={"WWW-Authenticate": 'Bearer realm="haoscar"'},
-            )
-        if not hmac.compare_digest(given.encode(), request.app[TOKEN_KEY].encode()):
-            return web.json_response({"error": "the token is wrong"}, status=403)
-    response: web.StreamResponse = await handler(request)
-    return response
+def _authorize(request: Request, token: str) -> Response | None:
+    given = _bearer(request)
+    if given is None:
+        return Response(
+            401,
+            {"error": "this request changes the cluster; send Authorization: Bearer <token>"},
+            {"WWW-Authenticate": 'Bearer realm="haoscar"'},
+        )
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        return Response(403, {"error": "the token is wrong"})
+    return None
 
 
-async def _status(request: web.Request) -> web.Response:
-    return web.json_response(request.app[PROVIDER_KEY].status(), dumps=_dumps)
+async def _status(provider: ApiProvider) -> Response:
+    status = provider.status()
+    if isinstance(status, Awaitable):
+        status = await status
+    return Response(200, status)
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, default=str)
-
-
-async def _action(request: web.Request, name: str, call: Any) -> web.Response:
+async def _action(name: str, call: Awaitable[Any]) -> Response:
     try:
         result = await call
     except UserError as exc:
-        return web.json_response({"ok": False, "action": name, "error": exc.message}, status=409)
+        return Response(409, {"ok": False, "action": name, "error": exc.message})
     except Exception as exc:
-        return web.json_response({"ok": False, "action": name, "error": f"{type(exc).__name__}: {exc}"}, status=500)
-    return web.json_response({"ok": True, "action": name, "result": result}, dumps=_dumps)
+        return Response(500, {"ok": False, "action": name, "error": f"{type(exc).__name__}: {exc}"})
+    return Response(200, {"ok": True, "action": name, "result": result})
 
 
-async def _switchover(request: web.Request) -> web.Response:
-    return await _action(request, "switchover", request.app[PROVIDER_KEY].switchover())
-
-
-async def _failback(request: web.Request) -> web.Response:
-    return await _action(request, "failback", request.app[PROVIDER_KEY].failback())
-
-
-async def _takeover(request: web.Request) -> web.Response:
+def _takeover_force(request: Request) -> bool | Response:
     force = request.query.get("force", "").lower() in ("1", "true", "yes")
-    if request.can_read_body:
+    if request.body:
         try:
-            body = await request.json()
+            body = json.loads(request.body)
         except ValueError:
-            return web.json_response({"error": 'the body must be JSON, e.g. {"force": true}'}, status=400)
+            return Response(400, {"error": 'the body must be JSON, e.g. {"force": true}'})
         force = force or (isinstance(body, dict) and body.get("force") is True)
-    return await _action(request, "takeover", request.app[PROVIDER_KEY].takeover(force))
+    return force
 
 
-def make_app(provider: ApiProvider, token: str) -> web.Application:
-    app = web.Application(middlewares=[_auth], client_max_size=64 * 1024)
-    app[PROVIDER_KEY] = provider
-    app[TOKEN_KEY] = token
-    app.router.add_get("/status", _status)
-    app.router.add_post("/switchover", _switchover)
-    app.router.add_post("/failback", _failback)
-    app.router.add_post("/takeover", _takeover)
-    return app
+def make_handler(provider: ApiProvider, token: str | None) -> Handler:
+    """``GET /status`` for anyone who reaches the listener; with a token, also the three role changes for its
+    holders (``token=None``: the read-only status listener, no other route)."""
 
+    async def handle(request: Request) -> Response:
+        if request.path == "/status":
+            if request.method not in ("GET", "HEAD"):
+                return Response(405, {"error": "GET /status"}, {"Allow": "GET"})
+            return await _status(provider)
+        if token is None or request.path not in ("/switchover", "/failback", "/takeover"):
+            return Response(404, {"error": f"no route {request.path}"})
+        if request.method != "POST":
+            return Response(405, {"error": f"POST {request.path}"}, {"Allow": "POST"})
+        refused = _authorize(request, token)
+        if refused is not None:
+            return refused
+        if request.path == "/switchover":
+            return await _action("switchover", provider.switchover())
+        if request.path == "/failback":
+            return await _action("failback", provider.failback())
+        force = _takeover_force(request)
+        if isinstance(force, Response):
+            return force
+        return await _action("takeover", provider.takeover(force))
 
-def make_status_app(provider: ApiProvider) -> web.Application:
-    """Only ``GET /status``: what every head serves in any role, so that ``haoscar ha status`` on one head can show
-    the other. Nothing here changes state, so it needs no token."""
-    app = web.Application(client_max_size=4 * 1024)
-    app[PROVIDER_KEY] = provider
-    app.router.add_get("/status", _status)
-    return app
+    return handle
 
 
 @dataclass
 class ApiRunner:
-    runner: web.AppRunner
+    server: CappedServer
     addresses: list[str]
     port: int
     urls: list[str] = field(default_factory=list)
 
-    async def close(self) -> None:
-        await self.runner.cleanup()
+    async def close(self, grace: float = 0.0) -> None:
+        await self.server.close(grace)
 
 
-async def start_api(bind_addresses: list[str], port: int, token_file: Path, provider: ApiProvider) -> ApiRunner:
-    """Serve the API on exactly ``bind_addresses``:``port``. Raises UserError for a wildcard address or a token
-    file others can read; OSError when an address cannot be bound (not this host's, or the port is taken)."""
+async def start_api(
+    bind_addresses: list[str],
+    port: int,
+    token_file: Path,
+    provider: ApiProvider,
+    *,
+    tls: ssl.SSLContext,
+    limits: Limits | None = None,
+) -> ApiRunner:
+    """Serve the API over TLS on exactly ``bind_addresses``:``port``. Raises UserError for a wildcard address or
+    a token file others can read; OSError when an address cannot be bound (not this host's, or the port is
+    taken). There is no plain-HTTP variant: the token never crosses the wire in clear."""
     addresses = check_bind_addresses(bind_addresses)
     token = read_token(token_file)
-    runner = web.AppRunner(make_app(provider, token), access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        for address in addresses:
-            await web.TCPSite(runner, address, port, reuse_address=True).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return ApiRunner(runner, addresses, port, [f"http://{a}:{port}" for a in addresses])
+    server = CappedServer(make_handler(provider, token), limits or API_LIMITS, tls)
+    await server.start(addresses, port)
+    return ApiRunner(server, addresses, port, [f"https://{a}:{port}" for a in addresses])
 
 
-async def start_status_listener(bind_addresses: list[str], port: int, provider: ApiProvider) -> ApiRunner:
-    """Serve the read-only ``GET /status`` on exactly ``bind_addresses``:``port`` (OSError when one cannot be bound)."""
+async def start_status_listener(
+    bind_addresses: list[str], port: int, provider: ApiProvider, limits: Limits | None = None
+) -> ApiRunner:
+    """Serve the read-only ``GET /status`` on exactly ``bind_addresses``:``port`` (OSError when one cannot be bound).
+    Plain HTTP: it carries no token and changes nothing, and every head's tools read it (``ha status``)."""
     addresses = check_bind_addresses(bind_addresses)
-    runner = web.AppRunner(make_status_app(provider), access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        for address in addresses:
-            await web.TCPSite(runner, address, port, reuse_address=True).start()
-    except BaseException:
-        await runner.cleanup()
-        raise
-    return ApiRunner(runner, addresses, port, [f"http://{a}:{port}" for a in addresses])
+    server = CappedServer(make_handler(provider, None), limits or STATUS_LIMITS)
+    await server.start(addresses, port)
+    return ApiRunner(server, addresses, port, [f"http://{a}:{port}" for a in addresses])
+
+
+def default_ca(token_file: Path) -> Path:
+    """Where a head keeps the cluster CA: ``tls/ca.crt`` beside the API token."""
+    return token_file.parent / "tls" / "ca.crt"
 
 
 def call_api(
-    address: str, port: int, action: str = "status", token: str | None = None, timeout: float = 5.0, **body: Any
+    address: str,
+    port: int,
+    action: str = "status",
+    token: str | None = None,
+    timeout: float = 5.0,
+    *,
+    ca_file: Path = DEFAULT_CA,
+    **body: Any,
 ) -> tuple[int, dict[str, Any]]:
-    """A blocking client for the CLI: ``(HTTP status, JSON body)`` of GET /status or POST /<action>."""
-    url = f"http://{address}:{port}/{action}"
+    """A blocking client for the CLI: ``(HTTP status, JSON body)`` of GET /status or POST /<action>, over TLS to a
+    server whose certificate the cluster CA ``ca_file`` signed for ``address`` (any other is refused:
+    ``ssl.SSLCertVerificationError``). So the token is only ever sent encrypted, and only to a head."""
+    import http.client  # here: the listener process never needs it, and starts faster without it
+
     data = None if action == "status" else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, method="GET" if data is None else "POST", headers=headers)
+    connection = http.client.HTTPSConnection(address, port, timeout=timeout, context=client_context(ca_file))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as exc:
-        try:
-            payload = json.loads(exc.read() or b"{}")
-        except ValueError:
-            payload = {"error": exc.reason}
-        return exc.code, payload
+        connection.request("GET" if data is None else "POST", f"/{action}", body=data, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    try:
+        payload = json.loads(raw or b"{}")
+    except ValueError:
+        payload = {"error": response.reason}
+    return response.status, payload

@@ -7,24 +7,15 @@ are shown by ``haoscar ha status`` and explained in docs/ha-safety.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Literal
 
-from haoscar.errors import UserError
-from haoscar.spec.models import HA, ClusterSpec, HeadNode
+from haoscar.spec.models import HA, ClusterSpec, Fencing
+from haoscar.spec.topology import Link, Role, Topology, topology
 
-Role = Literal["primary", "standby"]
-
-
-@dataclass(frozen=True)
-class Link:
-    """One network both heads are on: heartbeats go from ``local`` to ``peer`` on it."""
-
-    network: str
-    local: IPv4Address
-    peer: IPv4Address
+__all__ = ["Link", "NodeConfig", "Role", "Timings", "node_config"]
 
 
 @dataclass(frozen=True)
@@ -81,63 +72,67 @@ class Timings:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    name: str
-    role: Role
-    peer_name: str
-    links: tuple[Link, ...]
+    """What the daemon reads: the resolved topology and the typed ``ha:`` settings it uses (never the raw section)."""
+
+    topology: Topology
     vip: IPv4Address
     public_interface: str
     public_ip: IPv4Address
     port: int
     witness: tuple[IPv4Address, ...]
     witness_port: int
+    witness_name: str  # the name the witness signs its replies with ("" without a witness)
     key_file: Path
     timings: Timings
-    ha: HA = field(repr=False)
+    fencing: Fencing
+    failback: Literal["manual", "auto"]
+    failback_stable_s: float
+    status_port: int
+
+    @property
+    def name(self) -> str:
+        return self.topology.name
+
+    @property
+    def role(self) -> Role:
+        return self.topology.role
+
+    @property
+    def peer_name(self) -> str:
+        return self.topology.peer_name
+
+    @property
+    def links(self) -> tuple[Link, ...]:
+        return self.topology.links
 
     @property
     def is_primary(self) -> bool:
-        return self.role == "primary"
+        return self.topology.is_primary
 
-
-def _links(me: HeadNode, peer: HeadNode, has_heartbeat_net: bool) -> tuple[Link, ...]:
-    links = [Link("private", me.private_ip, peer.private_ip), Link("public", me.public_ip, peer.public_ip)]
-    if has_heartbeat_net and me.heartbeat_ip is not None and peer.heartbeat_ip is not None:
-        links.append(Link("heartbeat", me.heartbeat_ip, peer.heartbeat_ip))
-    return tuple(links)
+    @property
+    def fencing_configured(self) -> bool:
+        return self.fencing.method != "none"
 
 
 def node_config(spec: ClusterSpec, node: str, key_file: Path | None = None) -> NodeConfig:
     """The daemon configuration of head ``node`` (its host name, or ``primary`` / ``standby``)."""
-    heads = {"primary": spec.heads.primary, "standby": spec.heads.standby}
-    role: Role
-    if node in heads:
-        role = "primary" if node == "primary" else "standby"
-    elif node == spec.heads.primary.hostname:
-        role = "primary"
-    elif node == spec.heads.standby.hostname:
-        role = "standby"
-    else:
-        raise UserError(
-            f"{node!r} is not a head of this cluster; use {spec.heads.primary.hostname} (primary) or "
-            f"{spec.heads.standby.hostname} (standby)"
-        )
-    me = heads[role]
-    peer = heads["standby" if role == "primary" else "primary"]
+    topo = topology(spec, node)
+    me = topo.me
     ha = spec.ha
     witness = ha.witness
     return NodeConfig(
-        name=me.hostname,
-        role=role,
-        peer_name=peer.hostname,
-        links=_links(me, peer, spec.networks.heartbeat is not None),
+        topology=topo,
         vip=me.alias_ip,
         public_interface=me.public_interface,
         public_ip=me.public_ip,
         port=ha.port,
         witness=tuple(witness.addresses) if witness else (),
         witness_port=witness.port if witness else 0,
+        witness_name=witness.hostname if witness else "",
         key_file=key_file or Path(ha.key_file),
         timings=Timings.from_ha(ha),
-        ha=ha,
+        fencing=ha.fencing,
+        failback=ha.failback,
+        failback_stable_s=ha.failback_stable_s,
+        status_port=ha.status_port,
     )

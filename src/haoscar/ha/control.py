@@ -1,7 +1,9 @@
 """The local control socket of a head's daemon: ``haoscar ha status / switchover / failback`` on the same host.
 
 A UNIX socket under the daemon's state directory, mode 0600 (root only), one JSON request line and one JSON reply
-line per connection. Over the network the token-protected HTTP API (``haoscar.ha.api``) does the same.
+line per connection. Over the network the token-protected HTTPS API (``haoscar.ha.api``) does the same: it runs in
+a process of its own (``haoscar.ha.apiserver``) that asks the daemon through this socket, so the daemon's event loop
+never serves a connection from the network.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from haoscar import linesock
 from haoscar.errors import UserError
 from haoscar.sockpath import socket_name
 
@@ -62,26 +65,15 @@ async def serve_control(path: Path, handler: Handler) -> asyncio.Server:
 
 def request(path: Path, op: str, timeout: float = 10.0, **params: Any) -> dict[str, Any]:
     """Ask the daemon behind ``path``; a ``UserError`` when none is running there."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     try:
         with socket_name(path) as name:
-            sock.connect(name)
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
+            return linesock.ask(name, {"op": op, **params}, timeout)
+    except (FileNotFoundError, linesock.NoServer):
         raise UserError(
             f"no HA daemon answers on {path}; start it with `haoscar ha run --node NAME --spec FILE` "
             "(and pass the same --state-dir)"
         ) from None
-    with sock:
-        sock.sendall(json.dumps({"op": op, **params}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    reply = json.loads(data or b"{}")
-    if not isinstance(reply, dict):
-        raise UserError(f"the HA daemon on {path} sent an unexpected reply")
-    return reply
+    except ConnectionError:
+        return {}  # the daemon closed without a word (it was stopping): callers treat it as an empty answer
+    except ValueError:
+        raise UserError(f"the HA daemon on {path} sent an unexpected reply") from None

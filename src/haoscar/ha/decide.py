@@ -20,8 +20,9 @@ Nothing here reads a clock, a socket or a file: ``View`` carries the times (mono
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from haoscar.ha.cause import Cause
 from haoscar.ha.state import State
 
 
@@ -45,6 +46,7 @@ class View:
     peer_healthy: bool = False
     peer_all_links: bool = False
     peer_handover_to_me: bool = False
+    peer_handover_cause: Cause = Cause.SWITCHOVER
     peer_wants_failback: bool = False
     peer_guard_until: float | None = None
     # the witness lease, as this head's monotonic clock sees it
@@ -67,6 +69,8 @@ class View:
     repl_drained: bool = True
     # the standby's initial dead time (Heartbeat's ``initdead``); None: ``startup_wait``
     initdead: float | None = None
+    # why the takeover under way began (set once this head went to TAKEOVER)
+    takeover_cause: Cause | None = None
 
     @property
     def peer_alive(self) -> bool:
@@ -92,6 +96,8 @@ class View:
 class Go:
     state: State
     reason: str
+    # The typed cause (``ha/cause.py``); out of ``==`` so an action compares by what it does and why in words.
+    cause: Cause = field(default=Cause.DAEMON_START, compare=False)
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,7 @@ class Promote:
     reason: str
     fence: bool
     handover: bool
+    cause: Cause = field(default=Cause.START, compare=False)
 
 
 @dataclass(frozen=True)
@@ -112,38 +119,43 @@ class Demote:
     urgent: bool
     handover: bool
     final: State = State.STANDBY
+    cause: Cause = field(default=Cause.SHUTDOWN, compare=False)
 
 
 Action = Go | Promote | Demote
 
 
-def _standby_wants_role(v: View) -> tuple[bool, str, bool]:
-    """(go, why, handover) for a standby head."""
+_NO: tuple[bool, str, bool, Cause] = (False, "", False, Cause.START)
+
+
+def _standby_wants_role(v: View) -> tuple[bool, str, bool, Cause]:
+    """(go, why, handover, cause) for a standby head."""
     # A handover addressed to us is taken even while our own handover promise runs: a failback right after a
     # switchover must not leave the cluster without an active head until that promise ends.
     if v.peer_handover_to_me and v.peer_alive and v.peer_state in (State.STANDBY, State.STOPPING, State.STOPPED):
-        return True, "the peer handed the role over", True
+        return True, "the peer handed the role over", True, v.peer_handover_cause
     if v.handing_over_until is not None and v.now < v.handing_over_until:
-        return False, "", False
+        return _NO
     if (v.repl_catching_up and v.peer_alive) or (v.repl_stale and not v.repl_forced):
-        return False, "", False  # not ready: taking the role would lose the changes this head has not got
+        return _NO  # not ready: taking the role would lose the changes this head has not got
     up_for = v.now - v.started
     if not v.peer_alive:
         if up_for < _silent_start_wait(v):
-            return False, "", False
-        return True, "the peer is silent on every network", False
+            return _NO
+        cause = Cause.TAKEOVER if v.repl_stale and v.repl_forced else Cause.FAILOVER
+        return True, "the peer is silent on every network", False, cause
     if v.peer_state in (State.INIT, State.STANDBY, State.FAILED, State.STOPPED):
         # Nobody is active (cold start, or the active stepped down without a handover).
         if v.is_primary and up_for >= v.dead:  # the peer is heard and is not active: no need to wait longer
-            return True, "nobody is active and this is the preferred primary", False
+            return True, "nobody is active and this is the preferred primary", False, Cause.START
         primary_out = not v.peer_healthy or v.peer_state in (State.FAILED, State.STOPPED)
         if not v.is_primary and primary_out and up_for >= v.startup_wait + v.dead:
-            return True, "nobody is active and the primary is not eligible", False
+            return True, "nobody is active and the primary is not eligible", False, Cause.START
         # A healthy primary that is heard gets the whole initial dead time to take the role: a start slowed by
         # load must not hand the cold start to the standby.
         if not v.is_primary and v.now - v.state_since >= max(v.startup_wait, v.initdead or 0.0) + 2 * v.dead:
-            return True, "nobody is active and the primary did not take the role", False
-    return False, "", False
+            return True, "nobody is active and the primary did not take the role", False, Cause.START
+    return _NO
 
 
 def _silent_start_wait(v: View) -> float:
@@ -163,96 +175,126 @@ def _silent_start_wait(v: View) -> float:
 
 
 def decide(v: View) -> list[Action]:
-    s = v.state
     if v.shutdown:
-        if s in (State.ACTIVE, State.STARTING):
-            return [Demote("shutting down", urgent=False, handover=v.peer_alive, final=State.STOPPED)]
-        if s in (State.INIT, State.STANDBY, State.TAKEOVER, State.FAILED):
-            return [Go(State.STOPPED, "shutting down")]
-        if s == State.STOPPING and v.demote_result is not None:
-            return [Go(State.STOPPED, "shutting down")]
+        return _shutting_down(v)
+    step = _BY_STATE.get(v.state)
+    return step(v) if step is not None else []
+
+
+def _shutting_down(v: View) -> list[Action]:
+    s, why = v.state, Cause.SHUTDOWN
+    if s in (State.ACTIVE, State.STARTING):
+        return [Demote("shutting down", urgent=False, handover=v.peer_alive, final=State.STOPPED, cause=why)]
+    if s in (State.INIT, State.STANDBY, State.TAKEOVER, State.FAILED):
+        return [Go(State.STOPPED, "shutting down", why)]
+    if s == State.STOPPING and v.demote_result is not None:
+        return [Go(State.STOPPED, "shutting down", why)]
+    return []
+
+
+def _init(v: View) -> list[Action]:
+    return [Go(State.STANDBY, "started", Cause.DAEMON_START)]
+
+
+def _standby(v: View) -> list[Action]:
+    go, why, _handover, cause = _standby_wants_role(v)
+    if not go:
         return []
+    if v.witness_configured and not v.lease_valid:
+        # Asking the witness is a probe made from standby, not a role change: a witness that keeps denying
+        # (the peer is alive and renewing) must not make this head flap standby -> takeover -> standby.
+        return []
+    return [Go(State.TAKEOVER, why, cause)]
 
-    if s == State.INIT:
-        return [Go(State.STANDBY, "started")]
 
-    if s == State.STANDBY:
-        go, why, handover = _standby_wants_role(v)
-        if not go:
-            return []
-        if v.witness_configured and not v.lease_valid:
-            # Asking the witness is a probe made from standby, not a role change: a witness that keeps denying
-            # (the peer is alive and renewing) must not make this head flap standby -> takeover -> standby.
-            return []
-        return [Go(State.TAKEOVER, why)]
-
-    if s == State.TAKEOVER:
-        peer_active = v.peer_alive and v.peer_state in (State.ACTIVE, State.STARTING)
-        if peer_active:
-            return [Go(State.STANDBY, "the peer is active")]
-        handover = v.peer_handover_to_me and v.peer_alive
-        if v.witness_configured:
-            if v.lease_valid:
-                # A live peer that handed over has dropped the VIP itself; any other peer may still hold it.
-                return [
-                    Go(State.STARTING, "holds the witness lease"),
-                    Promote("holds the witness lease", fence=v.fencing_configured and not handover, handover=handover),
-                ]
-            if v.now - v.state_since > v.handover_timeout:
-                return [Go(State.STANDBY, "the witness did not grant the lease")]
-            return []
-        if handover:
-            return [Go(State.STARTING, "the peer handed over"), Promote("handover", fence=False, handover=True)]
-        if v.fencing_configured:
-            if v.peer_alive and v.peer_state in (State.INIT, State.STANDBY):
-                # Cold start: the peer is heard and says it is not active; fencing a healthy standby would only
-                # take the cluster's spare away. The ARP probe still guards against a VIP that answers.
-                return [Go(State.STARTING, "no witness: the peer is standby"), Promote("cold start", False, False)]
+def _takeover(v: View) -> list[Action]:
+    cause = v.takeover_cause or Cause.START
+    peer_active = v.peer_alive and v.peer_state in (State.ACTIVE, State.STARTING)
+    if peer_active:
+        return [Go(State.STANDBY, "the peer is active", Cause.PEER_ACTIVE)]
+    handover = v.peer_handover_to_me and v.peer_alive
+    if v.witness_configured:
+        if v.lease_valid:
+            # A live peer that handed over has dropped the VIP itself; any other peer may still hold it.
+            fence = v.fencing_configured and not handover
             return [
-                Go(State.STARTING, "no witness: fencing the peer"),
-                Promote("peer dead", fence=True, handover=False),
+                Go(State.STARTING, "holds the witness lease", cause),
+                Promote("holds the witness lease", fence=fence, handover=handover, cause=cause),
             ]
         if v.now - v.state_since > v.handover_timeout:
-            return [Go(State.STANDBY, "no witness and no fencing: a silent peer is never taken over")]
+            return [Go(State.STANDBY, "the witness did not grant the lease", Cause.NOT_ENTITLED)]
         return []
-
-    if s == State.STARTING:
-        if v.promote_result == "ok":
-            if v.entitled:
-                return [Go(State.ACTIVE, "VIP and services up")]
-            return [Demote("lease lost while starting", urgent=True, handover=False)]
-        if v.promote_result is not None:
-            return [Demote(f"takeover failed: {v.promote_result}", urgent=True, handover=False)]
-        if not v.entitled:
-            return [Demote("lease lost while starting", urgent=True, handover=False)]
-        return []
-
-    if s == State.ACTIVE:
-        if not v.entitled:
-            return [Demote("lease expired and the peer does not confirm this head", urgent=True, handover=False)]
-        if v.peer_alive and v.peer_state == State.ACTIVE and not v.witness_configured and not v.is_primary:
-            # Two actives can only meet here after a partition healed without a witness: the standby yields.
-            return [Demote("the primary is active too", urgent=True, handover=False)]
-        if v.resources_escalated:
-            return [Demote("a service failed too often", urgent=False, handover=v.peer_alive and v.peer_healthy)]
-        peer_ready = v.peer_alive and v.peer_healthy and v.peer_state == State.STANDBY
-        if v.switchover_requested and peer_ready:
-            return [Demote("switchover requested", urgent=False, handover=True)]
-        if not v.is_primary and peer_ready and v.repl_drained and (v.peer_wants_failback or v.failback_requested):
-            return [Demote("failback to the primary", urgent=False, handover=True)]
-        return []
-
-    if s == State.STOPPING:
-        if v.demote_result == "ok":
-            return [Go(State.STANDBY, "demoted")]
-        if v.demote_result is not None:
-            return [Go(State.FAILED, f"a resource would not stop: {v.demote_result}")]
-        return []
-
-    if s == State.FAILED:
-        # The peer fences a FAILED head before it takes over; if that head comes back clean it rejoins as standby.
-        return []
+    if handover:
+        return [
+            Go(State.STARTING, "the peer handed over", cause),
+            Promote("handover", fence=False, handover=True, cause=cause),
+        ]
+    if v.fencing_configured:
+        if v.peer_alive and v.peer_state in (State.INIT, State.STANDBY):
+            # Cold start: the peer is heard and says it is not active; fencing a healthy standby would only
+            # take the cluster's spare away. The ARP probe still guards against a VIP that answers.
+            return [
+                Go(State.STARTING, "no witness: the peer is standby", cause),
+                Promote("cold start", False, False, cause=cause),
+            ]
+        return [
+            Go(State.STARTING, "no witness: fencing the peer", cause),
+            Promote("peer dead", fence=True, handover=False, cause=cause),
+        ]
+    if v.now - v.state_since > v.handover_timeout:
+        return [Go(State.STANDBY, "no witness and no fencing: a silent peer is never taken over", Cause.NOT_ENTITLED)]
     return []
+
+
+def _starting(v: View) -> list[Action]:
+    if v.promote_result == "ok":
+        if v.entitled:
+            return [Go(State.ACTIVE, "VIP and services up", v.takeover_cause or Cause.START)]
+        return [Demote("lease lost while starting", urgent=True, handover=False, cause=Cause.LEASE_LOST)]
+    if v.promote_result is not None:
+        failed = f"takeover failed: {v.promote_result}"
+        return [Demote(failed, urgent=True, handover=False, cause=Cause.TAKEOVER_FAILED)]
+    if not v.entitled:
+        return [Demote("lease lost while starting", urgent=True, handover=False, cause=Cause.LEASE_LOST)]
+    return []
+
+
+def _active(v: View) -> list[Action]:
+    if not v.entitled:
+        why = "lease expired and the peer does not confirm this head"
+        return [Demote(why, urgent=True, handover=False, cause=Cause.LEASE_LOST)]
+    if v.peer_alive and v.peer_state == State.ACTIVE and not v.witness_configured and not v.is_primary:
+        # Two actives can only meet here after a partition healed without a witness: the standby yields.
+        return [Demote("the primary is active too", urgent=True, handover=False, cause=Cause.PEER_ACTIVE)]
+    if v.resources_escalated:
+        handover = v.peer_alive and v.peer_healthy
+        return [Demote("a service failed too often", urgent=False, handover=handover, cause=Cause.RESOURCE_FAILURE)]
+    peer_ready = v.peer_alive and v.peer_healthy and v.peer_state == State.STANDBY
+    if v.switchover_requested and peer_ready:
+        return [Demote("switchover requested", urgent=False, handover=True, cause=Cause.SWITCHOVER)]
+    if not v.is_primary and peer_ready and v.repl_drained and (v.peer_wants_failback or v.failback_requested):
+        return [Demote("failback to the primary", urgent=False, handover=True, cause=Cause.FAILBACK)]
+    return []
+
+
+def _stopping(v: View) -> list[Action]:
+    if v.demote_result == "ok":
+        return [Go(State.STANDBY, "demoted", Cause.DEMOTED)]
+    if v.demote_result is not None:
+        return [Go(State.FAILED, f"a resource would not stop: {v.demote_result}", Cause.RESOURCE_STUCK)]
+    return []
+
+
+# FAILED and STOPPED decide nothing: the peer fences a FAILED head before it takes over; if that head comes back
+# clean it rejoins as standby.
+_BY_STATE = {
+    State.INIT: _init,
+    State.STANDBY: _standby,
+    State.TAKEOVER: _takeover,
+    State.STARTING: _starting,
+    State.ACTIVE: _active,
+    State.STOPPING: _stopping,
+}
 
 
 def lease_probe(v: View) -> str | None:
@@ -261,7 +303,7 @@ def lease_probe(v: View) -> str | None:
     Only a granted lease moves it on to TAKEOVER (``decide``); a denial leaves its role untouched."""
     if v.state != State.STANDBY or not v.witness_configured or v.shutdown:
         return None
-    go, why, _ = _standby_wants_role(v)
+    go, why, _, _ = _standby_wants_role(v)
     return why if go else None
 
 

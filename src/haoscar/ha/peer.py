@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from haoscar.ha.cause import Cause, handover_cause
 from haoscar.ha.state import State
 from haoscar.ha.wire import DROP_REASONS
 
@@ -34,6 +35,7 @@ class PeerView:
     received_seq: int = 0  # the highest of the peer's sequence numbers we have received (its current life)
     handover_to: str | None = None
     handover_id: int = 0  # which handover of the peer (its sequence number when it began handing over)
+    handover_cause: Cause = Cause.SWITCHOVER  # why the peer hands over (switchover, failback, ...)
     wants_failback: bool = False
     incarnation: int | None = None
     received: Counter[str] = field(default_factory=Counter)
@@ -63,6 +65,7 @@ class PeerView:
         handover = body.get("handover")
         self.handover_to = handover if isinstance(handover, str) else None
         self.handover_id = int(body.get("handover_id") or 0)
+        self.handover_cause = handover_cause(body.get("handover_cause"))
         self.wants_failback = bool(body.get("failback"))
 
     def newest(self) -> float | None:

@@ -9,7 +9,10 @@ sequence numbers, so the copy that arrives on a second network is not taken for 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+
+from haoscar.ha.wire import Packet, Rejected, decode
 
 
 @dataclass
@@ -47,3 +50,16 @@ class ReplayWindow:
     def incarnation(self, sender: str) -> int | None:
         window = self._senders.get(sender)
         return None if window is None else window.incarnation
+
+
+def admit(data: bytes, key: bytes, kind: int, senders: Collection[str], window: ReplayWindow) -> Packet:
+    """A packet that is authentic, of ``kind``, from one of ``senders`` and fresh in ``window``; ``Rejected``
+    (with the drop reason) otherwise. The one check the heads and the witness both apply to what they receive."""
+    packet = decode(data, key)
+    if packet.kind != kind:
+        raise Rejected("wrong_kind")
+    if packet.sender not in senders:
+        raise Rejected("unknown_sender")
+    if not window.accept(packet.sender, packet.incarnation, packet.seq):
+        raise Rejected("replay")
+    return packet

@@ -3,6 +3,8 @@ do after parsing their options."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -10,8 +12,11 @@ from typing import Any
 
 from haoscar.errors import UserError
 from haoscar.events import EventBus
-from haoscar.ha.api import ApiRunner, local_addresses, start_status_listener
+from haoscar.ha.alerts import daemon_bus
+from haoscar.ha.api import local_addresses
+from haoscar.ha.apiserver import ApiProcess, spawn
 from haoscar.ha.config import node_config
+from haoscar.ha.control import control_path
 from haoscar.ha.daemon import Daemon
 from haoscar.ha.lease import LeaseTable
 from haoscar.ha.replication_glue import make_glue
@@ -54,7 +59,7 @@ async def run_head(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path
     cfg = node_config(spec, node, key_file)
     key = load_key(cfg.key_file)
     state_dir.mkdir(parents=True, exist_ok=True)
-    bus = EventBus.from_config(spec.ha, cfg.name, state_dir)
+    bus = daemon_bus(spec.ha, cfg.name, state_dir)
     apply_timing_protection(spec.ha, bus)
     provider = _Provider()
     resources = ResourceGroup.from_spec(spec, cfg.name, state_dir, bus, provider)
@@ -65,28 +70,36 @@ async def run_head(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path
     lag = LoopLagMonitor(bus, threshold=spec.ha.loop_lag_warning)
     daemon.loop_lag = lag  # its figures go into the daemon's status (control socket and HTTP)
     lag.start()
-    listener = await _status_listener(spec, daemon, provider, bus)
+    # Started beside the daemon, not before it: the listener process's start (~0.2 s) must not delay heartbeats.
+    listener_task = asyncio.ensure_future(_status_listener(spec, daemon, state_dir, bus))
     try:
         await daemon.run()
     finally:
         if replication is not None:
             await replication.close()
-        if listener is not None:
-            await listener.close()
+        if not listener_task.done():
+            listener_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            listener = await listener_task
+            if listener is not None:
+                await listener.close()
         await lag.stop()
         bus.close(5.0)
 
 
-async def _status_listener(spec: ClusterSpec, daemon: Daemon, provider: _Provider, bus: EventBus) -> ApiRunner | None:
+async def _status_listener(spec: ClusterSpec, daemon: Daemon, state_dir: Path, bus: EventBus) -> ApiProcess | None:
     """Every head, in any role, answers a read-only GET /status on its own cluster addresses, so ``haoscar ha
-    status`` on either head shows both. A head that cannot listen still runs: HA never depends on it."""
-    candidates = [str(link.local) for link in daemon.cfg.links]
+    status`` on either head shows both. A head that cannot listen still runs: HA never depends on it. It is a
+    process of its own asking over the control socket (ha/apiserver.py): this loop never serves the network; the
+    public address only with ``ha.api_public``."""
+    links = [link for link in daemon.cfg.links if spec.ha.api_public or link.network != "public"]
+    candidates = [str(link.local) for link in links]
     addresses = local_addresses(candidates)
     if not addresses:
         bus.event("status.listen", f"none of {', '.join(candidates)} is up: no status listener", "warning")
         return None
     try:
-        listener = await start_status_listener(addresses, spec.ha.status_port, provider)
+        listener = await spawn(control_path(state_dir), addresses, spec.ha.status_port)
     except (OSError, UserError) as exc:
         bus.event("status.listen", f"cannot serve the status on port {spec.ha.status_port}: {exc}", "warning")
         return None

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import Final
 
+from haoscar.ha.cause import Cause
+
 
 class State(IntEnum):
     INIT = 0  # just started: listening, not yet entitled to anything
@@ -47,17 +49,19 @@ class StateMachine:
     def __init__(self, on_change: Callable[[State, State, str], None] | None = None) -> None:
         self._state = State.INIT
         self._on_change = on_change
+        self.cause = Cause.DAEMON_START  # why the latest transition happened (read by ``on_change``)
 
     @property
     def state(self) -> State:
         return self._state
 
-    def set(self, new: State, reason: str) -> None:
+    def set(self, new: State, reason: str, cause: Cause = Cause.DAEMON_START) -> None:
         old = self._state
         if new == old:
             return
         if new not in TRANSITIONS[old]:
             raise IllegalTransition(f"{old.label} -> {new.label} is not an allowed transition ({reason})")
         self._state = new
+        self.cause = cause
         if self._on_change is not None:
             self._on_change(old, new, reason)

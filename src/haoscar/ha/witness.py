@@ -23,8 +23,8 @@ from typing import IO, Any, cast
 
 from haoscar.ha.lease import LeaseTable
 from haoscar.ha.peer import DropCounters
-from haoscar.ha.replay import ReplayWindow
-from haoscar.ha.wire import KIND_LEASE_REPLY, KIND_LEASE_REQUEST, Rejected, decode, encode
+from haoscar.ha.replay import ReplayWindow, admit
+from haoscar.ha.wire import KIND_LEASE_REPLY, KIND_LEASE_REQUEST, Rejected, encode
 from haoscar.replication.state import write_json_atomic
 
 
@@ -56,20 +56,11 @@ class Witness:
     def handle(self, data: bytes, now: float) -> bytes | None:
         """One datagram in, at most one reply out. Bad packets are counted and answered with nothing."""
         try:
-            packet = decode(data, self.key)
+            packet = admit(data, self.key, KIND_LEASE_REQUEST, self.heads, self.replay)
         except Rejected as exc:
             self.drops.drop(exc.reason)
             return None
-        if packet.kind != KIND_LEASE_REQUEST:
-            self.drops.drop("wrong_kind")
-            return None
         body = packet.body
-        if packet.sender not in self.heads:
-            self.drops.drop("unknown_sender")
-            return None
-        if not self.replay.accept(packet.sender, packet.incarnation, packet.seq):
-            self.drops.drop("replay")
-            return None
         op = str(body.get("op", "query"))
         was_holder = self.table.holds(packet.sender, now)
         before = dict(self.table.stale)

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from haoscar.lab import netlink
+from haoscar.lab.layout import LabLayout
 from haoscar.lab.names import bridge_name
 
-if TYPE_CHECKING:
-    from haoscar.lab.lab import Lab
+
+class LabView(Protocol):
+    """What the status needs of a running lab (``haoscar.lab.lab.Lab`` is one): lab.py builds the status, so this
+    module must not import lab.py back."""
+
+    layout: LabLayout
+    state_dir: Path
+
+    def alive(self, host: str) -> bool: ...
+
+    def host_pids(self, host: str) -> set[int]: ...
 
 
 @dataclass(frozen=True)
@@ -55,7 +66,7 @@ class LabStatus:
         return asdict(self)
 
 
-def lab_status(lab: Lab) -> LabStatus:
+def lab_status(lab: LabView) -> LabStatus:
     layout = lab.layout
     hosts = []
     for host in layout.hosts.values():

@@ -3,9 +3,12 @@
 - ``/boot.ipxe``: the entry script every iPXE client is sent to by DHCP; it chains to the client's own script.
 - ``/boot/{mac}.ipxe``: the node's script written by ``netboot sync`` (404 for a MAC no node owns).
 - ``/files/...``: kernels and initrds from ``STATE/netboot/boot/`` (nothing outside it).
-- ``/node/{mac}``: the node's record as JSON, for the installer.
-- ``/install/...`` and ``/image/{name}.tar``: the network installer's plan, reports and image stream
-  (``install_http``); ``/files/IMAGE/vmlinuz`` falls back to ``/files/installer/`` (``netboot build-installer``).
+- ``/node/{mac}``: the node's record as JSON, for the installer (needs the node's install token).
+- ``/install/...``: the network installer's plan, reports and image stream (``install_http``; each needs the
+  node's install token); ``/files/IMAGE/vmlinuz`` falls back to ``/files/installer/`` (``netboot build-installer``).
+
+A netboot node's script, asked for from the address the cluster gave that node, carries a fresh install token on
+the installer's kernel command line (``install_tokens``); asked for from anywhere else it carries none.
 
 It binds only the addresses it is given (the head's private address), never all interfaces.
 """
@@ -20,7 +23,9 @@ from sqlalchemy import select
 
 from haoscar.db.models import Image, Interface, Network, Node
 from haoscar.errors import UserError
-from haoscar.provision.install_http import add_install_routes
+from haoscar.provision import install_tokens
+from haoscar.provision.install_http import add_install_routes, authorize
+from haoscar.provision.install_states import InstallState, set_install_state
 from haoscar.provision.installer_build import INSTALLER_DIR
 from haoscar.provision.ipxe import INITRD, KERNEL
 from haoscar.provision.netboot_files import NetbootPaths
@@ -93,9 +98,27 @@ async def node_script(request: web.Request) -> web.StreamResponse:
         text = path.read_text()
     except FileNotFoundError:
         raise web.HTTPNotFound(text=f"no iPXE script for {node['name']}; run haoscar netboot sync\n") from None
-    if node["boot_mode"] == "netboot":
-        _mark_netbooting(request.app[DB_KEY], str(node["name"]))
+    if node["boot_mode"] == "netboot" and node["image"]:
+        if request.remote == _ip(node):
+            _mark_netbooting(request.app[DB_KEY], str(node["name"]))
+            text = with_token(text, install_tokens.mint(request.app[DB_KEY], str(node["name"])))
+        else:
+            print(f"script of {node['name']} asked for from {request.remote}, not {_ip(node)}: no token", flush=True)
     return web.Response(text=text, content_type=IPXE_TYPE)
+
+
+def _ip(node: dict[str, object]) -> str:
+    interface = node["interface"]
+    assert isinstance(interface, dict)
+    return str(interface["ip"])
+
+
+def with_token(script: str, token: str) -> str:
+    """The script with ``haoscar.token=TOKEN`` added to its ``kernel`` line (the installer's command line)."""
+    return "".join(
+        f"{line.rstrip(chr(10))} haoscar.token={token}\n" if line.startswith("kernel ") else line
+        for line in script.splitlines(keepends=True)
+    )
 
 
 def _mark_netbooting(db: Database, name: str) -> None:
@@ -103,8 +126,8 @@ def _mark_netbooting(db: Database, name: str) -> None:
     which has not reported yet (docs/install.md, install states)."""
     with db.session() as session:
         row = session.scalar(select(Node).where(Node.name == name))
-        if row is not None and row.install_state != "netboot":
-            row.install_state = "netboot"
+        if row is not None and row.install_state != InstallState.NETBOOT:
+            set_install_state(row, InstallState.NETBOOT)
             row.install_detail = ""
 
 
@@ -113,6 +136,10 @@ async def node_record(request: web.Request) -> web.StreamResponse:
     node = _node_by_mac(request.app[DB_KEY], mac)
     if node is None:
         raise web.HTTPNotFound(text=f"no node has MAC {mac}\n")
+    try:
+        authorize(request.app[DB_KEY], mac, request.headers.get(install_tokens.HEADER))
+    except install_tokens.Forbidden:
+        raise web.HTTPForbidden(text="forbidden: a valid install token for this node is required\n") from None
     return web.json_response(node)
 
 

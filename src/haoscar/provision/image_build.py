@@ -182,6 +182,11 @@ def strip_node_identity(root: Path) -> list[str]:
     for key in sorted((root / "etc/ssh").glob("ssh_host_*")):
         key.unlink()
         done.append(f"removed /etc/ssh/{key.name}")
+    # ssl-cert's snakeoil key is made at package install: one private key shared by every node would be no key
+    # (and the image scan refuses to publish private keys). ``make-ssl-cert generate-default-snakeoil`` remakes it.
+    for key in sorted((root / "etc/ssl/private").glob("ssl-cert-snakeoil.key")):
+        key.unlink()
+        done.append(f"removed /etc/ssl/private/{key.name}")
     for name, content in (
         ("etc/hostname", ""),
         ("etc/machine-id", ""),

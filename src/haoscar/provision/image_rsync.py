@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from haoscar.errors import UserError
+from haoscar.provision.image_secrets import SECRET_EXCLUDES
 
 # Pseudo and volatile file systems: the directories stay (they are mount points on the installed node),
 # their contents never enter an image.
@@ -115,6 +116,12 @@ def exclude_rules(source_root: str, network_mount_points: Iterable[str], store_p
         if rel is not None:
             rules.append(f"{rel}/*")
     return rules
+
+
+def fetch_rules(source_root: str, network_mount_points: Iterable[str], store_paths: Iterable[str]) -> list[str]:
+    """Everything a fetch excludes: ``exclude_rules`` and ``SECRET_EXCLUDES`` (haoscar's secrets, homes, host keys;
+    anchored at the transfer root like the pseudo file systems). The one list the fetch and its tests use."""
+    return [*exclude_rules(source_root, network_mount_points, store_paths), *SECRET_EXCLUDES]
 
 
 # "     32,768  45%   31.25MB/s    0:00:01 (xfr#1, to-chk=10/30)": one progress2 update.

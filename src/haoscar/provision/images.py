@@ -42,30 +42,21 @@ from haoscar.provision.image_rsync import (
     DEFAULT_STORE_PATHS,
     RSYNC_COPY_FLAGS,
     Progress,
-    exclude_rules,
+    fetch_rules,
     network_mounts,
     parse_mounts,
     rsync_failure,
     run_rsync,
     tree_stats,
 )
+from haoscar.provision.image_secrets import lock_shadow, refuse_secrets
 from haoscar.provision.sshkeys import ensure_identity
 
 
-def image_in_use(state_dir: Path, name: str) -> list[str]:
-    """The nodes whose definition uses image ``name``: the seam to the cluster database.
-
-    The cluster database (``haoscar.db``) owns node definitions; when it offers ``nodes_using_image(state_dir,
-    name)`` it is asked, otherwise no node can reference an image yet and the answer is empty.
-    """
-    try:
-        from haoscar import db
-    except ImportError:
-        return []
-    lookup: Callable[[Path, str], list[str]] | None = getattr(db, "nodes_using_image", None)
-    if lookup is None:
-        return []
-    return list(lookup(state_dir, name))
+def no_nodes(_state_dir: Path, _name: str) -> list[str]:
+    """A store on its own knows no node definitions: those are in the cluster database, a layer above's business
+    (``haoscar.commands.wiring.image_store`` injects the database's lookup)."""
+    return []
 
 
 @dataclass(frozen=True)
@@ -103,7 +94,7 @@ InUse = Callable[[Path, str], list[str]]
 
 
 class ImageStore:
-    def __init__(self, state_dir: Path, in_use: InUse = image_in_use) -> None:
+    def __init__(self, state_dir: Path, in_use: InUse = no_nodes) -> None:
         self.state_dir = state_dir
         self.root = state_dir / "images"
         self._in_use = in_use
@@ -230,6 +221,7 @@ class ImageStore:
         try:
             new_root = work / "root"
             details = fill(new_root, parent_root)
+            refuse_secrets(new_root, name)
             stats = tree_stats(new_root)
             meta = VersionMeta(
                 version=number,
@@ -287,7 +279,7 @@ class ImageStore:
                 f"it runs sshd and that {identity.key}.pub is in its authorized keys; nothing was stored",
                 reason,
             )
-        rules = exclude_rules(
+        rules = fetch_rules(
             request.source_root,
             network_mounts(parse_mounts(probe.stdout)),
             [*DEFAULT_STORE_PATHS, str(self.root.resolve())],
@@ -310,7 +302,8 @@ class ImageStore:
             if result.returncode not in (0, 24):
                 raise rsync_failure(f"fetching {request.golden_client}:{request.source_root}", result)
             rules_file.unlink()
-            return {"excluded": " ".join(rules)}
+            locked = lock_shadow(new_root)
+            return {"excluded": " ".join(rules), **({"locked_passwords": " ".join(locked)} if locked else {})}
 
         return self._commit(settings, fill, "fetch", exclude_file)
 

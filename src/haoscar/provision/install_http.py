@@ -3,8 +3,12 @@
 - ``GET /install/{mac}/plan``: the node's install plan as sh assignments (see ``install_plan``).
 - ``POST /install/{mac}/progress`` (stage, percent, bytes, detail), ``/done`` (seconds), ``/failed`` (stage,
   reason): form-encoded, as busybox ``wget --post-data`` sends them.
-- ``GET /image/{name}.tar``: the image's current version as an uncompressed tar stream (the node's link, not the
-  CPU, is the bottleneck; gzip would slow a TCG VM down).
+- ``GET /install/{mac}/image.tar``: the node's own image, current version, as an uncompressed tar stream (the
+  node's link, not the CPU, is the bottleneck; gzip would slow a TCG VM down).
+
+Every one of them needs the node's install token (``install_tokens``, header ``X-Haoscar-Token``): without a
+valid token for the node owning that MAC the answer is 403 and nothing is read or changed. ``done`` and
+``failed`` revoke the token.
 
 A background task marks installs that stopped reporting as failed (see ``install_progress.expire_stalled``).
 """
@@ -21,10 +25,12 @@ from aiohttp import web
 
 from haoscar.db.session import record_event
 from haoscar.errors import NotFound, UserError
-from haoscar.provision import install_progress
+from haoscar.provision import install_progress, install_tokens
+from haoscar.provision.image_checksum import tar_argv
 from haoscar.provision.images import ImageStore
-from haoscar.provision.install_plan import install_plan
+from haoscar.provision.install_plan import install_plan, node_for_mac, node_image
 from haoscar.provision.netboot_snapshot import Database
+from haoscar.spec.types import parse_mac
 
 DB_KEY = web.AppKey("install_db", Database)
 STATE_KEY = web.AppKey("install_state_dir", Path)
@@ -40,6 +46,9 @@ def _user_errors(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         try:
             return await handler(request)
+        except install_tokens.Forbidden as exc:
+            print(f"refused {request.method} {request.path} from {request.remote}: {exc.message}", flush=True)
+            raise web.HTTPForbidden(text="forbidden: a valid install token for this node is required\n") from None
         except NotFound as exc:
             raise web.HTTPNotFound(text=f"{exc.message}\n") from None
         except UserError as exc:
@@ -65,12 +74,26 @@ async def _form(request: web.Request) -> dict[str, str]:
 
 @_user_errors
 async def plan(request: web.Request) -> web.StreamResponse:
-    result = install_plan(request.app[DB_KEY], request.app[STATE_KEY], _mac(request))
+    mac = authorize(request.app[DB_KEY], request.match_info["mac"], request.headers.get(install_tokens.HEADER))
+    # The first plan of an image version computes its stream's checksum (seconds for a big image): not in the loop.
+    result = await asyncio.to_thread(install_plan, request.app[DB_KEY], request.app[STATE_KEY], mac)
     return web.Response(text=result.as_shell(), content_type="text/plain")
 
 
+def authorize(db: Database, mac_text: str, token: str | None) -> str:
+    """The MAC (normalised) when ``token`` is the install token of the node owning it; else NotFound / Forbidden."""
+    try:
+        mac = parse_mac(mac_text)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    with db.session() as session:
+        node = node_for_mac(session, mac)[0].name
+    install_tokens.check(db, node, token)
+    return mac
+
+
 def _mac(request: web.Request) -> str:
-    return request.match_info["mac"]
+    return authorize(request.app[DB_KEY], request.match_info["mac"], request.headers.get(install_tokens.HEADER))
 
 
 @_user_errors
@@ -91,9 +114,9 @@ async def progress(request: web.Request) -> web.StreamResponse:
 @_user_errors
 async def done(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
-    name = install_progress.record_done(
-        request.app[DB_KEY], request.app[STATE_KEY], _mac(request), float(_int(form, "seconds"))
-    )
+    mac = _mac(request)
+    name = install_progress.record_done(request.app[DB_KEY], request.app[STATE_KEY], mac, float(_int(form, "seconds")))
+    install_tokens.revoke(request.app[DB_KEY], name)
     return web.Response(text=f"{name} installed; it boots from its disk from now on\n")
 
 
@@ -103,24 +126,20 @@ async def failed(request: web.Request) -> web.StreamResponse:
     stage = form.get("stage", "unknown")
     if stage not in install_progress.STAGES:
         stage = "unknown"
-    install_progress.record_failed(
+    name = install_progress.record_failed(
         request.app[DB_KEY], request.app[STATE_KEY], _mac(request), stage, form.get("reason", "")
     )
+    install_tokens.revoke(request.app[DB_KEY], name)  # the installer has stopped; a new boot gets a new token
     return web.Response(text="recorded\n")
 
 
 @_user_errors
 async def image_tar(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
+    mac = _mac(request)
+    name = node_image(request.app[DB_KEY], mac)
     root = ImageStore(request.app[STATE_KEY]).current_root(name)
     proc = await asyncio.create_subprocess_exec(
-        "tar",
-        "-C",
-        str(root),
-        "--numeric-owner",
-        "-cf",
-        "-",
-        ".",
+        *tar_argv(root),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -132,7 +151,16 @@ async def image_tar(request: web.Request) -> web.StreamResponse:
         while chunk := await proc.stdout.read(CHUNK):
             await response.write(chunk)
             sent += len(chunk)
+        if await proc.wait() != 0:
+            # No closing chunk: the installer sees a broken stream, never a short tar that looks complete.
+            print(f"image {name}: tar failed with status {proc.returncode}; stream to {request.remote} cut", flush=True)
+            if request.transport is not None:
+                request.transport.close()
+            return response
         await response.write_eof()
+    except ConnectionResetError:  # the node went away (powered off, cable, a proxy): its installer reports it
+        print(f"image {name}: {request.remote} closed the stream after {sent} bytes", flush=True)
+        return response
     finally:
         if proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -180,5 +208,5 @@ def add_install_routes(app: web.Application, db: Database, state_dir: Path) -> N
     app.router.add_post("/install/{mac}/progress", progress)
     app.router.add_post("/install/{mac}/done", done)
     app.router.add_post("/install/{mac}/failed", failed)
-    app.router.add_get("/image/{name}.tar", image_tar)
+    app.router.add_get("/install/{mac}/image.tar", image_tar)
     app.cleanup_ctx.append(_watch)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from haoscar.db.models import Interface, Network, Node
 from haoscar.errors import NotFound, UserError
+from haoscar.provision.image_checksum import stream_sha256
 from haoscar.provision.images import ImageStore
 from haoscar.provision.netboot_snapshot import Database
 from haoscar.spec.types import parse_mac
@@ -39,9 +40,11 @@ class InstallPlan:
     image_version: int
     image_bytes: int
     image_files: int
+    image_sha256: str  # of the tar stream the boot server sends (image_checksum); the installer checks it
     ip_assignment: str
     post_install: str
     hosts: str
+    authorized_keys: str  # haoscar's public key for root on the node (the image carries no /root of a head)
 
     def as_shell(self) -> str:
         lines = [
@@ -58,6 +61,15 @@ def node_for_mac(session: Session, mac: str) -> tuple[Node, Interface]:
     if row is None:
         raise NotFound(f"no node has MAC {mac}; assign it with haoscar mac assign NODE {mac}")
     return row[0], row[1]
+
+
+def node_image(db: Database, mac: str) -> str:
+    """The name of the image the node owning ``mac`` installs (NotFound when it has none)."""
+    with db.session() as session:
+        node, _iface = node_for_mac(session, mac)
+        if node.image is None:
+            raise NotFound(f"node {node.name} has no image; assign one with haoscar node set {node.name} --image NAME")
+        return node.image.name
 
 
 def hosts_file(session: Session) -> str:
@@ -112,8 +124,12 @@ def install_plan(db: Database, state_dir: Path, mac: str) -> InstallPlan:
         db_ip_assignment = node.image.ip_assignment if node.image is not None else "static"
         db_post_install = node.image.post_install if node.image is not None else "beep"
     ok, error, version, size, files, ip_assignment, post_install = _image_facts(state_dir, image_name, name)
+    sha = ""
     if not ok:
         ip_assignment, post_install = db_ip_assignment, db_post_install
+    else:
+        assert image_name is not None
+        sha = stream_sha256(ImageStore(state_dir).version_root(image_name, version))
     return InstallPlan(
         node=name,
         fqdn=f"{name}.{domain}",
@@ -130,7 +146,17 @@ def install_plan(db: Database, state_dir: Path, mac: str) -> InstallPlan:
         image_version=version,
         image_bytes=size,
         image_files=files,
+        image_sha256=sha,
         ip_assignment=ip_assignment,
         post_install=post_install,
         hosts=hosts,
+        authorized_keys=_public_key(state_dir),
     )
+
+
+def _public_key(state_dir: Path) -> str:
+    """haoscar's ssh public key (``STATE/ssh/id_ed25519.pub``) when it has one; never made here."""
+    try:
+        return (state_dir / "ssh" / "id_ed25519.pub").read_text().strip()
+    except OSError:
+        return ""

@@ -25,6 +25,7 @@ from haoscar.db.session import record_event
 from haoscar.errors import UserError
 from haoscar.fsutil import atomic_write
 from haoscar.provision.install_plan import node_for_mac
+from haoscar.provision.install_states import WATCHED, InstallState, set_install_state
 from haoscar.provision.netboot_snapshot import Database
 from haoscar.spec.types import parse_mac
 
@@ -40,7 +41,7 @@ class Progress:
 
     node: str
     mac: str
-    state: str  # installing | installed | failed
+    state: str  # an InstallState: installing | installed | failed
     stage: str
     percent: int
     bytes: int
@@ -54,7 +55,7 @@ class Progress:
     marks: dict[str, float] = field(default_factory=dict)  # stage -> monotonic time of its first report
 
     def elapsed(self, now_mono: float) -> float:
-        end = now_mono if self.state == "installing" else self.updated_mono
+        end = now_mono if self.state == InstallState.INSTALLING else self.updated_mono
         return max(0.0, end - self.started_mono)
 
     def as_dict(self, now_mono: float | None = None) -> dict[str, Any]:
@@ -104,11 +105,12 @@ def _mac(text: str) -> str:
         raise UserError(f"{exc}") from None
 
 
-def _set_node(db: Database, mac: str, state: str, detail: str, event: tuple[str, str, str] | None) -> str:
-    """Set a node's install state and detail (and add an event); returns the node's name."""
+def _set_node(db: Database, mac: str, state: InstallState, detail: str, event: tuple[str, str, str] | None) -> str:
+    """Set a node's install state (through the transition table) and detail, and add an event; returns the node's
+    name."""
     with db.session() as session:
         node, _iface = node_for_mac(session, mac)
-        node.install_state = state
+        set_install_state(node, state)
         node.install_detail = detail
         if event is not None:
             kind, message, severity = event
@@ -136,11 +138,11 @@ def record_progress(
     with db.session() as session:
         node_name = node_for_mac(session, mac)[0].name
     previous = read_one(state_dir, node_name)
-    fresh = previous is None or previous.state != "installing" or stage in ("dhcp", "node")
+    fresh = previous is None or previous.state != InstallState.INSTALLING or stage in ("dhcp", "node")
     if fresh:
         current = Progress(
-            node_name, mac, "installing", stage, percent, nbytes, 0.0, detail, time.time(), now_mono, now_mono,
-            marks={stage: now_mono},
+            node_name, mac, InstallState.INSTALLING.value, stage, percent, nbytes, 0.0, detail, time.time(),
+            now_mono, now_mono, marks={stage: now_mono},
         )  # fmt: skip
     else:
         assert previous is not None
@@ -156,7 +158,7 @@ def record_progress(
     _write(state_dir, current)
     if fresh or previous is None or previous.stage != stage:
         event = ("install-start", f"installing {node_name}", "info") if fresh else None
-        _set_node(db, mac, "installing", stage, event)
+        _set_node(db, mac, InstallState.INSTALLING, stage, event)
     return current
 
 
@@ -169,7 +171,7 @@ def record_done(db: Database, state_dir: Path, mac: str, seconds: float = 0.0, *
     with db.session() as session:
         node, _iface = node_for_mac(session, mac)
         node.boot_mode = "localboot"
-        node.install_state = "installed"
+        set_install_state(node, InstallState.INSTALLED)
         node.install_detail = ""
         name = node.name
         record_event(session, "install-done", f"{name} installed in {seconds:.0f} s", name, data={"mac": mac})
@@ -179,7 +181,7 @@ def record_done(db: Database, state_dir: Path, mac: str, seconds: float = 0.0, *
             state_dir,
             replace(
                 previous,
-                state="installed",
+                state=InstallState.INSTALLED.value,
                 stage="done",
                 marks={**previous.marks, "done": now_mono},
                 percent=100,
@@ -196,10 +198,12 @@ def record_failed(db: Database, state_dir: Path, mac: str, stage: str, reason: s
     now_mono = time.monotonic() if now is None else now
     reason = " ".join(reason.split())[:500] or "no reason given"
     detail = f"{stage}: {reason}"
-    name = _set_node(db, mac, "failed", detail, ("install-failed", f"install failed: {detail}", "error"))
+    name = _set_node(db, mac, InstallState.FAILED, detail, ("install-failed", f"install failed: {detail}", "error"))
     previous = read_one(state_dir, name)
-    base = previous or Progress(name, mac, "failed", stage, 0, 0, 0.0, "", time.time(), now_mono, now_mono)
-    _write(state_dir, replace(base, state="failed", stage=stage, reason=reason, updated_mono=now_mono))
+    base = previous or Progress(
+        name, mac, InstallState.FAILED.value, stage, 0, 0, 0.0, "", time.time(), now_mono, now_mono
+    )
+    _write(state_dir, replace(base, state=InstallState.FAILED.value, stage=stage, reason=reason, updated_mono=now_mono))
     return name
 
 
@@ -232,7 +236,7 @@ def expire_stalled(
     expired = []
     for progress in read_all(state_dir):
         silent = now_mono - progress.updated_mono
-        if progress.state == "installing" and silent >= limit:
+        if progress.state == InstallState.INSTALLING and silent >= limit:
             record_failed(db, state_dir, progress.mac, progress.stage, f"no progress for {limit:g} s", now=now_mono)
             expired.append(progress.node)
     return expired
@@ -257,6 +261,6 @@ def monitor_rows(db: Database, state_dir: Path, nodes: Collection[str] | None = 
     for name, state, detail in rows:
         if nodes is not None and name not in nodes:
             continue
-        if name in live or state in ("installing", "failed"):
+        if name in live or state in WATCHED:
             out.append(MonitorRow(name, state, detail or "", live.get(name)))
     return out

@@ -8,7 +8,6 @@ order) and that node's DHCP entry is synced, so its next DISCOVER gets an answer
 
 from __future__ import annotations
 
-import re
 import select
 import socket
 import time
@@ -26,6 +25,7 @@ from haoscar.provision.dhcp_packet import BadPacket, DhcpRequest, NotDhcp, parse
 from haoscar.provision.netboot_macs import Assignment, assign_macs
 from haoscar.provision.netboot_snapshot import Database
 from haoscar.provision.netboot_sync import netboot_sync
+from haoscar.spec.nodes import sorted_nodes
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
@@ -115,10 +115,6 @@ class CollectResult:
         }
 
 
-def _natural(name: str) -> tuple[object, ...]:
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
-
-
 def _record(db: Database, request: DhcpRequest, interface: str) -> tuple[bool, int] | None:
     """Record a sighting of an unknown MAC; None when a node already owns the MAC."""
     with db.session() as session:
@@ -144,14 +140,14 @@ def _record(db: Database, request: DhcpRequest, interface: str) -> tuple[bool, i
 
 
 def next_free_node(db: Database) -> str | None:
-    """The first compute node (natural order) whose private interface has no MAC."""
+    """The first compute node (ClusterShell's order) whose private interface has no MAC."""
     with db.session() as session:
         names = session.scalars(
             sql_select(Node.name)
             .join(Interface, Interface.node_id == Node.id)
             .where(Node.role == "compute", Interface.network == "private", Interface.mac.is_(None))
         ).all()
-    return min(names, key=_natural) if names else None
+    return sorted_nodes(names)[0] if names else None
 
 
 def collect(

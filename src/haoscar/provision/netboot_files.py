@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from haoscar.fsutil import atomic_write
+
 
 @dataclass(frozen=True)
 class NetbootPaths:
@@ -88,15 +90,7 @@ def sync_lock(paths: NetbootPaths) -> Iterator[None]:
 
 def write_file(path: Path, data: bytes, *, durable: bool) -> None:
     """Replace ``path`` by ``data`` through a temp file and a rename (fsync'd first when ``durable``)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    atomic_write(path, data, durable=durable, compare=False)  # the caller compared already
 
 
 def same_content(path: Path, data: bytes) -> bool:

@@ -21,6 +21,7 @@ from haoscar.db.models import Interface, MacSighting, Node
 from haoscar.db.session import record_event
 from haoscar.errors import NotFound, UserError
 from haoscar.fsutil import atomic_write
+from haoscar.provision.install_states import InstallState
 from haoscar.provision.netboot_snapshot import Database
 from haoscar.spec.nodes import expand_nodeset
 from haoscar.spec.types import parse_mac
@@ -64,15 +65,17 @@ def checked_mac(text: str, where: str) -> str:
         raise UserError(f"{where}: {exc}") from None
 
 
-def _check(session: Session, pairs: Sequence[tuple[str, str, str]]) -> list[Assignment]:
-    """Validate (node, mac, where) triples against each other and the database; all problems in one error."""
+def _check(session: Session, pairs: Sequence[tuple[str, str, str]], field: str | None) -> list[Assignment]:
+    """Validate (node, mac, where) triples against each other and the database; all problems in one error.
+
+    ``where`` places a problem (``macs.csv:3``); ``field`` instead names the one field being set (``node set``),
+    so that its message reads ``--mac 52:54:... already belongs to node node01``."""
     rows = session.execute(
-        select(Node.name, Interface.mac)
-        .join(Interface, Interface.node_id == Node.id)
-        .where(Interface.network == "private")
+        select(Node.name, Interface.network, Interface.mac).join(Interface, Interface.node_id == Node.id)
     ).all()
-    private_mac = {name: mac for name, mac in rows}
-    owner = {mac: name for name, mac in rows if mac}
+    private_mac = {name: mac for name, network, mac in rows if network == "private"}
+    # Any NIC's MAC counts, not only private ones: a head's public NIC must not be handed to a node.
+    owner = {mac: name for name, _network, mac in rows if mac}
     problems: list[str] = []
     result: list[Assignment] = []
     seen_nodes: dict[str, str] = {}
@@ -81,7 +84,7 @@ def _check(session: Session, pairs: Sequence[tuple[str, str, str]]) -> list[Assi
         try:
             mac = parse_mac(raw_mac)
         except ValueError as exc:
-            problems.append(f"{where}: {exc}")
+            problems.append(f"{field or where}: {exc}")
             continue
         if node not in private_mac:
             problems.append(f"{where}: unknown node {node!r} (or it has no private interface); see haoscar node list")
@@ -94,7 +97,10 @@ def _check(session: Session, pairs: Sequence[tuple[str, str, str]]) -> list[Assi
             continue
         holder = owner.get(mac)
         if holder is not None and holder != node:
-            problems.append(f"{where}: MAC {mac} already belongs to node {holder}; each NIC has its own MAC")
+            subject = f"{field} {mac}" if field else f"{where}: MAC {mac}"
+            problems.append(
+                f"{subject} already belongs to node {holder}; each NIC has its own MAC; check the address you collected"
+            )
             continue
         seen_nodes[node], seen_macs[mac] = where, where
         result.append(Assignment(node, mac))
@@ -106,7 +112,7 @@ def _check(session: Session, pairs: Sequence[tuple[str, str, str]]) -> list[Assi
     return result
 
 
-def _write(session: Session, assignments: list[Assignment], source: str) -> None:
+def _write(session: Session, assignments: list[Assignment], source: str, record: bool) -> None:
     for item in assignments:
         node_id = select(Node.id).where(Node.name == item.node).scalar_subquery()
         session.execute(
@@ -114,11 +120,12 @@ def _write(session: Session, assignments: list[Assignment], source: str) -> None
         )
         session.execute(
             update(Node)
-            .where(Node.name == item.node, Node.install_state == "defined")
-            .values(install_state="mac-assigned")
+            .where(Node.name == item.node, Node.install_state == InstallState.DEFINED.value)
+            .values(install_state=InstallState.MAC_ASSIGNED.value)
         )
     if assignments:
         session.execute(delete(MacSighting).where(MacSighting.mac.in_([a.mac for a in assignments])))
+    if assignments and record:
         record_event(
             session,
             "mac.assigned",
@@ -129,12 +136,27 @@ def _write(session: Session, assignments: list[Assignment], source: str) -> None
         )
 
 
+def assign_in_session(
+    session: Session,
+    pairs: Sequence[tuple[str, str, str]],
+    source: str,
+    *,
+    field: str | None = None,
+    record: bool = True,
+) -> list[Assignment]:
+    """THE way a node gets its MAC (``mac assign``, ``assign-all``, ``import``, ``collect --auto``, ``node set
+    mac``, standby clone): check every (node, mac, where) pair, then write them all in the caller's transaction.
+    The MAC leaves the sightings, a ``defined`` node becomes ``mac-assigned``; ``record`` False leaves the event
+    to a caller that records its own (``node set``). The caller syncs the nodes' DHCP entries."""
+    assignments = _check(session, pairs, field)
+    _write(session, assignments, source, record)
+    return assignments
+
+
 def assign_macs(db: Database, pairs: Sequence[tuple[str, str, str]], source: str = "mac assign") -> list[Assignment]:
     """Assign (node, mac, where-for-errors) pairs, all or nothing."""
     with db.session() as session:
-        assignments = _check(session, pairs)
-        _write(session, assignments, source)
-    return assignments
+        return assign_in_session(session, pairs, source)
 
 
 def list_sightings(db: Database) -> list[Sighting]:
@@ -163,9 +185,7 @@ def assign_all(db: Database, nodeset: str) -> list[Assignment]:
         free = [name for name in wanted if not macs[name]]
         sightings = session.scalars(select(MacSighting.mac).order_by(MacSighting.first_seen, MacSighting.id)).all()
         pairs = [(node, mac, f"sighting {mac}") for node, mac in zip(free, sightings, strict=False)]
-        assignments = _check(session, pairs)
-        _write(session, assignments, "mac assign-all")
-    return assignments
+        return assign_in_session(session, pairs, "mac assign-all")
 
 
 def parse_csv(path: Path) -> list[tuple[str, str, str]]:

@@ -9,12 +9,12 @@ config is only read at start, so a change to it is reported (``restart_needed``)
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from haoscar.fsutil import atomic_write
 from haoscar.provision import dhcp_server
 from haoscar.provision.dnsmasq_conf import IPXE_BIOS, IPXE_EFI, IPXE_SOURCE_DIR, host_line, render_main
 from haoscar.provision.ipxe import render_entry, render_script
@@ -112,9 +112,7 @@ def _common_files(run: _Pass, settings: NetbootSettings) -> None:
         source = IPXE_SOURCE_DIR / name
         target = paths.tftp_dir / name
         if source.exists() and not _same_file(source, target):
-            shutil.copyfile(source, target.with_name(f".{name}.tmp"))
-            os.chmod(target.with_name(f".{name}.tmp"), 0o644)
-            os.replace(target.with_name(f".{name}.tmp"), target)
+            atomic_write(target, source.read_bytes(), durable=False, compare=False)
             run.report.written += 1
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from haoscar.errors import UserError
 from haoscar.keys import load_key
-from haoscar.spec.models import ClusterSpec, HeadNode
+from haoscar.spec.models import ClusterSpec
+from haoscar.spec.topology import topology
 
 # The trees replicated when ha.replicate is empty: users' homes, haoscar's config, the image store and the
 # scheduler's state (haoscar points Slurm's StateSaveLocation there, so both heads have it).
@@ -69,25 +70,6 @@ def rsync_password(key: bytes) -> str:
     return derived_secret(key, "rsync").hex()[:48]
 
 
-def _heads(spec: ClusterSpec, node: str) -> tuple[HeadNode, HeadNode]:
-    primary, standby = spec.heads.primary, spec.heads.standby
-    if node in ("primary", primary.hostname):
-        return primary, standby
-    if node in ("standby", standby.hostname):
-        return standby, primary
-    raise UserError(
-        f"{node!r} is not a head of this cluster; use {primary.hostname} (primary) or {standby.hostname} (standby)"
-    )
-
-
-def peer_addresses(spec: ClusterSpec, me: HeadNode, peer: HeadNode) -> tuple[IPv4Address, IPv4Address]:
-    """The dedicated heartbeat link when both heads have one (replication traffic stays off the compute network),
-    else the private network."""
-    if spec.networks.heartbeat is not None and me.heartbeat_ip is not None and peer.heartbeat_ip is not None:
-        return me.heartbeat_ip, peer.heartbeat_ip
-    return me.private_ip, peer.private_ip
-
-
 def trees_of(spec: ClusterSpec, state_dir: Path) -> tuple[Tree, ...]:
     entries = [(p.path, tuple(p.exclude), False) for p in spec.ha.replicate] or [
         (path, (), True) for path in DEFAULT_TREES
@@ -105,14 +87,14 @@ def trees_of(spec: ClusterSpec, state_dir: Path) -> tuple[Tree, ...]:
 
 
 def repl_config(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path | None = None) -> ReplConfig:
-    me, peer = _heads(spec, node)
-    local_ip, peer_ip = peer_addresses(spec, me, peer)
+    topo = topology(spec, node)
+    link = topo.replication_link
     ha = spec.ha
     return ReplConfig(
-        node=me.hostname,
-        peer=peer.hostname,
-        local_ip=local_ip,
-        peer_ip=peer_ip,
+        node=topo.name,
+        peer=topo.peer_name,
+        local_ip=link.local,
+        peer_ip=link.peer,
         db_port=ha.replication_port,
         rsync_port=ha.replication_rsync_port,
         trees=trees_of(spec, Path(state_dir)),

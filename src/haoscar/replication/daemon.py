@@ -6,12 +6,15 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from haoscar.events import EventBus
 from haoscar.replication.config import repl_config
 from haoscar.replication.manager import ReplicationManager
-from haoscar.spec.models import ClusterSpec
+from haoscar.spec.models import HA, ClusterSpec
+
+BusFactory = Callable[[HA, str, Path], EventBus]
 
 
 async def run_replication(
@@ -22,9 +25,14 @@ async def run_replication(
     *,
     key_file: Path | None = None,
     catch_up: bool = False,
+    make_bus: BusFactory | None = None,
 ) -> int:
-    """Returns the exit status: 0 after SIGTERM, 1 when a catch-up failed."""
-    bus = EventBus.from_config(spec.ha, repl_config(spec, node, state_dir, key_file).node, state_dir)
+    """Returns the exit status: 0 after SIGTERM, 1 when a catch-up failed.
+
+    ``make_bus`` builds the event bus (the CLI passes ``haoscar.ha.alerts.daemon_bus``, which adds the spec's
+    alerts; this package sits below ``haoscar.ha`` and cannot); without it, events are only logged and stored."""
+    name = repl_config(spec, node, state_dir, key_file).node
+    bus = make_bus(spec.ha, name, state_dir) if make_bus is not None else EventBus.from_config(name, state_dir)
     manager = ReplicationManager(spec, node, state_dir, bus, key_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,23 +1,35 @@
-"""The database statement log: a transaction's writes encoded for the wire, applied on the standby in one
-transaction together with its log sequence number (LSN), and full copies through SQLite's own serialisation.
+"""The database change log: a transaction's changed rows encoded for the wire, applied on the standby as data in
+one transaction together with its log sequence number (LSN), and full copies through SQLite's own serialisation.
+
+Rows, never SQL: each change is (table, primary key, row or None for a deletion), captured on the source by
+``haoscar.db.rowlog``. The standby checks every table and column name against the schema of its own database
+(known tables and columns only, no internal table), binds every value as a parameter, and writes with statements
+it builds itself: an upsert on the primary key, or a delete by it. A change that names anything else, or carries a
+value that is not a plain SQL value, refuses the whole transaction and nothing is written.
 
 The LSN row lives in the standby's database (``haoscar_replication``), written in the same transaction as the
 changes it counts, so after any crash the standby's data and its LSN agree. A transaction whose LSN is not the next
 one, or from another epoch (each full copy starts a new epoch), is refused as a gap: the source then sends a full
-copy instead of guessing.
+copy instead of guessing. A full copy must have exactly the standby's own schema (both heads run the same haoscar
+and migrate their own database): a copy from another schema version, or one carrying triggers or views the
+standby's schema lacks, is refused.
 """
 
 from __future__ import annotations
 
 import base64
 import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from haoscar.db.constants import BUSY_TIMEOUT_MS, CapturedWrite
+from haoscar.db.constants import BUSY_TIMEOUT_MS
+from haoscar.db.rowlog import NOT_REPLICATED, RowChange, quote
 
 LSN_TABLE = "haoscar_replication"
 _CREATE = f"CREATE TABLE IF NOT EXISTS {LSN_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), epoch TEXT NOT NULL, lsn INTEGER NOT NULL)"  # noqa: E501
+assert LSN_TABLE in NOT_REPLICATED
 
 
 class Gap(Exception):
@@ -28,7 +40,12 @@ class Gap(Exception):
 
 
 class Unencodable(Exception):
-    """A parameter type the log cannot carry: the transaction goes unreplicated and forces a full copy."""
+    """A value the log cannot carry: the transaction goes unreplicated and forces a full copy."""
+
+
+class Refused(Exception):
+    """A change the standby will not apply: an unknown table or column, a missing key, a value that is no SQL
+    value. Nothing of its transaction is written."""
 
 
 def _enc(value: Any) -> Any:
@@ -36,33 +53,88 @@ def _enc(value: Any) -> Any:
         return value
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$b": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, list | tuple):
-        return [_enc(v) for v in value]
-    if isinstance(value, dict):
-        return {"$d": {str(k): _enc(v) for k, v in value.items()}}
-    raise Unencodable(f"cannot replicate a parameter of type {type(value).__name__}")
+    raise Unencodable(f"cannot replicate a value of type {type(value).__name__}")
 
 
 def _dec(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(_dec(v) for v in value)
-    if isinstance(value, dict):
-        if "$b" in value:
-            return base64.b64decode(value["$b"])
-        return {k: _dec(v) for k, v in value["$d"].items()}
-    return value
+    if value is None or isinstance(value, int | float | str):
+        return value
+    if isinstance(value, dict) and set(value) == {"$b"} and isinstance(value["$b"], str):
+        return base64.b64decode(value["$b"], validate=True)
+    raise Refused(f"a replicated value is not an SQL value: {str(value)[:80]!r}")
 
 
-def encode_writes(writes: list[CapturedWrite]) -> list[list[Any]]:
-    return [[sql, _enc(params), bool(many)] for sql, params, many in writes]
+def encode_change(change: RowChange) -> list[Any]:
+    table, key, row = change
+    return [
+        table,
+        {k: _enc(v) for k, v in key.items()},
+        None if row is None else {k: _enc(v) for k, v in row.items()},
+    ]
 
 
-def decode_writes(raw: list[list[Any]]) -> list[CapturedWrite]:
-    out: list[CapturedWrite] = []
-    for sql, params, many in raw:
-        decoded = _dec(params) if params is not None else ()
-        out.append((str(sql), list(decoded) if many else decoded, bool(many)))
-    return out
+def encode_changes(changes: Iterable[RowChange]) -> list[list[Any]]:
+    return [encode_change(c) for c in changes]
+
+
+@dataclass(frozen=True)
+class Table:
+    keys: tuple[str, ...]
+    columns: frozenset[str]
+
+
+Schema = dict[str, Table]
+
+
+def schema(conn: sqlite3.Connection) -> Schema:
+    """The tables a change may name: the standby's own, read from its database (never from the wire)."""
+    known: Schema = {}
+    for (name,) in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'").fetchall():
+        if name.startswith("sqlite_") or name in NOT_REPLICATED:
+            continue
+        info = conn.execute(f"PRAGMA main.table_info({quote(name)})").fetchall()
+        keys = tuple(col[1] for col in sorted(info, key=lambda c: c[5]) if col[5] > 0)
+        if keys:  # a table without a key cannot take row changes (its changes come as full copies)
+            known[name] = Table(keys, frozenset(col[1] for col in info))
+    return known
+
+
+def _values(known: Table, raw: Any, what: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise Refused(f"the {what} of a change is not an object")
+    unknown = [str(c)[:80] for c in raw if c not in known.columns]
+    if unknown:
+        raise Refused(f"a change names unknown columns {unknown!r}")
+    return {str(c): _dec(v) for c, v in raw.items()}
+
+
+def _statements(known: Schema, raw: Any) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """The SQL (built here, from the standby's own names) and parameters of one change from the wire."""
+    if not isinstance(raw, list) or len(raw) != 3 or not isinstance(raw[0], str):
+        raise Refused("a change is not [table, key, row]")
+    name, raw_key, raw_row = raw
+    table = known.get(name)
+    if table is None:
+        raise Refused(f"a change names an unknown table {name[:80]!r}")
+    key = _values(table, raw_key, "key")
+    if set(key) != set(table.keys):
+        raise Refused(f"the key of a change to {name} is not its primary key {list(table.keys)}")
+    if raw_row is None:
+        where = " AND ".join(f"{quote(k)} IS ?" for k in table.keys)
+        yield f"DELETE FROM main.{quote(name)} WHERE {where}", tuple(key[k] for k in table.keys)
+        return
+    row = _values(table, raw_row, "row")
+    if any(row.get(k) != v for k, v in key.items()):
+        raise Refused(f"a change to {name} has a row that does not match its key")
+    cols = list(row)
+    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in cols if c not in table.keys)
+    conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+    # An upsert, not INSERT OR REPLACE: a replace deletes the old row first, which would cascade to its children.
+    yield (
+        f"INSERT INTO main.{quote(name)} ({', '.join(quote(c) for c in cols)}) "
+        f"VALUES ({', '.join('?' for _ in cols)}) ON CONFLICT ({', '.join(quote(k) for k in table.keys)}) {conflict}",
+        tuple(row[c] for c in cols),
+    )
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -84,28 +156,90 @@ def position(conn: sqlite3.Connection) -> tuple[str, int]:
     return (str(row[0]), int(row[1])) if row else ("", 0)
 
 
-def apply_transaction(conn: sqlite3.Connection, epoch: str, lsn: int, writes: list[CapturedWrite]) -> None:
-    """Apply one source transaction atomically with its LSN, or raise ``Gap`` without changing anything."""
+def begin(conn: sqlite3.Connection, epoch: str, lsn: int) -> Schema:
+    """Open the standby's transaction for source transaction ``lsn`` (it may arrive in several parts); ``Gap``
+    without changing anything when it is not the next one. Returns the names its changes may use."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         have_epoch, have_lsn = position(conn)
         if have_epoch != epoch or lsn != have_lsn + 1:
             raise Gap(have_epoch, have_lsn + 1)
-        for sql, params, many in writes:
-            if many:
-                conn.executemany(sql, params)
-            else:
-                conn.execute(sql, params)
-        conn.execute(f"UPDATE {LSN_TABLE} SET lsn = ? WHERE id = 1", (lsn,))
-        conn.execute("COMMIT")
+        # The source's rows arrive in the order of their first change, not in foreign-key order: check at commit.
+        conn.execute("PRAGMA defer_foreign_keys = ON")
+        return schema(conn)
     except BaseException:
         conn.execute("ROLLBACK")
+        raise
+
+
+def apply_changes(conn: sqlite3.Connection, known: Schema, changes: Iterable[Any]) -> int:
+    """Apply changes from the wire inside the transaction ``begin`` opened; ``Refused`` on the first bad one."""
+    count = 0
+    for raw in changes:
+        for sql, params in _statements(known, raw):
+            conn.execute(sql, params)
+        count += 1
+    return count
+
+
+def commit(conn: sqlite3.Connection, lsn: int) -> None:
+    conn.execute(f"UPDATE {LSN_TABLE} SET lsn = ? WHERE id = 1", (lsn,))
+    conn.execute("COMMIT")
+
+
+def abort(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def apply_transaction(conn: sqlite3.Connection, epoch: str, lsn: int, changes: Iterable[Any]) -> None:
+    """Apply one source transaction (changes as they come from the wire) atomically with its LSN; raise ``Gap``
+    or ``Refused`` (or an SQLite error) without changing anything."""
+    known = begin(conn, epoch, lsn)
+    try:
+        apply_changes(conn, known, changes)
+        commit(conn, lsn)
+    except BaseException:
+        abort(conn)
         raise
 
 
 def snapshot(conn: sqlite3.Connection) -> bytes:
     """A consistent copy of the whole database (the caller holds the write lock so nothing commits meanwhile)."""
     return conn.serialize()
+
+
+def _objects(conn: sqlite3.Connection) -> set[tuple[str, str, str]]:
+    rows = conn.execute("SELECT type, name, sql FROM main.sqlite_master WHERE sql IS NOT NULL").fetchall()
+    return {(str(t), str(n), str(q)) for t, n, q in rows if not str(n).startswith("sqlite_") and n != LSN_TABLE}
+
+
+def revision(conn: sqlite3.Connection) -> str:
+    """The schema revision (Alembic's) of a database; both heads must be at the same one to replicate."""
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.OperationalError:
+        return ""
+    return str(row[0]) if row else ""
+
+
+def check_copy(copy: sqlite3.Connection, own: sqlite3.Connection) -> None:
+    """``Refused`` unless a full copy has this standby's schema: the same revision and the same tables, indexes and
+    nothing else (no trigger or view a standby's schema lacks; a standby that has none yet takes no trigger)."""
+    theirs, ours = revision(copy), revision(own)
+    if ours and theirs != ours:
+        raise Refused(
+            f"the active head's database is at schema revision {theirs or 'none'}, this head's at {ours}: "
+            "run the same haoscar version on both heads"
+        )
+    mine = _objects(own)
+    objects = _objects(copy)
+    if mine and objects != mine:
+        extra = sorted(name for _t, name, _q in objects - mine)
+        raise Refused(f"the full copy's schema differs from this head's (objects {extra[:5]} differ)")
+    executable = sorted(name for kind, name, _q in objects if kind in ("trigger", "view"))
+    if not mine and executable:
+        raise Refused(f"the full copy carries triggers or views this head does not have: {executable[:5]}")
 
 
 def restore(conn: sqlite3.Connection, data: bytes, epoch: str) -> None:
@@ -118,6 +252,7 @@ def restore(conn: sqlite3.Connection, data: bytes, epoch: str) -> None:
     source = sqlite3.connect(":memory:")
     try:
         source.deserialize(bytes(image))
+        check_copy(source, conn)
         source.backup(conn)
     finally:
         source.close()

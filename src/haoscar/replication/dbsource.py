@@ -8,6 +8,10 @@ timeout (or refuses the transaction), this head goes on alone: the writer is tol
 marked stale, and a background task reconnects and sends a full copy — taken while holding the write lock, so no
 transaction can fall between the copy and the first shipped LSN.
 
+A transaction of any size replicates: the writer streams it as lines of at most about ``PART_BYTES`` each, and each
+line travels to the standby as one frame (acknowledged one by one, so neither side holds more than one part); the
+standby applies the parts inside one transaction and commits with the last. Full copies travel in parts too.
+
 "Goes on alone" only once the witness has recorded that the standby is stale (``confirm_stale``, the HA daemon's
 lease channel): otherwise a standby cut off before this head crashed would take over without the changes
 acknowledged meanwhile. A head that can tell neither its standby nor the witness refuses the change (the writer
@@ -22,19 +26,22 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from haoscar.db.constants import DB_FILE
 from haoscar.events import EventBus
 from haoscar.replication import dblog
 from haoscar.replication.config import DB_SOCKET, ReplConfig
-from haoscar.replication.dbwire import Channel, ChannelError, client_handshake
+from haoscar.replication.dbwire import PART_BYTES, Channel, ChannelError, client_handshake
 from haoscar.sockpath import socket_name
 
 SOCKET = DB_SOCKET
 RECONNECT_S = 0.5
 PING_S = 1.0
+# One line from a local writer: a part of a transaction (``dbhook`` cuts them at about PART_BYTES).
+LINE_LIMIT = 4 * PART_BYTES + 1024 * 1024
+APPLY_BYTES_PER_S = 5e6  # a slow standby applies this much per second; the ack timeout grows with a part's size
 
 
 class DbSource:
@@ -78,7 +85,7 @@ class DbSource:
         old = os.umask(0o077)  # only root may hand transactions to the standby
         try:
             with socket_name(self.socket_path) as name:  # any state-dir length (see haoscar.sockpath)
-                self._server = await asyncio.start_unix_server(self._local, name)
+                self._server = await asyncio.start_unix_server(self._local, name, limit=LINE_LIMIT)
         finally:
             os.umask(old)
         self._task = asyncio.create_task(self._connect_loop(), name="repl-db-connect")
@@ -108,17 +115,21 @@ class DbSource:
             line = await reader.readline()
             if not line:
                 return
-            request = json.loads(line)
-            reply = await self.handle(request)
+            reply = await self.handle(json.loads(line), _parts(reader))
             writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
         except (ValueError, OSError) as exc:
-            self.bus.log_error(f"replication: bad local database request: {exc}")
+            # The writer gets no reply and treats that as unreplicated: the standby must not count as in sync.
+            self.degrade(f"a local writer's transaction could not be read: {exc}")
         finally:
             writer.close()
 
-    async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
-        reply = await self._ship(request)
+    async def handle(
+        self, request: dict[str, Any], more: AsyncIterator[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """One transaction from a local writer: ``request`` and, for a large one, its further parts (``part``
+        requests; the one with ``op`` ``txn`` is the last)."""
+        reply = await self._ship(request, more or _none())
         if reply["replicated"] or self.confirm_stale is None or await self.confirm_stale(str(reply.get("reason"))):
             return reply
         return {
@@ -128,30 +139,45 @@ class DbSource:
             f"({reply.get('reason', 'standby unreachable')}); this head is cut off and must not acknowledge it",
         }
 
-    async def _ship(self, request: dict[str, Any]) -> dict[str, Any]:
-        if request.get("op") == "dirty":
-            self.degrade(f"a writer could not replicate a transaction: {request.get('reason')}")
-            return {"replicated": False, "reason": str(request.get("reason"))}
-        writes = request.get("writes") or []
+    async def _ship(self, first: dict[str, Any], more: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+        if first.get("op") == "dirty":
+            self.degrade(f"a writer could not replicate a transaction: {first.get('reason')}")
+            return {"replicated": False, "reason": str(first.get("reason"))}
         if not self.synced:
             # Never wait for the lock here: a full copy holds it while waiting for this writer's SQLite lock.
+            await _drain(first, more)
             self._missed("a change was committed while the standby was not in sync")
             return {"replicated": False, "reason": "the standby is not in sync; it gets a full copy later"}
         async with self._lock:
             if not self.synced or self.channel is None:
+                await _drain(first, more)
                 self.need_copy = True
                 return {"replicated": False, "reason": "the standby is not in sync; it gets a full copy later"}
             lsn = self.lsn + 1
-            try:
-                reply = await self.channel.request(
-                    {"op": "txn", "epoch": self.epoch, "lsn": lsn, "writes": writes}, self.cfg.ack_timeout_s
-                )
-            except ChannelError as exc:
-                self.degrade(f"standby did not acknowledge transaction {lsn}: {exc}")
-                return {"replicated": False, "reason": str(exc)}
-            if not reply.get("ok"):
-                self.degrade(f"standby refused transaction {lsn}: {reply.get('error')}")
-                return {"replicated": False, "reason": str(reply.get("error"))}
+            request, part = first, 0
+            while True:
+                if request.get("op") == "dirty":  # given up half-way: dropping the session drops the open parts
+                    self.degrade(f"a writer could not replicate a transaction: {request.get('reason')}")
+                    return {"replicated": False, "reason": str(request.get("reason"))}
+                last = request.get("op") != "part"
+                blob = json.dumps(request.get("changes") or [], separators=(",", ":")).encode()
+                frame = {"op": "txn", "epoch": self.epoch, "lsn": lsn, "part": part, "last": last}
+                try:
+                    reply = await self.channel.request(
+                        frame, self.cfg.ack_timeout_s + len(blob) / APPLY_BYTES_PER_S, blob
+                    )
+                except ChannelError as exc:
+                    self.degrade(f"standby did not acknowledge transaction {lsn}: {exc}")
+                    reply = {"ok": False, "error": str(exc)}
+                if not reply.get("ok"):
+                    if self.channel is not None:
+                        self.degrade(f"standby refused transaction {lsn}: {reply.get('error')}")
+                    if not last:
+                        await _drain({"op": "part"}, more)
+                    return {"replicated": False, "reason": str(reply.get("error"))}
+                if last:
+                    break
+                request, part = await anext(more, {"op": "txn", "changes": []}), part + 1
             self.lsn = lsn
             self.shipped += 1
             return {"replicated": True, "lsn": lsn}
@@ -209,6 +235,15 @@ class DbSource:
         except BaseException:
             writer.close()
             raise
+        own = await asyncio.to_thread(_revision, self.cfg)
+        theirs = str(welcome.get("revision", ""))
+        if theirs != own:
+            channel.close()
+            raise ChannelError(
+                f"the standby's database is at schema revision {theirs or 'none'}, this head's at {own or 'none'}: "
+                "run the same haoscar version on both heads (until then the standby is stale)",
+                auth=True,
+            )
         async with self._lock:
             self.channel = channel
             same = welcome.get("epoch") == self.epoch and welcome.get("lsn") == self.lsn and self.epoch
@@ -226,10 +261,15 @@ class DbSource:
         try:
             data = await asyncio.to_thread(dblog.snapshot, conn)
             epoch = secrets.token_hex(8)
-            timeout = max(self.cfg.ack_timeout_s, 10.0 + len(data) / 20e6)
-            reply = await channel.request({"op": "snapshot", "epoch": epoch}, timeout, blob=data)
-            if not reply.get("ok"):
-                raise ChannelError(f"standby could not load the full copy: {reply.get('error')}")
+            count = max(1, -(-len(data) // PART_BYTES))
+            for part in range(count):
+                chunk = data[part * PART_BYTES : (part + 1) * PART_BYTES]
+                last = part == count - 1
+                timeout = max(self.cfg.ack_timeout_s, 10.0 + (len(data) / 20e6 if last else 0.0))
+                frame = {"op": "snapshot", "epoch": epoch, "part": part, "last": last}
+                reply = await channel.request(frame, timeout, blob=chunk)
+                if not reply.get("ok"):
+                    raise ChannelError(f"standby could not load the full copy: {reply.get('error')}")
             self.epoch, self.lsn = epoch, 0
             self.synced = True
             self.need_copy = False
@@ -268,3 +308,35 @@ def _unlock(conn: sqlite3.Connection) -> None:
     with contextlib.suppress(sqlite3.Error):
         conn.execute("ROLLBACK")
     conn.close()
+
+
+async def _parts(reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """The further lines of a writer's transaction, until (and with) the last one."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            raise ConnectionError("the writer hung up in the middle of a transaction")
+        request = json.loads(line)
+        yield request
+        if request.get("op") != "part":
+            return
+
+
+async def _none() -> AsyncIterator[dict[str, Any]]:
+    return
+    yield
+
+
+async def _drain(first: dict[str, Any], more: AsyncIterator[dict[str, Any]]) -> None:
+    """Read a transaction's remaining parts that will not be shipped (the writer waits for the reply after them)."""
+    if first.get("op") == "part":
+        async for _ in more:
+            pass
+
+
+def _revision(cfg: ReplConfig) -> str:
+    conn = sqlite3.connect(str(cfg.state_dir / DB_FILE))
+    try:
+        return dblog.revision(conn)
+    finally:
+        conn.close()

@@ -1,21 +1,35 @@
-"""The standby's end of the database channel: accepts only its peer, applies each transaction durably, then acks."""
+"""The standby's end of the database channel: accepts only its peer, applies each transaction durably, then acks.
+
+Before authentication a connection gets little: at most ``MAX_PREAUTH`` of them at a time (more are closed at
+once), a bounded hello, ``HANDSHAKE_TIMEOUT`` to authenticate, and the live session is replaced only once the new
+one proved it is no replay (``dbwire.server_confirm``). Changes are applied as rows checked against this head's own
+schema (``dblog``); a large transaction arrives in parts applied inside one SQLite transaction, a full copy in parts
+spooled to a private file, so memory holds one frame at a time.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from haoscar.db.constants import DB_FILE
-from haoscar.events import EventBus
+from haoscar.events import EventBus, Severity
 from haoscar.replication import dblog
 from haoscar.replication.config import ReplConfig
-from haoscar.replication.dbwire import Channel, ChannelError, server_handshake, welcome_frame
+from haoscar.replication.dbwire import Channel, ChannelError, server_confirm, server_handshake, welcome_frame
 
 HANDSHAKE_TIMEOUT = 5.0
+MAX_PREAUTH = 4  # connections not yet authenticated; the source needs one
+REJECT_REPORT_S = 60.0  # one event per kind of rejection per minute: a flood must not become an alert flood
 
 
 class DbTarget:
@@ -31,11 +45,24 @@ class DbTarget:
         self.lsn = 0
         self.epoch = ""
         self.applied = 0
+        self.revision = ""
         self._tasks: set[asyncio.Task[None]] = set()
+        self._preauth = 0
+        self._reported: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._open: tuple[str, int, int, dblog.Schema] | None = None  # epoch, lsn, next part, schema
+        self._spool_next = 0
+
+    @property
+    def spool(self) -> Path:
+        return self.cfg.repl_dir / "snapshot.part"
 
     async def start(self) -> None:
+        # This head migrates its own database (schema changes are not replicated): both heads run the same haoscar.
+        await asyncio.to_thread(_ensure_schema, self.cfg.state_dir)
         self.conn = dblog.connect(self.cfg.state_dir / DB_FILE)
         self.epoch, self.lsn = dblog.position(self.conn)
+        self.revision = dblog.revision(self.conn)
         self.server = await asyncio.start_server(self._accept, str(self.cfg.local_ip), self.cfg.db_port)
 
     async def stop(self) -> None:
@@ -51,6 +78,7 @@ class DbTarget:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
         if self.conn is not None:
+            self._abort()
             self.conn.close()
             self.conn = None
 
@@ -58,45 +86,70 @@ class DbTarget:
     def connected(self) -> bool:
         return self.current is not None
 
+    def _reject(self, kind: str, message: str, severity: Severity = "warning", **data: object) -> None:
+        now = time.monotonic()
+        if now - self._reported.get(kind, -REJECT_REPORT_S) < REJECT_REPORT_S:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return
+        self._reported[kind] = now
+        more = self._suppressed.pop(kind, 0)
+        suffix = f" ({more} more since the last report)" if more else ""
+        self.bus.event(kind, message + suffix, severity, **data)
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
         peer = writer.get_extra_info("peername")
+        authenticated = False
+        self._preauth += 1
         try:
             if not peer or peer[0] != str(self.cfg.peer_ip):
-                self.bus.event(
-                    "replication.rejected", f"database connection from {peer} refused: only {self.cfg.peer_ip}",
-                    "warning", address=str(peer),
-                )  # fmt: skip
+                self._reject("replication.rejected", f"database connection from {peer} refused: only "
+                             f"{self.cfg.peer_ip}", address=str(peer))  # fmt: skip
+                return
+            if self._preauth > MAX_PREAUTH:
+                self._reject("replication.rejected", f"database connection from {peer} closed: too many "
+                             "unauthenticated connections", address=str(peer))  # fmt: skip
                 return
             try:
-                channel, hello, nonce = await server_handshake(reader, writer, self.key, HANDSHAKE_TIMEOUT)
+                channel = await self._handshake(reader, writer)
             except ChannelError as exc:
                 if exc.auth:
-                    self.bus.event("replication.auth_failed", f"database peer {peer[0]}: {exc}", "critical")
+                    self._reject("replication.auth_failed", f"database peer {peer[0]}: {exc}", "critical")
                 return
-            if hello.get("node") != self.cfg.peer:
-                self.bus.event(
-                    "replication.rejected", f"hello from {hello.get('node')!r}, not {self.cfg.peer}", "warning"
-                )
+            if channel is None:
                 return
+            authenticated = True
+            self._preauth -= 1
             if self.current is not None:
-                self.current.close()  # the source reconnected: the old session is dead
+                self.current.close()  # the source reconnected (and proved it): the old session is dead
             self.current = channel
-            assert self.conn is not None
-            self.epoch, self.lsn = dblog.position(self.conn)
-            writer.write(welcome_frame(self.key, hello, nonce, {"epoch": self.epoch, "lsn": self.lsn}))
-            await writer.drain()
             self.last_contact = time.monotonic()
-            await self._serve(channel)
+            await self._serve_until_closed(channel)
         except (ChannelError, OSError) as exc:
             self.bus.event("replication.disconnected", f"database channel from {self.cfg.peer} closed: {exc}")
         finally:
+            if not authenticated:
+                self._preauth -= 1
             if task is not None:
                 self._tasks.discard(task)
             with contextlib.suppress(Exception):
                 writer.close()
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Channel | None:
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT
+        channel, hello, nonce = await server_handshake(reader, writer, self.key, HANDSHAKE_TIMEOUT)
+        if hello.get("node") != self.cfg.peer:
+            self._reject("replication.rejected", f"hello from {str(hello.get('node'))[:64]!r}, not {self.cfg.peer}")
+            return None
+        assert self.conn is not None
+        epoch, lsn = dblog.position(self.conn)
+        welcome = {"epoch": epoch, "lsn": lsn, "revision": self.revision}
+        writer.write(welcome_frame(self.key, hello, nonce, welcome))
+        await writer.drain()
+        await server_confirm(channel, max(0.1, deadline - time.monotonic()))
+        return channel
 
     async def _serve(self, channel: Channel) -> None:
         while True:
@@ -107,28 +160,98 @@ class DbTarget:
                 return
             await channel.send(reply)
 
+    async def _serve_until_closed(self, channel: Channel) -> None:
+        try:
+            await self._serve(channel)
+        finally:
+            if channel is self.current:
+                self._abort()  # a transaction cut off in the middle is not applied (the source resends or copies)
+
     def _handle(self, body: dict[str, Any], blob: bytes) -> dict[str, Any]:
         op = body.get("op")
-        conn = self.conn
-        assert conn is not None
+        assert self.conn is not None
         try:
             if op == "txn":
-                lsn = int(body["lsn"])
-                dblog.apply_transaction(conn, str(body["epoch"]), lsn, dblog.decode_writes(body["writes"]))
-                self.lsn = lsn
-                self.applied += 1
-                return {"ok": True, "lsn": lsn}
+                return self._txn(body, blob)
             if op == "snapshot":
-                dblog.restore(conn, blob, str(body["epoch"]))
-                self.epoch, self.lsn = str(body["epoch"]), 0
-                return {"ok": True, "lsn": 0}
+                return self._snapshot(body, blob)
             if op == "stale":
                 self.on_stale(bool(body.get("stale")), str(body.get("reason", "")))
                 return {"ok": True}
             if op == "ping":
                 return {"ok": True, "lsn": self.lsn, "epoch": self.epoch}
-            return {"ok": False, "error": f"unknown op {op!r}"}
+            return {"ok": False, "error": f"unknown op {str(op)[:40]!r}"}
         except dblog.Gap as gap:
             return {"ok": False, "error": "gap", "expected_epoch": gap.expected_epoch, "expected": gap.expected_lsn}
-        except (sqlite3.Error, KeyError, ValueError, TypeError) as exc:
+        except dblog.Refused as exc:
+            self._abort()
+            self._reject("replication.refused_change", f"a replicated change was refused: {exc}", "critical")
+            return {"ok": False, "error": f"refused: {exc}"}
+        except (sqlite3.Error, KeyError, ValueError, TypeError, OSError) as exc:
+            self._abort()
             return {"ok": False, "error": f"apply failed: {exc}"}
+
+    def _txn(self, body: dict[str, Any], blob: bytes) -> dict[str, Any]:
+        """One part of a source transaction: the first opens it here, the last commits it with its LSN."""
+        conn = self.conn
+        assert conn is not None
+        epoch, lsn, part = str(body["epoch"]), int(body["lsn"]), int(body.get("part", 0))
+        if part == 0:
+            self._abort()
+            self._open = (epoch, lsn, 0, dblog.begin(conn, epoch, lsn))
+        if self._open is None or self._open[:3] != (epoch, lsn, part):
+            self._abort()
+            raise ValueError(f"part {part} of transaction {lsn} out of order")
+        changes = json.loads(blob) if blob else body.get("changes", [])
+        if not isinstance(changes, list):
+            raise dblog.Refused("a transaction's changes are not a list")
+        dblog.apply_changes(conn, self._open[3], changes)
+        if not body.get("last", True):
+            self._open = (epoch, lsn, part + 1, self._open[3])
+            return {"ok": True, "part": part}
+        self._open = None
+        dblog.commit(conn, lsn)
+        self.lsn = lsn
+        self.applied += 1
+        return {"ok": True, "lsn": lsn}
+
+    def _snapshot(self, body: dict[str, Any], blob: bytes) -> dict[str, Any]:
+        """One part of a full copy, spooled to a private file; the last loads it."""
+        assert self.conn is not None
+        part = int(body.get("part", 0))
+        if part != (0 if part == 0 else self._spool_next):
+            raise ValueError(f"part {part} of a full copy out of order")
+        self.spool.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if part == 0 else os.O_APPEND)
+        fd = os.open(self.spool, flags, 0o600)
+        try:
+            os.write(fd, blob)
+        finally:
+            os.close(fd)
+        self._spool_next = part + 1
+        if not body.get("last", True):
+            return {"ok": True, "part": part}
+        self._spool_next = -1
+        self._abort()
+        try:
+            dblog.restore(self.conn, self.spool.read_bytes(), str(body["epoch"]))
+        finally:
+            self.spool.unlink(missing_ok=True)
+        self.epoch, self.lsn = str(body["epoch"]), 0
+        return {"ok": True, "lsn": 0}
+
+    def _abort(self) -> None:
+        self._open = None
+        if self.conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                dblog.abort(self.conn)
+
+
+def _ensure_schema(state_dir: Path) -> None:
+    """Migrate this head's database to this haoscar's schema, in a child process: the daemon stays without
+    SQLAlchemy and Alembic (about 25 MB it would keep for its whole life)."""
+    code = "import sys; from haoscar.db.session import open_database; open_database(sys.argv[1]).close()"
+    done = subprocess.run([sys.executable, "-c", code, str(state_dir)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"could not bring this head's database to the current schema: {last}")

@@ -5,7 +5,13 @@
 The hello and welcome frames are signed with a key derived from the HA key; both carry a random nonce, and every
 later frame is signed with a session key derived from both nonces plus its direction and sequence number, so a
 recorded frame can be replayed neither into another session nor twice into the same one. A peer with a wrong
-key fails the handshake and is told nothing.
+key fails the handshake and is told nothing. The client's first session frame (``confirm``) proves it knows the
+server's fresh nonce: only then does the standby give up its current session, so a replayed hello (which
+authenticates, being a recording) cannot reset a live one.
+
+Every frame is bounded (``MAX_JSON`` + ``MAX_BLOB``, a hello far less) and its HMAC is checked before anything in it
+is used: a peer without the key makes the receiver buffer one bounded frame at most. Anything larger (a big
+transaction, a full copy) travels in several frames.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from haoscar.replication.config import derived_secret
 
 HEADER = struct.Struct("!II")
 MAC_LEN = 32
-MAX_JSON = 64 * 1024 * 1024
-MAX_BLOB = 4 * 1024 * 1024 * 1024
+MAX_JSON = 8 * 1024 * 1024
+MAX_BLOB = 8 * 1024 * 1024
+MAX_HELLO = 4096  # before authentication: a hello is a few hundred bytes
+PART_BYTES = 2 * 1024 * 1024  # what a sender puts in one frame of a large transaction or a full copy
 
 
 class ChannelError(Exception):
@@ -44,11 +52,13 @@ def pack(key: bytes, prefix: bytes, body: dict[str, Any], blob: bytes = b"") -> 
     return head + raw + blob + _mac(key, prefix, head + raw + blob)
 
 
-async def read_frame(reader: asyncio.StreamReader, key: bytes, prefix: bytes) -> tuple[dict[str, Any], bytes]:
+async def read_frame(
+    reader: asyncio.StreamReader, key: bytes, prefix: bytes, max_json: int = MAX_JSON, max_blob: int = MAX_BLOB
+) -> tuple[dict[str, Any], bytes]:
     try:
         head = await reader.readexactly(HEADER.size)
         json_len, blob_len = HEADER.unpack(head)
-        if json_len > MAX_JSON or blob_len > MAX_BLOB:
+        if json_len > max_json or blob_len > max_blob:
             raise ChannelError("frame too large", auth=True)
         payload = await reader.readexactly(json_len + blob_len)
         mac = await reader.readexactly(MAC_LEN)
@@ -127,7 +137,9 @@ async def client_handshake(
                 auth=True,
             ) from exc
         raise
-    return Channel(reader, writer, _session_key(base, nonce, str(welcome["nonce"])), client=True), welcome
+    channel = Channel(reader, writer, _session_key(base, nonce, str(welcome["nonce"])), client=True)
+    await channel.send({"op": "confirm"})  # proves this is no replay: only a holder of the key can sign it
+    return channel, welcome
 
 
 async def server_handshake(
@@ -136,7 +148,7 @@ async def server_handshake(
     """Read and check the hello; returns the channel factory's parts: call ``welcome`` to finish."""
     base = derived_secret(key, "db")
     try:
-        hello, _ = await asyncio.wait_for(read_frame(reader, base, b"hello"), timeout)
+        hello, _ = await asyncio.wait_for(read_frame(reader, base, b"hello", MAX_HELLO, 0), timeout)
     except TimeoutError as exc:
         raise ChannelError(f"no hello within {timeout:g} s") from exc
     nonce = secrets.token_hex(16)
@@ -148,3 +160,14 @@ async def server_handshake(
 def welcome_frame(key: bytes, hello: dict[str, Any], nonce: str, body: dict[str, Any]) -> bytes:
     base = derived_secret(key, "db")
     return pack(base, b"welcome" + str(hello.get("nonce", "")).encode(), {**body, "op": "welcome", "nonce": nonce})
+
+
+async def server_confirm(channel: Channel, timeout: float) -> None:
+    """After the welcome: wait for the client's first session frame. A replayed hello cannot produce it (the
+    session key needs the welcome's fresh nonce), so it ends here, before it can displace the live session."""
+    try:
+        body, _ = await asyncio.wait_for(channel.recv(), timeout)
+    except TimeoutError as exc:
+        raise ChannelError(f"no confirmation within {timeout:g} s (a replayed hello?)", auth=True) from exc
+    if body.get("op") != "confirm":
+        raise ChannelError("the first frame of a session is not its confirmation", auth=True)

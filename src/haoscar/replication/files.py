@@ -14,7 +14,7 @@ from watchdog.observers.api import BaseObserver
 from haoscar.replication.changes import ChangeSet, walk_link_groups
 from haoscar.replication.config import ReplConfig, Tree
 from haoscar.replication.rsync import RsyncResult, batch_argv, full_argv, run_rsync
-from haoscar.replication.watcher import start_observer
+from haoscar.replication.watcher import listen_for_lost_events, start_observer
 
 MAX_BACKOFF_S = 5.0
 RECENT_KEEP = 200_000
@@ -44,11 +44,16 @@ class FileReplicator:
         self.files_shipped = 0
         self.bytes_shipped = 0
         self.failing = False
+        # Events were lost (inotify overflow, watch limit): not in sync until a full pass that began afterwards.
+        self.lost = False
+        self.lost_count = 0
+        self._forget_lost: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         for state in self.trees:
             state.changes.wakeup = lambda: self._wake_from_thread(loop)
+        self._forget_lost = listen_for_lost_events(lambda why: self._lost_from_thread(loop, why))
         # Watch first, then copy everything: a change made during the first full pass is caught either way.
         self.observer = await asyncio.to_thread(start_observer, [s.changes for s in self.trees])
         for state in self.trees:
@@ -66,6 +71,7 @@ class FileReplicator:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.tasks = []
+        self._forget_lost()
         if self.observer is not None:
             observer, self.observer = self.observer, None
             observer.stop()
@@ -76,6 +82,18 @@ class FileReplicator:
             loop.call_soon_threadsafe(self._wake.set)
 
     def request_full_pass(self) -> None:
+        self._full_now.set()
+
+    def _lost_from_thread(self, loop: asyncio.AbstractEventLoop, why: str) -> None:
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self.events_lost, why)
+
+    def events_lost(self, why: str) -> None:
+        """Changes may have gone unseen: the standby is not in sync until a full pass started after this one
+        completes (``on_result`` marks it stale now; the pass clears it)."""
+        self.lost = True
+        self.lost_count += 1
+        self.on_result("lost", f"file change events were lost ({why}); a full pass follows", False)
         self._full_now.set()
 
     # -- incremental --------------------------------------------------------------------------------------------
@@ -131,11 +149,14 @@ class FileReplicator:
         while True:
             ok = await self.full_pass()
             self._full_now.clear()
+            if ok and self.lost:
+                continue  # events were lost while that pass ran, so it does not count: another one at once
             wait = self.cfg.full_pass_s if ok else 2.0
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full_now.wait(), wait)
 
     async def full_pass(self) -> bool:
+        lost_before = self.lost_count
         for state in self.trees:
             started = time.monotonic()
             result = await run_rsync(full_argv(self.cfg, state.tree, state.changes.writing()))
@@ -150,6 +171,11 @@ class FileReplicator:
                     state.changes.note("file", state.tree.path / rel)
         self.last_full_pass = time.time()
         self.full_pass_ok = True
+        if self.lost_count != lost_before:
+            # Events were lost while this pass ran: it may have listed a tree before the lost change.
+            self.on_result("ok", "full pass complete, but events were lost meanwhile", False)
+            return True
+        self.lost = False
         self.on_result("ok", "full pass complete", True)
         return True
 
@@ -169,4 +195,5 @@ class FileReplicator:
         return (now - oldest if oldest is not None else 0.0), files, size
 
     def drained(self) -> bool:
-        return all(len(s.changes) == 0 and s.inflight_since is None for s in self.trees) and not self.failing
+        idle = all(len(s.changes) == 0 and s.inflight_since is None for s in self.trees)
+        return idle and not self.failing and not self.lost

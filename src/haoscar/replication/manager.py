@@ -342,8 +342,9 @@ class ReplicationManager:
 
 def _ensure_database(state_dir: Path) -> None:
     from haoscar.db.session import open_database
+    from haoscar.replication.dbhook import attach_if_replicating
 
-    open_database(state_dir).close()
+    open_database(state_dir, on_open=(attach_if_replicating,)).close()
 
 
 def _copy_database(path: Path, into: Path) -> Path | None:

@@ -12,12 +12,12 @@ the data on that link (see docs/replication.md).
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from haoscar.fsutil import atomic_write
 from haoscar.replication.config import RSYNC_USER, ReplConfig, Tree, rsync_password
 
 # -a: perms, times, owner, group, symlinks, devices; -H hard links, -A ACLs, -X xattrs; -W whole files (a LAN is
@@ -66,15 +66,8 @@ def secrets_paths(cfg: ReplConfig) -> tuple[Path, Path]:
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.new")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # rsync refuses a secrets file that others can read ("strict modes")
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    # rsync refuses a secrets file that others can read ("strict modes"): 0600 from the first byte.
+    atomic_write(path, text, mode=0o600, durable=False, compare=False)
 
 
 def write_secrets(cfg: ReplConfig, key: bytes) -> None:
@@ -168,9 +161,21 @@ def _url(cfg: ReplConfig, tree: Tree) -> str:
     return f"rsync://{RSYNC_USER}@{cfg.peer_ip}:{cfg.rsync_port}/{tree.module}/"
 
 
+def literal_pattern(rel: str) -> str:
+    """An rsync filter pattern matching exactly the path ``rel``: a name holding ``*``, ``?`` or ``[`` would
+    otherwise be a wildcard and exclude other files too (rsync matches a pattern without those characters
+    literally, and one with them through wildmatch, where a backslash makes the next character literal)."""
+    if not any(c in rel for c in "*?["):
+        return rel
+    return "".join("\\" + c if c in "*?[\\" else c for c in rel)
+
+
 def _excludes(tree: Tree, writing: Sequence[str] = ()) -> list[str]:
     # Files still being written go first (first match wins): anchored at the tree, so only that very path.
-    return [f"--exclude=/{rel}" for rel in writing] + [f"--exclude={pattern}" for pattern in tree.excludes]
+    # (--files-from names are never patterns: only these excludes need escaping.)
+    return [f"--exclude=/{literal_pattern(rel)}" for rel in writing] + [
+        f"--exclude={pattern}" for pattern in tree.excludes
+    ]
 
 
 def batch_argv(cfg: ReplConfig, tree: Tree, writing: Sequence[str] = ()) -> list[str]:

@@ -14,19 +14,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from haoscar.fsutil import atomic_write
+
 STATE_FILE = "state.json"
 STATUS_FILE = "status.json"
 
 
 def write_json_atomic(path: Path, data: dict[str, Any], fsync: bool = True) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1, sort_keys=True, default=str)
-        handle.flush()
-        if fsync:
-            os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True, default=str), durable=fsync, compare=False)
     if fsync:
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

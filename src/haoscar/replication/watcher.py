@@ -1,10 +1,20 @@
-"""inotify (through the watchdog library) feeding the change sets of the replicated trees."""
+"""inotify (through the watchdog library) feeding the change sets of the replicated trees.
+
+Events can be lost: the kernel's inotify queue overflows under a burst, or the watch limit
+(``fs.inotify.max_user_watches``) leaves new directories unwatched. watchdog only logs the first and silently skips
+the second, so both are caught here and reported to ``on_lost``: the replicator then marks the standby not in sync
+and runs a full pass (see ``files.FileReplicator.events_lost``).
+"""
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import stat
+import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from watchdog.events import (
     DirAttribEvent,
@@ -22,6 +32,11 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
+
+try:
+    from watchdog.observers.inotify_c import InotifyFD
+except ImportError:  # not Linux: no inotify, no watch limit
+    InotifyFD = None  # type: ignore[assignment,misc]
 
 from haoscar.replication.changes import ChangeSet, Kind
 
@@ -69,6 +84,63 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         for kind, path in classify(event):
             self.changes.note(kind, path)
+
+
+OnLost = Callable[[str], None]
+_listeners: set[OnLost] = set()
+_listeners_lock = threading.Lock()
+
+
+def _tell(why: str) -> None:
+    with _listeners_lock:
+        listeners = list(_listeners)
+    for listener in listeners:
+        listener(why)
+
+
+class _LostEvents(logging.Handler):
+    """watchdog reports a queue overflow only in its log: turn that record into a report."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "overflow" in message.lower() or "unable to rebuild" in message.lower():
+            _tell(f"inotify: {message}")
+
+
+def _watch_limit_seen(original: Callable[..., Any]) -> Callable[..., Any]:
+    def add_callback(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return original(self, *args, **kwargs)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EMFILE):
+                _tell(f"inotify watch limit reached ({exc.strerror}); raise fs.inotify.max_user_watches")
+            raise
+
+    return add_callback
+
+
+def _install() -> None:
+    """Once per process: the log handler, and a wrapper that sees the watch limit watchdog would swallow."""
+    logger = logging.getLogger("watchdog.observers")
+    logger.setLevel(logging.WARNING)  # created whatever the root logger's level: the record is the report
+    logger.addHandler(_LostEvents(logging.WARNING))
+    if InotifyFD is not None and hasattr(InotifyFD, "add_callback"):
+        InotifyFD.add_callback = _watch_limit_seen(InotifyFD.add_callback)  # type: ignore[method-assign]
+
+
+_install()
+
+
+def listen_for_lost_events(on_lost: OnLost) -> Callable[[], None]:
+    """Call ``on_lost(why)`` (from watchdog's thread) whenever events may have been lost; returns the remover."""
+    with _listeners_lock:
+        _listeners.add(on_lost)
+
+    def forget() -> None:
+        with _listeners_lock:
+            _listeners.discard(on_lost)
+
+    return forget
 
 
 def start_observer(changes: Sequence[ChangeSet]) -> BaseObserver:

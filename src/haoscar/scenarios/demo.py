@@ -19,6 +19,7 @@ from rich.console import Console
 from haoscar.errors import UserError
 from haoscar.lab import Lab, LabStatus, down_lab
 from haoscar.lab.defaults import default_spec
+from haoscar.provision.install_states import InstallState
 from haoscar.spec import ClusterSpec, all_nodes, load_spec
 
 
@@ -202,7 +203,7 @@ def install_act(console: Console, state_dir: Path) -> Act:
             vm.start("n")
             state = _watch_install(console, head.state, node.name, vm)
             took = time.monotonic() - started
-            installed = state == "installed"
+            installed = state == InstallState.INSTALLED
             came_up = False
             if installed:
                 vm.start("c")
@@ -236,8 +237,8 @@ def _watch_install(console: Console, state: Path, node: str, vm: Any, timeout: f
     """The install monitor's view of one node (Rich progress) until the VM powers off; the node's final state."""
     from rich.progress import BarColumn, Progress, TextColumn
 
+    from haoscar.commands.wiring import open_cluster_database
     from haoscar.db.models import Node
-    from haoscar.db.session import open_database
     from haoscar.provision import install_progress
 
     bars = Progress(
@@ -256,11 +257,12 @@ def _watch_install(console: Console, state: Path, node: str, vm: Any, timeout: f
         live = install_progress.read_one(state, node)
         if live is not None:
             bars.update(task, completed=live.percent, info=f"{live.state} ({live.stage})")
-    db = open_database(state, upgrade=False)
+    db = open_cluster_database(state, upgrade=False)
     try:
         with db.session() as session:
             row = session.query(Node).filter_by(name=node).one()
-            return f"failed: {row.install_detail}" if row.install_state == "failed" else str(row.install_state)
+            failed = row.install_state == InstallState.FAILED
+            return f"failed: {row.install_detail}" if failed else str(row.install_state)
     finally:
         db.close()
 

@@ -11,7 +11,8 @@ from rich.live import Live
 from rich.table import Table
 
 from haoscar.lab.lab import Lab
-from haoscar.scenarios.ha_lab import HaLab, OwnerSampler, start_ha
+from haoscar.scenarios.ha_lab import HaLab, start_ha
+from haoscar.scenarios.owner_sampler import OwnerSampler
 from haoscar.spec.models import ClusterSpec
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from haoscar.commands.apply import apply_spec
-from haoscar.db.session import open_database
+from haoscar.commands.wiring import open_cluster_database
 from haoscar.errors import UserError
 from haoscar.lab.lab import Lab
 from haoscar.provision import install_progress
@@ -109,7 +109,7 @@ def prepare_head(
     """Fill the head's database from ``spec``, assign ``macs`` (node, MAC), build the installer (cached in
     ``cache_dir``) and store the tiny image as ``image``. Call ``start()`` on the result to run the services."""
     state = lab.host_dir(head) / HEAD_STATE.lstrip("/")
-    db = open_database(state)
+    db = open_cluster_database(state)
     try:
         apply_spec(db, spec)
         assign_macs(db, [(node, mac, "install lab") for node, mac in macs])

@@ -239,6 +239,9 @@ class HA(SpecModel):
     alerts: list[Alert] = Field(default_factory=list)
     api_port: int = Field(default=7406, ge=1, le=65535, description="the status API's port on the heads")
     api_token_file: str = Field(default="/etc/haoscar/api.token", description="mode 0600; guards POST requests")
+    api_public: bool = Field(
+        default=False, description="the API and read-only status also listen on the heads' public addresses"
+    )
     status_port: int = Field(
         default=7409, ge=1, le=65535, description="every head's read-only GET /status, in any role (ha status)"
     )

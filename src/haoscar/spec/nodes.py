@@ -9,11 +9,13 @@ addresses then follow the node set's sorted order.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ClusterShell.NodeSet import NodeSet, NodeSetException
+from ClusterShell.NodeSet import RESOLVER_NOGROUP, NodeSet, NodeSetException
 
 from haoscar.errors import UserError
 from haoscar.spec.models import ClientGroup, ClusterSpec, HeadNode
@@ -75,6 +77,33 @@ def expand_nodeset(pattern: str) -> list[str]:
     if not names:
         raise UserError(f"node set {pattern!r} is empty; write e.g. node[01-64]")
     return names
+
+
+# Characters that make ClusterShell read a string as a set expression (node[1-3], a,b, a!b ...), not one name.
+_NOT_ONE_NAME = re.compile(r"[\s,\[\]!&^@%:]")
+
+
+def node_order(names: Iterable[str]) -> dict[str, int]:
+    """Each distinct name's rank in ClusterShell's order: by pattern, then by index, so node2 comes before node10
+    and rack1-n2 before rack1-n10 (the order ``node list`` and ``nodeset -e`` show). Names ClusterShell cannot
+    take as one node (empty, or holding ``[``, ``,`` ...) follow, in plain string order."""
+    distinct = dict.fromkeys(names)
+    plain = [name for name in distinct if name and not _NOT_ONE_NAME.search(name)]
+    try:
+        # Only names given come back: ClusterShell may spell one differently, which then sorts with the rest.
+        ordered = [name for name in NodeSet.fromlist(plain, resolver=RESOLVER_NOGROUP) if name in distinct]
+    except NodeSetException:
+        ordered = []
+    seen = set(ordered)
+    ordered += sorted(name for name in distinct if name not in seen)
+    return {name: rank for rank, name in enumerate(ordered)}
+
+
+def sorted_nodes(names: Iterable[str]) -> list[str]:
+    """``names`` in ClusterShell's order (see :func:`node_order`); a name given twice is listed twice."""
+    counts = Counter(names)
+    rank = node_order(counts)
+    return [name for name in sorted(counts, key=rank.__getitem__) for _ in range(counts[name])]
 
 
 def group_names(group: ClientGroup) -> list[str]:

@@ -14,14 +14,13 @@ from sqlalchemy import select
 from haoscar.commands.apply import apply_spec
 from haoscar.commands.nodes import (
     DefineClients,
-    StandbyServer,
-    add_standby,
     define_clients,
     delete_nodes,
     image_in_use,
     list_nodes,
     set_nodes,
 )
+from haoscar.commands.standby import StandbyServer, add_standby
 from haoscar.db.models import Base, Image, Setting
 from haoscar.db.session import Database, open_database
 from haoscar.errors import UserError

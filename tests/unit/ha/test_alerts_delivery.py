@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from haoscar.events import EventBus
+from haoscar.ha.alerts import daemon_bus
 from haoscar.spec.models import HA, Alert
 
 
@@ -87,7 +88,7 @@ def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
 def bus_with(tmp_path: Path, *alerts: dict[str, Any]) -> tuple[EventBus, io.StringIO]:
     log = io.StringIO()
     ha = HA(alerts=[Alert.model_validate(a) for a in alerts])
-    return EventBus.from_config(ha, "head2", tmp_path, log_stream=log), log
+    return daemon_bus(ha, "head2", tmp_path, log_stream=log), log
 
 
 def test_webhook_receives_events_at_or_above_its_severity(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
-"""The status API over real HTTP on loopback: open reads, token-guarded writes, only the given addresses."""
+"""The status API over real HTTPS on loopback: open reads, token-guarded writes, only the given addresses; the
+API resource runs the listener in a process of its own that asks the daemon over its control socket."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,11 @@ import pytest
 from haoscar.errors import UserError
 from haoscar.events import EventBus
 from haoscar.ha.api import call_api, ensure_token, read_token, start_api
+from haoscar.ha.control import control_path, serve_control
 from haoscar.ha.resources import ResourceGroup
 from haoscar.ha.services import ServiceEnv, build_service
 from haoscar.spec.models import HA, Service
+from haoscar.tlsca import ensure_node_cert, server_context
 
 
 class Daemon:
@@ -51,6 +55,17 @@ def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(coro_fn(), 60))
 
 
+@pytest.fixture(scope="module")
+def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("tls")
+    ensure_node_cert(path, "head1", ["127.0.0.1"])
+    return path
+
+
+def tls(tls_dir: Path) -> ssl.SSLContext:
+    return server_context(ensure_node_cert(tls_dir, "head1", ["127.0.0.1"]))
+
+
 def test_ensure_token_creates_a_0600_file_once(tmp_path: Path) -> None:
     path = tmp_path / "etc" / "api.token"
     token = ensure_token(path)
@@ -61,45 +76,45 @@ def test_ensure_token_creates_a_0600_file_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
-def test_a_token_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+def test_a_token_file_others_can_read_is_refused(tmp_path: Path, mode: int, tls_dir: Path) -> None:
     path = tmp_path / "api.token"
     ensure_token(path)
     path.chmod(mode)
 
     async def scenario() -> None:
         with pytest.raises(UserError, match=f"has mode 0{mode:o}, readable by others; run `chmod 600 {path}`"):
-            await start_api(["127.0.0.1"], free_port(), path, Daemon())
+            await start_api(["127.0.0.1"], free_port(), path, Daemon(), tls=tls(tls_dir))
 
     run(scenario)
 
 
-def test_wildcard_and_missing_addresses_are_refused(tmp_path: Path) -> None:
+def test_wildcard_and_missing_addresses_are_refused(tmp_path: Path, tls_dir: Path) -> None:
     path = tmp_path / "api.token"
     ensure_token(path)
 
     async def scenario() -> None:
         with pytest.raises(UserError, match="would listen on every interface"):
-            await start_api(["0.0.0.0"], free_port(), path, Daemon())
+            await start_api(["0.0.0.0"], free_port(), path, Daemon(), tls=tls(tls_dir))
         with pytest.raises(UserError, match="at least one of the head's own addresses"):
-            await start_api([], free_port(), path, Daemon())
+            await start_api([], free_port(), path, Daemon(), tls=tls(tls_dir))
         with pytest.raises(UserError, match="does not exist"):
-            await start_api(["127.0.0.1"], free_port(), tmp_path / "missing.token", Daemon())
+            await start_api(["127.0.0.1"], free_port(), tmp_path / "missing.token", Daemon(), tls=tls(tls_dir))
 
     run(scenario)
 
 
-def test_reads_are_open_and_writes_need_the_token(tmp_path: Path) -> None:
+def test_reads_are_open_and_writes_need_the_token(tmp_path: Path, tls_dir: Path) -> None:
     path = tmp_path / "api.token"
     token = ensure_token(path)
     daemon = Daemon()
     port = free_port()
 
     async def scenario() -> None:
-        runner = await start_api(["127.0.0.1"], port, path, daemon)
+        runner = await start_api(["127.0.0.1"], port, path, daemon, tls=tls(tls_dir))
         try:
 
             def call(action: str, tok: str | None = None, **body: Any) -> tuple[int, dict[str, Any]]:
-                return call_api("127.0.0.1", port, action, tok, 5.0, **body)
+                return call_api("127.0.0.1", port, action, tok, 5.0, ca_file=tls_dir / "ca.crt", **body)
 
             assert await asyncio.to_thread(call, "status") == (
                 200,
@@ -125,13 +140,13 @@ def test_reads_are_open_and_writes_need_the_token(tmp_path: Path) -> None:
     assert daemon.calls == ["switchover", "takeover force=True", "failback"]
 
 
-def test_it_listens_only_on_the_given_address(tmp_path: Path) -> None:
+def test_it_listens_only_on_the_given_address(tmp_path: Path, tls_dir: Path) -> None:
     path = tmp_path / "api.token"
     ensure_token(path)
     port = free_port()
 
     async def scenario() -> None:
-        runner = await start_api(["127.0.0.1"], port, path, Daemon())
+        runner = await start_api(["127.0.0.1"], port, path, Daemon(), tls=tls(tls_dir))
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()
@@ -144,9 +159,15 @@ def test_it_listens_only_on_the_given_address(tmp_path: Path) -> None:
     run(scenario)
 
 
-def test_status_api_service_serves_and_is_checked_over_http(tmp_path: Path) -> None:
+def test_status_api_service_serves_and_is_checked_over_https(tmp_path: Path) -> None:
     port = free_port()
-    token_file = tmp_path / "api.token"
+    token_file = tmp_path / "etc" / "api.token"
+    daemon = Daemon()
+
+    async def control(op: str, request: dict[str, Any]) -> dict[str, Any]:
+        if op == "status":
+            return daemon.status()
+        return {"ok": True, "result": await daemon.switchover()}
 
     async def scenario() -> None:
         bus = EventBus("head1")
@@ -154,20 +175,30 @@ def test_status_api_service_serves_and_is_checked_over_http(tmp_path: Path) -> N
             node="head1",
             state_dir=tmp_path,
             bus=bus,
-            api_provider=Daemon(),
+            api_provider=daemon,
             ha_config=HA(api_token_file=str(token_file)),
         )
+        server = await serve_control(control_path(tmp_path), control)
         group = ResourceGroup([build_service(Service(name="api", kind="status-api", port=port), env)], bus)
         await group.start()
         try:
             assert token_file.stat().st_mode & 0o777 == 0o600  # created on first start
-            status, body = await asyncio.to_thread(call_api, "127.0.0.1", port, "status")
+            ca = tmp_path / "etc" / "tls" / "ca.crt"  # the cluster CA, made on first start too
+            assert (tmp_path / "etc" / "tls" / "ca.key").stat().st_mode & 0o777 == 0o600
+            status, body = await asyncio.to_thread(call_api, "127.0.0.1", port, "status", ca_file=ca)
             assert (status, body["role"]) == (200, "active")
+            token = read_token(token_file)
+            status, body = await asyncio.to_thread(call_api, "127.0.0.1", port, "switchover", token, ca_file=ca)
+            assert (status, body["result"]) == (200, {"ok": True, "result": {"to": "head2"}})
             assert await group.services[0].check() is None
+            api_pid = group.services[0].pid()
+            assert api_pid is not None and api_pid != os.getpid()  # served by a process of its own
         finally:
             assert await group.stop() is True
+            server.close()
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", port)
         assert await group.services[0].check() == "not started"
 
     run(scenario)
+    assert daemon.calls == ["switchover"]

@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 from haoscar.events import Event, EventBus, JsonlStore, events_path, format_log_line
+from haoscar.ha.alerts import daemon_bus
 from haoscar.spec.models import HA
 
 
 def test_events_reach_the_log_the_store_and_subscribers(tmp_path: Path) -> None:
     log = io.StringIO()
-    bus = EventBus.from_config(HA(), "head1", tmp_path, log_stream=log)
+    bus = daemon_bus(HA(), "head1", tmp_path, log_stream=log)
     seen: list[str] = []
     bus.subscribe(lambda event: seen.append(event.kind))
     bus.event("role", "standby -> active: the primary is silent on every network", "warning", took_ms=412)
@@ -39,7 +40,7 @@ def test_events_reach_the_log_the_store_and_subscribers(tmp_path: Path) -> None:
 
 def test_the_store_keeps_events_across_buses_and_skips_a_torn_line(tmp_path: Path) -> None:
     for n in range(2):
-        bus = EventBus.from_config(HA(), "head2", tmp_path, log_stream=io.StringIO())
+        bus = daemon_bus(HA(), "head2", tmp_path, log_stream=io.StringIO())
         bus.event("state", f"run {n}")
         bus.close()
     path = events_path(tmp_path)

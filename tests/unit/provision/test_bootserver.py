@@ -14,6 +14,7 @@ from haoscar.commands.apply import apply_spec
 from haoscar.db.session import open_database
 from haoscar.lab.defaults import default_spec
 from haoscar.provision.bootserver import make_app
+from haoscar.provision.install_tokens import HEADER, mint
 from haoscar.provision.netboot_files import NetbootPaths
 from haoscar.provision.netboot_macs import assign_macs
 from haoscar.provision.netboot_sync import netboot_sync
@@ -67,8 +68,12 @@ def test_node_script_by_mac_and_404_for_unknown(state: Path) -> None:
 
 
 def test_node_record_is_json_for_the_installer(state: Path) -> None:
+    db = open_database(state)
+    auth = {HEADER: mint(db, "node01")}  # what node01's iPXE script gives its installer
+    db.close()
+
     async def check(client: TestClient) -> None:  # type: ignore[type-arg]
-        response = await client.get("/node/52:54:00:aa:00:01")
+        response = await client.get("/node/52:54:00:aa:00:01", headers=auth)
         assert response.status == 200
         record = await response.json()
         assert record["name"] == "node01" and record["fqdn"] == "node01.lab.haoscar"

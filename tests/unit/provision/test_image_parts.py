@@ -127,7 +127,10 @@ def test_node_identity_is_stripped(tmp_path: Path) -> None:
     (root / "etc/hostname").write_text("buildhost\n")
     (root / "etc/machine-id").write_text("0123456789abcdef\n")
     (root / "var/cache/apt/archives/bash.deb").write_text("deb")
+    (root / "etc/ssl/private").mkdir(parents=True)
+    (root / "etc/ssl/private/ssl-cert-snakeoil.key").write_text("made by ssl-cert's postinst")
     strip_node_identity(root)
+    assert not (root / "etc/ssl/private/ssl-cert-snakeoil.key").exists()
     assert sorted(p.name for p in (root / "etc/ssh").iterdir()) == ["sshd_config"]
     assert (root / "etc/hostname").read_text() == ""
     assert (root / "etc/machine-id").read_text() == ""

@@ -20,6 +20,7 @@ from haoscar.db.session import open_database
 from haoscar.lab.defaults import default_spec
 from haoscar.provision.bootserver import make_app
 from haoscar.provision.images import ImageStore
+from haoscar.provision.install_tokens import HEADER, mint
 from haoscar.provision.netboot_files import NetbootPaths
 from haoscar.provision.netboot_macs import assign_macs
 
@@ -50,6 +51,15 @@ def state(tmp_path: Path, template: Path) -> Path:
     return tmp_path
 
 
+def tokens(state: Path) -> dict[str, dict[str, str]]:
+    """Install tokens for node01 and head2 as their iPXE scripts would carry them, as request headers."""
+    db = open_database(state)
+    try:
+        return {MAC: {HEADER: mint(db, "node01")}, MAC2: {HEADER: mint(db, "head2")}}
+    finally:
+        db.close()
+
+
 def run(state: Path, check: Check) -> None:
     async def main() -> None:
         db = open_database(state)
@@ -71,8 +81,10 @@ def sourced(plan: str, *names: str) -> list[str]:
 
 
 def test_plan_for_a_known_mac_sources_in_sh(state: Path) -> None:
+    auth = tokens(state)
+
     async def check(client: TestClient) -> None:  # type: ignore[type-arg]
-        response = await client.get(f"/install/{MAC.upper()}/plan")
+        response = await client.get(f"/install/{MAC.upper()}/plan", headers=auth[MAC])
         assert response.status == 200
         plan = await response.text()
         values = sourced(plan, "NODE", "IP", "PREFIX", "IFNAME", "IMAGE", "IMAGE_OK", "POST_INSTALL", "IP_ASSIGNMENT")
@@ -80,7 +92,7 @@ def test_plan_for_a_known_mac_sources_in_sh(state: Path) -> None:
         hosts = "\n".join(sourced(plan, "HOSTS"))
         assert "198.18.0.1\thead1.lab.haoscar\thead1" in hosts and "198.18.0.102\tnode02.lab.haoscar\tnode02" in hosts
         # head2's image (serverimage) is defined but not in the store: the plan says so instead of failing.
-        missing = await (await client.get(f"/install/{MAC2}/plan")).text()
+        missing = await (await client.get(f"/install/{MAC2}/plan", headers=auth[MAC2])).text()
         ok, error = sourced(missing, "IMAGE_OK", "IMAGE_ERROR")
         assert ok == "0" and error.startswith("image serverimage is missing on the server")
         assert (await client.get("/install/52:54:00:aa:00:77/plan")).status == 404
@@ -90,11 +102,15 @@ def test_plan_for_a_known_mac_sources_in_sh(state: Path) -> None:
 
 
 def test_reports_change_the_node_and_bad_ones_change_nothing(state: Path) -> None:
+    auth = tokens(state)[MAC]
+
     async def check(client: TestClient) -> None:  # type: ignore[type-arg]
-        assert (await client.post(f"/install/{MAC}/progress", data={"stage": "node", "percent": "1"})).status == 200
-        bad = await client.post(f"/install/{MAC}/progress", data={"stage": "image", "percent": "lots"})
+        node = {"stage": "node", "percent": "1"}
+        assert (await client.post(f"/install/{MAC}/progress", data=node, headers=auth)).status == 200
+        bad = await client.post(f"/install/{MAC}/progress", data={"stage": "image", "percent": "lots"}, headers=auth)
         assert bad.status == 400 and "not a number" in await bad.text()
-        reply = await client.post(f"/install/{MAC}/failed", data={"stage": "disk", "reason": "disk too small: 16 MiB"})
+        failed = {"stage": "disk", "reason": "disk too small: 16 MiB"}
+        reply = await client.post(f"/install/{MAC}/failed", data=failed, headers=auth)
         assert reply.status == 200
 
     run(state, check)
@@ -106,13 +122,15 @@ def test_reports_change_the_node_and_bad_ones_change_nothing(state: Path) -> Non
 
 
 def test_image_streams_as_tar_and_a_missing_image_is_404(state: Path) -> None:
+    auth = tokens(state)
+
     async def check(client: TestClient) -> None:  # type: ignore[type-arg]
-        response = await client.get("/image/oscarimage.tar")
+        response = await client.get(f"/install/{MAC}/image.tar", headers=auth[MAC])
         assert response.status == 200
         with tarfile.open(fileobj=io.BytesIO(await response.read())) as archive:
             assert archive.extractfile("./etc/motd").read() == b"hello from the image\n"  # type: ignore[union-attr]
             assert archive.getmember("./bin/sh").linkname == "busybox"
-        missing = await client.get("/image/serverimage.tar")
+        missing = await client.get(f"/install/{MAC2}/image.tar", headers=auth[MAC2])
         assert missing.status == 404 and "serverimage" in await missing.text()
 
     run(state, check)

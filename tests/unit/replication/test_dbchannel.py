@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from haoscar.db.session import open_database, record_event
+from haoscar.commands.wiring import open_cluster_database as open_database
+from haoscar.db.session import record_event
 from haoscar.events import Event, EventBus
 from haoscar.replication.config import ReplConfig
 from haoscar.replication.dbhook import NotReplicated
@@ -166,3 +167,226 @@ def test_a_change_the_standby_lacks_is_acknowledged_only_once_the_witness_knows(
     messages = _messages(active)
     assert "refused" not in messages and "recorded" in messages
     assert asked == [False, True]
+
+
+def _start_pair(active: Path, standby: Path, port: int, bus: EventBus) -> tuple[DbTarget, DbSource]:
+    target = DbTarget(_cfg("b", "a", standby, port), KEY, bus, lambda _s, _w: None)
+    source = DbSource(_cfg("a", "b", active, port), KEY, bus, lambda _why, _auth: None)
+    return target, source
+
+
+def _bulk(state_dir: Path, rows: int, size: int, last: str | None = None) -> None:
+    """One transaction of ``rows`` events of ``size`` bytes each (and ``last``)."""
+    db = open_database(state_dir)
+    with db.session() as session:
+        for i in range(rows):
+            record_event(session, "bulk", f"{i:08d}" + "x" * size)
+        if last is not None:
+            record_event(session, "bulk", last)
+    db.close()
+
+
+def test_a_transaction_of_tens_of_megabytes_is_on_the_standby_before_the_commit_returns(tmp_path: Path) -> None:
+    active, standby = tmp_path / "a", tmp_path / "b"
+    open_database(active).close()
+    standby.mkdir()
+    port = _port()
+
+    async def scenario() -> None:
+        target, source = _start_pair(active, standby, port, EventBus("test"))
+        await target.start()
+        await source.start()
+        await _until(lambda: source.synced)
+        await asyncio.to_thread(_bulk, active, 20_000, 1_000)  # 20 MB of rows in one transaction
+        assert source.lsn == 1 and source.synced and target.lsn == 1
+        await source.stop()
+        await target.stop()
+
+    asyncio.run(scenario())
+    conn = sqlite3.connect(standby / "haoscar.db")
+    count, total = conn.execute("SELECT count(*), sum(length(message)) FROM events WHERE kind = 'bulk'").fetchone()
+    assert (count, total) == (20_000, 20_000 * 1_008)
+
+
+def test_a_replayed_hello_does_not_reset_the_live_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from haoscar.replication import dbtarget
+    from haoscar.replication.config import derived_secret
+    from haoscar.replication.dbwire import pack
+
+    monkeypatch.setattr(dbtarget, "HANDSHAKE_TIMEOUT", 1.0)
+    active, standby = tmp_path / "a", tmp_path / "b"
+    open_database(active).close()
+    standby.mkdir()
+    port = _port()
+    events: list[Event] = []
+    # What an eavesdropper recorded of an earlier session: a hello signed with the real key.
+    recorded = pack(derived_secret(KEY, "db"), b"hello", {"op": "hello", "node": "a", "nonce": "ab" * 16})
+
+    async def scenario() -> None:
+        bus = EventBus("test")
+        bus.subscribe(events.append)
+        target, source = _start_pair(active, standby, port, bus)
+        await target.start()
+        await source.start()
+        await _until(lambda: source.synced)
+        live = target.current
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(recorded)
+        await writer.drain()
+        # The standby answers (it cannot tell a recording from the source) but never takes it as the session.
+        assert await asyncio.wait_for(reader.read(), 10.0) != b""  # the welcome, then the close
+        assert target.current is live
+        await asyncio.to_thread(_write, active, "after the replay")
+        assert "after the replay" in _messages(standby) and source.lsn == 1
+        assert not any(e.kind == "replication.disconnected" for e in events)
+        writer.close()
+        await source.stop()
+        await target.stop()
+
+    asyncio.run(scenario())
+    assert any(e.kind == "replication.auth_failed" and "replayed" in e.message for e in events)
+
+
+def test_unauthenticated_connections_are_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from haoscar.replication import dbtarget
+
+    monkeypatch.setattr(dbtarget, "HANDSHAKE_TIMEOUT", 60.0)  # only the cap can close the extra connection
+    active, standby = tmp_path / "a", tmp_path / "b"
+    open_database(active).close()
+    standby.mkdir()
+    port = _port()
+
+    async def scenario() -> None:
+        target, source = _start_pair(active, standby, port, EventBus("test"))
+        await target.start()
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(dbtarget.MAX_PREAUTH)]
+        await _until(lambda: target._preauth == dbtarget.MAX_PREAUTH)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 10.0) == b""  # closed at once, without a word
+        writer.close()
+        for _r, w in idle:
+            w.close()
+        await _until(lambda: target._preauth == 0)
+        await source.start()  # the source itself still gets in
+        await _until(lambda: source.synced)
+        await source.stop()
+        await target.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_silent_connection_is_closed_before_authentication(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from haoscar.replication import dbtarget
+
+    monkeypatch.setattr(dbtarget, "HANDSHAKE_TIMEOUT", 0.5)
+    standby = tmp_path / "b"
+    standby.mkdir()
+    port = _port()
+
+    async def scenario() -> None:
+        target = DbTarget(_cfg("b", "a", standby, port), KEY, EventBus("test"), lambda _s, _w: None)
+        await target.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 10.0) == b""
+        writer.close()
+        await target.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_row_too_large_for_a_frame_reaches_the_standby_by_a_full_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from haoscar.replication import dbhook
+
+    monkeypatch.setattr(dbhook, "MAX_ROW_BYTES", 10_000)
+    monkeypatch.setattr(dbhook.request_lines, "__defaults__", (5_000,))  # parts of 5 kB
+    active, standby = tmp_path / "a", tmp_path / "b"
+    open_database(active).close()
+    standby.mkdir()
+    port = _port()
+    degraded: list[str] = []
+
+    async def scenario() -> None:
+        bus = EventBus("test")
+        target = DbTarget(_cfg("b", "a", standby, port), KEY, bus, lambda _s, _w: None)
+        source = DbSource(_cfg("a", "b", active, port), KEY, bus, lambda why, _auth: degraded.append(why))
+        await target.start()
+        await source.start()
+        await _until(lambda: source.synced)
+        # One transaction: parts of small rows already shipped, then a row too large for a part.
+        await asyncio.to_thread(_bulk, active, 3, 4_000, "big " + "y" * 20_000)
+        await _until(lambda: source.synced)
+        await source.stop()
+        await target.stop()
+
+    asyncio.run(scenario())
+    assert degraded and "a row of" in degraded[0]
+    assert any(m.startswith("big ") for m in _messages(standby))
+    assert len([m for m in _messages(standby) if m.startswith("0000000")]) == 3
+
+
+def test_the_line_socket_client_streams_a_request_and_reads_one_reply(tmp_path: Path) -> None:
+    from haoscar import linesock
+
+    path = tmp_path / "s.sock"
+    got: list[bytes] = []
+
+    async def scenario() -> dict[str, object]:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while (line := await reader.readline()) and b'"last"' not in line:
+                got.append(line)
+            writer.write(b'{"ok": true}\n')
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_unix_server(serve, str(path))
+        lines = [b'{"n": 1}\n', b'{"n": 2}\n', b'{"last": 1}\n']
+        reply = await asyncio.to_thread(linesock.ask, str(path), iter(lines), 5.0)
+        server.close()
+        return reply
+
+    assert asyncio.run(scenario()) == {"ok": True}
+    assert got == [b'{"n": 1}\n', b'{"n": 2}\n']
+    with pytest.raises(linesock.NoServer):
+        linesock.ask(str(tmp_path / "none.sock"), {"op": "x"}, 1.0)
+
+
+def test_an_oversized_frame_is_refused_before_its_body_is_read() -> None:
+    from haoscar.replication.dbwire import HEADER, MAX_HELLO, ChannelError, read_frame
+
+    async def scenario(json_len: int, blob_len: int, max_json: int, max_blob: int) -> str:
+        reader = asyncio.StreamReader()
+        reader.feed_data(HEADER.pack(json_len, blob_len) + b"{}")  # no body follows: nothing more is awaited
+        with pytest.raises(ChannelError) as refused:
+            await asyncio.wait_for(read_frame(reader, KEY, b"p", max_json, max_blob), 5.0)
+        assert refused.value.auth
+        return str(refused.value)
+
+    # 4 GiB announced by someone without the key, and a hello far above its own limit
+    assert "too large" in asyncio.run(scenario(2, 4 * 1024**3 - 1, 8 << 20, 8 << 20))
+    assert "too large" in asyncio.run(scenario(MAX_HELLO + 1, 0, MAX_HELLO, 0))
+
+
+def test_heads_at_different_schema_revisions_refuse_to_replicate_and_say_why(tmp_path: Path) -> None:
+    active, standby = tmp_path / "a", tmp_path / "b"
+    open_database(active).close()
+    standby.mkdir()
+    port = _port()
+    degraded: list[tuple[str, bool]] = []
+
+    async def scenario() -> None:
+        bus = EventBus("test")
+        target = DbTarget(_cfg("b", "a", standby, port), KEY, bus, lambda _s, _w: None)
+        await target.start()
+        target.revision = "9999_from_a_newer_haoscar"  # as if the standby ran another version
+        source = DbSource(_cfg("a", "b", active, port), KEY, bus, lambda why, auth: degraded.append((why, auth)))
+        await source.start()
+        await _until(lambda: bool(degraded))
+        assert not source.synced
+        await source.stop()
+        await target.stop()
+
+    asyncio.run(scenario())
+    why, _auth = degraded[0]
+    assert "schema revision 9999_from_a_newer_haoscar" in why and "same haoscar version" in why

@@ -5,9 +5,11 @@
 # Every stage is reported to the head (POST /install/MAC/progress); a failure is reported with its stage and reason
 # (POST /install/MAC/failed) before anything else happens.
 #
-# Inputs: the kernel command line (haoscar.server=URL, optional haoscar.disk=DEV), or for running it outside the
-# initramfs: HAOSCAR_SERVER, HAOSCAR_MAC (skips DHCP), HAOSCAR_DISK (a block device or a file),
-# HAOSCAR_TARGET (mount point), HAOSCAR_NO_POWER=1 (print the post-install action instead of doing it).
+# Inputs: the kernel command line (haoscar.server=URL, haoscar.token=TOKEN, optional haoscar.disk=DEV), or for
+# running it outside the initramfs: HAOSCAR_SERVER, HAOSCAR_TOKEN, HAOSCAR_MAC (skips DHCP), HAOSCAR_DISK (a block
+# device or a file), HAOSCAR_TARGET (mount point), HAOSCAR_NO_POWER=1 (print the post-install action instead).
+# The token is this node's install credential (the boot server put it in the node's iPXE script): every request
+# to the boot server carries it, and without it the server answers 403.
 # Firmware: a machine booted through UEFI (/sys/firmware/efi) gets a GPT disk with an EFI system partition and
 # syslinux.efi as its removable-media boot loader; others an MBR disk with extlinux. haoscar.firmware=efi|bios
 # (or HAOSCAR_FIRMWARE) overrides the detection.
@@ -18,11 +20,15 @@ STAGE=start
 WATCHER=
 MOUNTED=
 SERVER=
+TOKEN=
 MAC=
 DISK=
 ESP=
 ESP_MIB=100
 FIRMWARE=bios
+# Scratch files (the plan, tool logs, the image fifo): a private directory made by main, so that installs run side
+# by side outside the initramfs (the lab's namespace hosts share the machine's /tmp) never read each other's.
+W=/tmp
 
 log() { echo "haoscar-install: $*"; }
 
@@ -39,7 +45,7 @@ urlenc() {
 }
 
 post() {
-    timeout 20 wget -q -O /dev/null --post-data "$2" "$SERVER$1"
+    timeout 20 wget -q -O /dev/null --header "X-Haoscar-Token: $TOKEN" --post-data "$2" "$SERVER$1"
 }
 
 report() { # STAGE PERCENT [BYTES [DETAIL]]
@@ -73,13 +79,16 @@ tail_of() { tail -n 2 "$1" 2>/dev/null | tr '\n' ' '; }
 # ------------------------------------------------------------------------------------------------ network, plan
 
 fetch_plan() { # MAC -> sources the head's plan for this node; false when the head does not know the MAC
-    timeout 20 wget -q -O /tmp/haoscar-plan "$SERVER/install/$1/plan" 2>/dev/null || return 1
-    . /tmp/haoscar-plan
+    timeout 20 wget -q -O $W/haoscar-plan --header "X-Haoscar-Token: $TOKEN" "$SERVER/install/$1/plan" \
+        2>/dev/null || return 1
+    . $W/haoscar-plan
 }
 
 network() {
     SERVER=${HAOSCAR_SERVER:-$(arg haoscar.server || true)}
     [ -n "$SERVER" ] || fail dhcp "no haoscar.server=URL on the kernel command line; boot through haoscar's iPXE script"
+    TOKEN=${HAOSCAR_TOKEN:-$(arg haoscar.token || true)}
+    [ -n "$TOKEN" ] || log "no haoscar.token on the kernel command line: the boot server will refuse this node"
     if [ -n "${HAOSCAR_MAC:-}" ]; then
         fetch_plan "$HAOSCAR_MAC" || fail dhcp "the boot server $SERVER does not know MAC $HAOSCAR_MAC"
         MAC=$HAOSCAR_MAC
@@ -177,25 +186,25 @@ make_filesystem() {
     if [ "$FIRMWARE" = efi ]; then
         report disk 4 0 "partitioning $DISK (GPT: EFI system partition, ext4 root)"
         printf 'label: gpt\nstart=2048, size=%sMiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\ntype=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n' \
-            "$ESP_MIB" | sfdisk -q --wipe always --wipe-partitions always "$DISK" >/tmp/sfdisk.log 2>&1 ||
-            fail disk "sfdisk $DISK: $(tail_of /tmp/sfdisk.log)"
+            "$ESP_MIB" | sfdisk -q --wipe always --wipe-partitions always "$DISK" >$W/sfdisk.log 2>&1 ||
+            fail disk "sfdisk $DISK: $(tail_of $W/sfdisk.log)"
         ESP=$(partition_of "$DISK" 1)
         PART=$(partition_of "$DISK" 2)
         wait_for_partition "$ESP"
-        mkdosfs -n HAOSCAR_ESP "$ESP" >/tmp/mkfs.log 2>&1 || fail disk "mkdosfs $ESP: $(tail_of /tmp/mkfs.log)"
+        mkdosfs -n HAOSCAR_ESP "$ESP" >$W/mkfs.log 2>&1 || fail disk "mkdosfs $ESP: $(tail_of $W/mkfs.log)"
     else
         report disk 4 0 "partitioning $DISK (MBR, one ext4 root partition)"
         printf 'label: dos\nstart=2048, type=83, bootable\n' |
-            sfdisk -q --wipe always --wipe-partitions always "$DISK" >/tmp/sfdisk.log 2>&1 ||
-            fail disk "sfdisk $DISK: $(tail_of /tmp/sfdisk.log)"
+            sfdisk -q --wipe always --wipe-partitions always "$DISK" >$W/sfdisk.log 2>&1 ||
+            fail disk "sfdisk $DISK: $(tail_of $W/sfdisk.log)"
         PART=$(partition_of "$DISK")
     fi
     wait_for_partition "$PART"
     report disk 6 0 "making ext4 on $PART"
     ROOT_UUID=$(cat /proc/sys/kernel/random/uuid)
     # extlinux (syslinux 6.04) cannot boot from ext4 with the 64bit or metadata_csum features.
-    mkfs.ext4 -q -F -U "$ROOT_UUID" -L root -O ^64bit,^metadata_csum "$PART" >/tmp/mkfs.log 2>&1 ||
-        fail disk "mkfs.ext4 $PART: $(tail_of /tmp/mkfs.log)"
+    mkfs.ext4 -q -F -U "$ROOT_UUID" -L root -O ^64bit,^metadata_csum "$PART" >$W/mkfs.log 2>&1 ||
+        fail disk "mkfs.ext4 $PART: $(tail_of $W/mkfs.log)"
     mkdir -p "$TARGET"
     mount -t ext4 "$PART" "$TARGET" || fail disk "cannot mount $PART"
     MOUNTED=1
@@ -219,12 +228,26 @@ pull_image() {
         done
     ) &
     WATCHER=$!
+    # The stream is unpacked and hashed at once (tee into a fifo): a stream cut short or changed on the way
+    # fails here, with wget's, tar's or the checksum's reason, before the node could be marked installed.
+    fifo=$W/image.fifo
+    sums=$W/image.sha256
+    rm -f "$fifo" "$sums"
+    mkfifo "$fifo" || fail image "cannot make a fifo in $W"
+    sha256sum <"$fifo" >"$sums" &
+    hasher=$!
     (
         set -o pipefail
-        wget -q -O - "$SERVER/image/$IMAGE.tar" 2>/tmp/wget.log | tar -x -C "$TARGET" 2>/tmp/tar.log
-    ) || fail image "receiving $IMAGE from $SERVER failed: $(tail_of /tmp/wget.log) $(tail_of /tmp/tar.log)"
+        wget -q -O - --header "X-Haoscar-Token: $TOKEN" "$SERVER/install/$MAC/image.tar" 2>$W/wget.log |
+            tee "$fifo" | tar -x -C "$TARGET" 2>$W/tar.log
+    ) || { kill "$hasher" 2>/dev/null; rm -f "$fifo" "$sums"; fail image "receiving $IMAGE from $SERVER failed: $(tail_of $W/wget.log) $(tail_of $W/tar.log)"; }
+    wait "$hasher"
     kill "$WATCHER" 2>/dev/null
     WATCHER=
+    got_sum=$(cut -d ' ' -f 1 "$sums")
+    rm -f "$fifo" "$sums"
+    [ "$got_sum" = "$IMAGE_SHA256" ] ||
+        fail image "the image stream of $IMAGE does not match its checksum (sha256 ${got_sum:-none}, the head says $IMAGE_SHA256): incomplete or damaged"
     [ -d "$TARGET/etc" ] || fail image "the image stream of $IMAGE held no /etc; is the image a root tree?"
     got=$((($(used_kb) - base) * 1024))
     report image 90 $got "received $IMAGE"
@@ -274,13 +297,20 @@ configure() {
     write_network
     echo "UUID=$ROOT_UUID / ext4 errors=remount-ro 0 1" >"$TARGET/etc/fstab"
     [ -f "$TARGET/etc/machine-id" ] && : >"$TARGET/etc/machine-id"
+    if [ -n "${AUTHORIZED_KEYS:-}" ]; then
+        # The head's key for root (images carry no /root of the head they were taken from).
+        mkdir -p "$TARGET/root/.ssh" && chmod 700 "$TARGET/root/.ssh"
+        grep -qxF "$AUTHORIZED_KEYS" "$TARGET/root/.ssh/authorized_keys" 2>/dev/null ||
+            printf '%s\n' "$AUTHORIZED_KEYS" >>"$TARGET/root/.ssh/authorized_keys"
+        chmod 600 "$TARGET/root/.ssh/authorized_keys"
+    fi
     if [ -x "$TARGET/usr/bin/ssh-keygen" ]; then
         report configure 93 0 "fresh ssh host keys"
         rm -f "$TARGET"/etc/ssh/ssh_host_*
         mkdir -p "$TARGET/dev" "$TARGET/proc"
         mount -o bind /dev "$TARGET/dev" && mount -t proc proc "$TARGET/proc" ||
             fail configure "cannot mount /dev and /proc in the new system for ssh-keygen"
-        chroot "$TARGET" /usr/bin/ssh-keygen -A >/tmp/ssh.log 2>&1 || fail configure "ssh-keygen -A: $(tail_of /tmp/ssh.log)"
+        chroot "$TARGET" /usr/bin/ssh-keygen -A >$W/ssh.log 2>&1 || fail configure "ssh-keygen -A: $(tail_of $W/ssh.log)"
         umount "$TARGET/proc" "$TARGET/dev"
     fi
 }
@@ -300,18 +330,18 @@ efi_bootloader() { # KERNEL INITRD (paths inside the new root)
     report bootloader 95 0 "syslinux.efi on the EFI system partition $ESP"
     # syslinux.efi reads its configuration, kernel and initrd from its own FAT partition, the removable-media path
     # every UEFI firmware tries (no NVRAM boot entry needed); the hook written below keeps that kernel current.
-    mkdir -p /tmp/esp
-    mount -t vfat "$ESP" /tmp/esp || fail bootloader "cannot mount the EFI system partition $ESP"
-    dir=/tmp/esp/EFI/BOOT
+    mkdir -p $W/esp
+    mount -t vfat "$ESP" $W/esp || fail bootloader "cannot mount the EFI system partition $ESP"
+    dir=$W/esp/EFI/BOOT
     mkdir -p "$dir"
     (
         cp /usr/lib/SYSLINUX.EFI/efi64/syslinux.efi "$dir/BOOTX64.EFI" &&
             cp /usr/lib/syslinux/modules/efi64/ldlinux.e64 "$dir/" &&
             cp "$TARGET$1" "$dir/vmlinuz" &&
             { [ ! -f "$TARGET$2" ] || cp "$TARGET$2" "$dir/initrd.img"; }
-    ) 2>/tmp/esp.log || { umount /tmp/esp; fail bootloader "copying to the EFI system partition: $(tail_of /tmp/esp.log)"; }
+    ) 2>$W/esp.log || { umount $W/esp; fail bootloader "copying to the EFI system partition: $(tail_of $W/esp.log)"; }
     if [ -f "$TARGET$2" ]; then boot_config vmlinuz initrd.img; else boot_config vmlinuz; fi >"$dir/syslinux.cfg"
-    umount /tmp/esp
+    umount $W/esp
     # The installed system mounts the ESP and copies every new kernel and initramfs there (kernel upgrades).
     mkdir -p "$TARGET/boot/efi" "$TARGET/etc/kernel/postinst.d" "$TARGET/etc/initramfs/post-update.d"
     echo "LABEL=HAOSCAR_ESP /boot/efi vfat umask=0077,nofail 0 2" >>"$TARGET/etc/fstab"
@@ -336,12 +366,12 @@ bootloader() {
     fi
     report bootloader 95 0 "extlinux on $DISK"
     mkdir -p "$TARGET/boot/extlinux"
-    extlinux --install "$TARGET/boot/extlinux" >/tmp/extlinux.log 2>&1 ||
-        fail bootloader "extlinux: $(tail_of /tmp/extlinux.log)"
+    extlinux --install "$TARGET/boot/extlinux" >$W/extlinux.log 2>&1 ||
+        fail bootloader "extlinux: $(tail_of $W/extlinux.log)"
     if [ -f "$TARGET$initrd" ]; then boot_config "$kernel" "$initrd"; else boot_config "$kernel"; fi \
         >"$TARGET/boot/extlinux/extlinux.conf"
-    dd if=/usr/lib/syslinux/mbr/mbr.bin of="$DISK" bs=440 count=1 conv=notrunc 2>/tmp/dd.log ||
-        fail bootloader "writing the MBR to $DISK: $(tail_of /tmp/dd.log)"
+    dd if=/usr/lib/syslinux/mbr/mbr.bin of="$DISK" bs=440 count=1 conv=notrunc 2>$W/dd.log ||
+        fail bootloader "writing the MBR to $DISK: $(tail_of $W/dd.log)"
     sync
     report bootloader 99 0 "boots $kernel from UUID=$ROOT_UUID"
 }
@@ -375,7 +405,9 @@ finish() {
 
 main() {
     STARTED=$(date +%s)
-    trap 'cleanup' EXIT
+    W=$(mktemp -d /tmp/haoscar-install.XXXXXX) || W=/tmp
+    # Never rm -r: an ESP left mounted under $W after a failure must not be emptied.
+    trap 'cleanup; [ "$W" = /tmp ] || { rm -f "$W"/*; rmdir "$W/esp" "$W" 2>/dev/null; }' EXIT
     network
     FIRMWARE=$(firmware)
     case "$FIRMWARE" in

@@ -24,6 +24,7 @@ from haoscar.lab.defaults import default_spec
 from haoscar.lab.lab import Lab
 from haoscar.provision import install_progress
 from haoscar.provision.images import ImageStore
+from haoscar.provision.install_states import InstallState
 from haoscar.provision.installer_build import default_cache_dir
 from haoscar.scenarios.install_lab import InstallHead, prepare_head
 from haoscar.scenarios.install_vm import Vm, make_disk
@@ -45,7 +46,7 @@ def _watch_install(head: InstallHead, vm: Vm) -> tuple[float, dict[str, float]]:
         time.sleep(0.2)
     total = time.monotonic() - started
     final = install_progress.read_one(head.state, NODE)
-    if final is None or final.state != "installed":
+    if final is None or final.state != InstallState.INSTALLED:
         reason = final.reason if final is not None else "no report reached the head"
         raise UserError(f"the VM powered off without installing ({reason}):\n{vm.log_tail(20)}")
     # The head stamps each stage's first report (monotonic clock, shared by every process of this machine).
@@ -61,16 +62,27 @@ def _image_stream_rate(head: InstallHead) -> tuple[int, float]:
     """(bytes, seconds) of the last complete image stream, as the boot server recorded it."""
     from sqlalchemy import select
 
+    from haoscar.commands.wiring import open_cluster_database
     from haoscar.db.models import Event
-    from haoscar.db.session import open_database
 
-    db = open_database(head.state, upgrade=False)
+    db = open_cluster_database(head.state, upgrade=False)
     try:
         with db.session() as session:
             event = session.scalars(select(Event).where(Event.kind == "image-sent").order_by(Event.id.desc())).first()
             if event is None:
                 raise UserError("the boot server recorded no image stream")
             return int(event.data["bytes"]), float(event.data["seconds"])
+    finally:
+        db.close()
+
+
+def _install_token(head: InstallHead) -> str:
+    from haoscar.db.session import open_database
+    from haoscar.provision.install_tokens import mint
+
+    db = open_database(head.state)
+    try:
+        return mint(db, NODE)
     finally:
         db.close()
 
@@ -106,7 +118,11 @@ def _copy_rates(head: InstallHead, work: Path) -> dict[str, float]:
         wait = f"for i in $(seq 50); do rsync {url}/ >/dev/null 2>&1 && break; sleep 0.2; done"
         lab.exec(COPY_HOST, ["sh", "-c", wait], timeout=30, check=False)
         rsync_s = _timed(lab, COPY_HOST, f"rm -rf {dst} && rsync -a {url}/image/ {dst}/")
-        stream = f"busybox wget -q -O - {head.server_url}/image/oscarimage.tar | tar -x -C {dst}"
+        token = _install_token(head)  # the installed node's own token was revoked at done: a fresh one
+        stream = (
+            f"busybox wget -q -O - --header 'X-Haoscar-Token: {token}' {head.server_url}/install/{MAC}/image.tar"
+            f" | tar -x -C {dst}"
+        )
         http_s = _timed(lab, COPY_HOST, f"rm -rf {dst} && mkdir {dst} && {stream}")
     finally:
         daemon.terminate()

@@ -1,4 +1,4 @@
-"""``haoscar bench lab``: time to bring a lab of N hosts up and take it down again.
+"""``haoscar bench lab``: time to bring a lab of N hosts up and take it down (the CLI is cli/bench_cluster.py).
 
 The spec is synthetic (two heads, a witness, a user host and N-4 compute clients) and the lab lives in a temporary
 state directory. Floors on a 2-core machine for 50 hosts: up <= 10 s, down <= 5 s.
@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from haoscar.cli.groups import bench_app
-from haoscar.cli.render import err_console, print_json
 from haoscar.errors import UserError
 from haoscar.spec import ClusterSpec
 
@@ -79,17 +75,3 @@ def run(hosts: int) -> dict[str, Any]:
         "down_target_s": DOWN_TARGET_S if hosts == 50 else None,
         "hosts_per_s_up": round(hosts / up_s, 1) if up_s else None,
     }
-
-
-@bench_app.command("lab")
-def bench_lab(
-    hosts: Annotated[int, typer.Option("--hosts", help="How many lab hosts (2 heads, witness, user, compute).")] = 50,
-    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON (it is printed either way).")] = False,
-) -> None:
-    """Bring a synthetic lab of N hosts up and down; prints {"hosts", "up_s", "down_s"} as JSON."""
-    from haoscar.lab import require_root
-
-    require_root("`haoscar bench lab`")
-    with err_console.status(f"bringing a {hosts}-host lab up and down", spinner="dots"):
-        result = run(hosts)
-    print_json(result)

@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
+from haoscar.commands.wiring import open_cluster_database
 from haoscar.db.models import Image, Interface, Network, Node
-from haoscar.db.session import Database, open_database
+from haoscar.db.session import Database
 from haoscar.provision.dnsmasq_conf import render_hostsfile
 from haoscar.provision.netboot_files import write_file
 from haoscar.provision.netboot_snapshot import read_nodes
@@ -69,7 +70,7 @@ def seed_cluster(db: Database, count: int, *, image: str = "oscarimage", domain:
 def run_bench(count: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="haoscar-bench-netboot-") as tmp:
         state = Path(tmp)
-        db = open_database(state)
+        db = open_cluster_database(state)
         try:
             seed_cluster(db, count)
             started = time.monotonic()

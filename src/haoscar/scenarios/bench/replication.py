@@ -27,7 +27,8 @@ from rich.console import Console
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from haoscar.db.session import open_database, record_event
+from haoscar.commands.wiring import open_cluster_database
+from haoscar.db.session import record_event
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.lab import Lab, down_lab, require_root
 from haoscar.scenarios.repl_lab import ReplLab, db_messages, repl_spec
@@ -84,7 +85,7 @@ class Load:
 
     def run_db(self) -> None:
         try:
-            db = open_database(self.state_dir)
+            db = open_cluster_database(self.state_dir)
         except Exception as exc:
             self.errors.append(f"database: {exc}")
             return

@@ -27,6 +27,7 @@ from haoscar.lab.lab import Lab
 from haoscar.scenarios.bench.failover import HaoscarPair, bench_spec, probe, topology
 from haoscar.scenarios.bench.failover_probe import ProbeEvent, icmp_argv
 from haoscar.spec import ClusterSpec
+from haoscar.spec.models import HA
 
 POLL_S = 1.0
 # The daemons log a ``loop.lag`` warning (with their running maximum) for any lag above ``ha.loop_lag_warning``, at
@@ -133,25 +134,53 @@ def run_soak(
             ended = time.monotonic()
             replies = [e for e in icmp.events if settled <= e.t < ended]
         pair.stop()
-        role_events = []
-        lag_events: list[dict[str, Any]] = []
-        for host in heads:
-            for event in read_events(events_path(lab.host_dir(host) / "var/lib/haoscar")):
-                if not settled <= float(event.get("mono", 0.0)) < ended:
-                    continue  # startup and the final shutdown are not part of the soak
-                if event.get("kind") == "role":
-                    role_events.append(event)
-                if event.get("kind") == "loop.lag":
-                    lag_events.append(event)
+        role_events, lag_events = _soak_events(lab, heads, settled, ended)
     finally:
         note(f"lab {name} down")
         lab.down()
+    return _soak_report(
+        minutes=minutes,
+        ha=pair.effective.ha,
+        replies=replies,
+        status_lags=status_lags,
+        role_events=role_events,
+        lag_events=lag_events,
+        statuses=statuses,
+    )
+
+
+def _soak_events(
+    lab: Lab, heads: tuple[str, str], settled: float, ended: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The role changes and loop-lag records both heads stored during the soak window."""
+    role_events: list[dict[str, Any]] = []
+    lag_events: list[dict[str, Any]] = []
+    for host in heads:
+        for event in read_events(events_path(lab.host_dir(host) / "var/lib/haoscar")):
+            if not settled <= float(event.get("mono", 0.0)) < ended:
+                continue  # startup and the final shutdown are not part of the soak
+            if event.get("kind") == "role":
+                role_events.append(event)
+            if event.get("kind") == "loop.lag":
+                lag_events.append(event)
+    return role_events, lag_events
+
+
+def _soak_report(
+    *,
+    minutes: float,
+    ha: HA,
+    replies: list[ProbeEvent],
+    status_lags: list[float],
+    role_events: list[dict[str, Any]],
+    lag_events: list[dict[str, Any]],
+    statuses: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
     changes, gap = owner_changes(replies)
     # The daemons' status is the source; the ``loop.lag`` events cover the first window after the settle point,
     # whose status figures would also include the start-up.
     lags = status_lags + [float(e.get("data", {}).get("lag_ms", 0.0)) for e in lag_events]
     moves = [e for e in role_events if e.get("data", {}).get("new") in MOVES]
-    ha = pair.effective.ha
     return {
         "false_failovers": len(moves),
         "max_loop_lag_ms": round(max(lags), 1) if lags else None,

@@ -21,7 +21,15 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Upgrade schema."""
+    """Upgrade schema (in the order autogenerate wrote it: referenced tables first)."""
+    _events_and_images()
+    _sightings_networks_settings()
+    _groups_and_nodes()
+    _interfaces()
+
+
+def _events_and_images() -> None:
+    """Create the events (with their indexes) and images."""
     op.create_table(
         "events",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -50,6 +58,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
+
+
+def _sightings_networks_settings() -> None:
+    """Create the MAC sightings, networks and settings."""
     op.create_table(
         "mac_sightings",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -76,6 +88,10 @@ def upgrade() -> None:
         sa.Column("value", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("key"),
     )
+
+
+def _groups_and_nodes() -> None:
+    """Create the client groups and nodes (they name images)."""
     op.create_table(
         "groups",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -123,6 +139,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("name"),
     )
+
+
+def _interfaces() -> None:
+    """Create the interfaces (they belong to nodes)."""
     op.create_table(
         "interfaces",
         sa.Column("id", sa.Integer(), nullable=False),

@@ -1,0 +1,142 @@
+"""rsync's daemon protocol over mutual TLS with the cluster CA: the encrypted file-replication channel.
+
+rsync can speak its daemon protocol over any pipe (``rsync -e CMD PEER::module``, "daemon over remote shell"): the
+client runs ``CMD PEER rsync --server --daemon .`` and talks to whatever that command connects it to. Here the
+command is ``python -m haoscar.tlspipe connect``, which opens a TLS connection to the peer, showing this head's
+certificate; the peer's ``python -m haoscar.tlspipe serve`` checks that certificate against the cluster CA and the
+peer's address, then runs ``rsync --server --daemon --config=FILE .`` for that one connection, its stdin and stdout
+joined to the TLS stream. rsyncd.conf (modules, ``read only``, ``auth users`` with the secrets file, ``hosts allow``)
+stays as it is; the rsync daemon no longer listens on the network at all.
+
+Why this rather than rsync over ssh: no sshd configuration, no second key pair per direction, no ssh handshake per
+batch; the same CA as the API (``haoscar.tlsca``), and the server side (not the client) chooses the rsync command,
+so a client cannot pick another config or module path. Why not stunnel: one more daemon to install and babysit.
+Only the kernel is used (``haoscar.tlsca``), so the replication layer can start both ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+import sys
+import threading
+from pathlib import Path
+
+from haoscar.tlsca import client_context, node_files, server_context
+
+HANDSHAKE_TIMEOUT = 5.0
+MAX_CONNECTIONS = 8  # rsync runs per batch, one per tree; the peer is the only client
+
+
+async def _copy_in(reader: asyncio.StreamReader, proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
+        while data := await reader.read(65536):
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+
+
+async def _copy_out(proc: asyncio.subprocess.Process, writer: asyncio.StreamWriter) -> None:
+    assert proc.stdout is not None
+    with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
+        while data := await proc.stdout.read(65536):
+            writer.write(data)
+            await writer.drain()
+
+
+async def serve(address: str, port: int, tls_dir: Path, node: str, *, allow: set[str], argv: list[str]) -> None:
+    """Accept mutual-TLS connections from the addresses in ``allow`` only; run ``argv`` for each."""
+    ctx = server_context(node_files(tls_dir, node), require_client_cert=True)
+    active = 0
+
+    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal active
+        peer = writer.get_extra_info("peername") or ("?", 0)
+        if str(peer[0]) not in allow or active >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        active += 1
+        # rsync takes the client's address for ``hosts allow`` from SSH_CONNECTION in this mode.
+        env = {**os.environ, "SSH_CONNECTION": f"{peer[0]} {peer[1]} {address} {port}"}
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env
+            )
+            inbound = asyncio.ensure_future(_copy_in(reader, proc))
+            await _copy_out(proc, writer)  # until rsync closes its output: the transfer is over
+            writer.close()  # the client's rsync sees the end of the stream
+            inbound.cancel()
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), HANDSHAKE_TIMEOUT)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        finally:
+            active -= 1
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(
+        on_client, address, port, ssl=ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT, reuse_address=True
+    )
+    print(f"listening on {address}:{port}", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def connect(peer: str, port: int, tls_dir: Path, node: str, timeout: float = 10.0) -> int:
+    """Join stdin/stdout to a mutual-TLS connection to ``peer`` (whose certificate must name that address)."""
+    ctx = client_context(tls_dir / "ca.crt", node_files(tls_dir, node))
+    raw = socket.create_connection((peer, port), timeout=timeout)
+    sock = ctx.wrap_socket(raw, server_hostname=peer)
+    sock.settimeout(None)
+
+    def upload() -> None:
+        with contextlib.suppress(OSError):
+            while data := os.read(0, 65536):
+                sock.sendall(data)
+
+    threading.Thread(target=upload, daemon=True).start()
+    with contextlib.suppress(OSError):
+        while data := sock.recv(65536):
+            os.write(1, data)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m haoscar.tlspipe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    srv = sub.add_parser("serve", help="the receiving head: TLS in, one rsync --server --daemon per connection")
+    srv.add_argument("--listen", required=True, help="ADDRESS:PORT")
+    srv.add_argument("--allow", action="append", required=True, help="the peer's address (repeat)")
+    srv.add_argument("--tls-dir", type=Path, required=True)
+    srv.add_argument("--node", required=True, help="this head's host name (its certificate)")
+    srv.add_argument("argv", nargs=argparse.REMAINDER, help="-- rsync --server --daemon --config=FILE .")
+    cli = sub.add_parser("connect", help="the rsync -e command: stdin/stdout over TLS to the peer")
+    cli.add_argument("--port", type=int, required=True)
+    cli.add_argument("--tls-dir", type=Path, required=True)
+    cli.add_argument("--node", required=True, help="this head's host name (its client certificate)")
+    cli.add_argument("peer", help="the peer's address (rsync passes it)")
+    cli.add_argument("ignored", nargs=argparse.REMAINDER, help="the remote command rsync asks for; not used")
+    args = parser.parse_args(argv)
+    if args.command == "connect":
+        return connect(args.peer, args.port, args.tls_dir, args.node)
+    command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not command:
+        parser.error("give the rsync command after --")
+    address, _, port = args.listen.rpartition(":")
+    asyncio.run(serve(address, int(port), args.tls_dir, args.node, allow=set(args.allow), argv=command))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
