@@ -12,11 +12,13 @@ The module uses only the kernel (``haoscar.errors``), so replication can build i
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import re
 import secrets
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -225,3 +227,32 @@ def tls_bundle(
                 f"{head}.key": (files.key.read_bytes(), 0o600),
             }
         return TlsBundle((work / "ca.crt").read_bytes(), (work / "ca.key").read_bytes(), out)
+
+
+async def accepted_streams(
+    sock: socket.socket, tls: ssl.SSLContext | None, limit: int = 64 * 1024, handshake_timeout: float = 5.0
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Streams over a socket this process accepted itself (so it could refuse it before any byte was read), with
+    the TLS handshake done first when ``tls`` is given. Unlike ``StreamWriter.start_tls`` after the fact, no
+    early byte of the client's handshake can land in a plain buffer and be lost."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit)
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport, _ = await loop.connect_accepted_socket(
+        lambda: protocol, sock, ssl=tls, ssl_handshake_timeout=handshake_timeout if tls is not None else None
+    )
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+def listening_socket(address: str, port: int, backlog: int = 128) -> socket.socket:
+    """A non-blocking TCP listener on exactly ``address``:``port``."""
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

@@ -26,7 +26,7 @@ import sys
 import threading
 from pathlib import Path
 
-from haoscar.tlsca import client_context, node_files, server_context
+from haoscar.tlsca import accepted_streams, client_context, listening_socket, node_files, server_context
 
 HANDSHAKE_TIMEOUT = 5.0
 MAX_CONNECTIONS = 8  # rsync runs per batch, one per tree; the peer is the only client
@@ -50,47 +50,61 @@ async def _copy_out(proc: asyncio.subprocess.Process, writer: asyncio.StreamWrit
             await writer.drain()
 
 
+async def _session(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, argv: list[str], env: dict[str, str]
+) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env
+    )
+    inbound = asyncio.ensure_future(_copy_in(reader, proc))
+    await _copy_out(proc, writer)  # until rsync closes its output: the transfer is over
+    writer.close()  # the client's rsync sees the end of the stream
+    inbound.cancel()
+    if proc.stdin is not None:
+        proc.stdin.close()
+    try:
+        await asyncio.wait_for(proc.wait(), HANDSHAKE_TIMEOUT)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+
+
 async def serve(address: str, port: int, tls_dir: Path, node: str, *, allow: set[str], argv: list[str]) -> None:
-    """Accept mutual-TLS connections from the addresses in ``allow`` only; run ``argv`` for each."""
+    """Accept mutual-TLS connections from the addresses in ``allow`` only; run ``argv`` for each. A connection from
+    any other address, or over the cap, is closed before the TLS handshake; a handshake has 5 s."""
     ctx = server_context(node_files(tls_dir, node), require_client_cert=True)
     active = 0
 
-    async def on_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def session(conn: socket.socket, peer: tuple[str, int]) -> None:
         nonlocal active
-        peer = writer.get_extra_info("peername") or ("?", 0)
-        if str(peer[0]) not in allow or active >= MAX_CONNECTIONS:
-            writer.close()
-            return
-        active += 1
-        # rsync takes the client's address for ``hosts allow`` from SSH_CONNECTION in this mode.
-        env = {**os.environ, "SSH_CONNECTION": f"{peer[0]} {peer[1]} {address} {port}"}
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env
-            )
-            inbound = asyncio.ensure_future(_copy_in(reader, proc))
-            await _copy_out(proc, writer)  # until rsync closes its output: the transfer is over
-            writer.close()  # the client's rsync sees the end of the stream
-            inbound.cancel()
-            if proc.stdin is not None:
-                proc.stdin.close()
-            try:
-                await asyncio.wait_for(proc.wait(), HANDSHAKE_TIMEOUT)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+            reader, writer = await accepted_streams(conn, ctx, handshake_timeout=HANDSHAKE_TIMEOUT)
+            # rsync takes the client's address for ``hosts allow`` from SSH_CONNECTION in this mode.
+            env = {**os.environ, "SSH_CONNECTION": f"{peer[0]} {peer[1]} {address} {port}"}
+            await _session(reader, writer, argv, env)
+        except (OSError, ssl.SSLError, TimeoutError):
+            pass  # a failed handshake (no certificate from the cluster CA) or a broken link: nothing was run
         finally:
             active -= 1
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
-                await writer.wait_closed()
+            conn.close()
 
-    server = await asyncio.start_server(
-        on_client, address, port, ssl=ctx, ssl_handshake_timeout=HANDSHAKE_TIMEOUT, reuse_address=True
-    )
+    listener = listening_socket(address, port)
     print(f"listening on {address}:{port}", flush=True)
-    async with server:
-        await server.serve_forever()
+    loop = asyncio.get_running_loop()
+    sessions: set[asyncio.Task[None]] = set()
+    while True:
+        try:
+            conn, peer = await loop.sock_accept(listener)
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        if str(peer[0]) not in allow or active >= MAX_CONNECTIONS:
+            conn.close()
+            continue
+        active += 1
+        task = asyncio.ensure_future(session(conn, peer))
+        sessions.add(task)
+        task.add_done_callback(sessions.discard)
 
 
 def connect(peer: str, port: int, tls_dir: Path, node: str, timeout: float = 10.0) -> int:

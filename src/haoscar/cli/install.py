@@ -100,19 +100,26 @@ def monitor(
 def configure(
     ctx: typer.Context,
     stall_timeout: Annotated[
-        float, typer.Option(help="Seconds without a report before an installing node counts as failed.")
-    ],
+        float | None, typer.Option(help="Seconds without a report before an installing node counts as failed.")
+    ] = None,
+    token_ttl: Annotated[
+        float | None,
+        typer.Option(help="Seconds a node's install credential stays valid after it boots the installer."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Settings of network installation."""
+    """Settings of network installation (name at least one)."""
     from haoscar.commands import install
 
     with _env(ctx) as env:
-        settings = install.configure(env, install.InstallSettings(stall_timeout=stall_timeout))
+        settings = install.configure(env, install.InstallSettings(stall_timeout=stall_timeout, token_ttl=token_ttl))
     if as_json:
-        print_json({"stall_timeout": settings.stall_timeout})
+        print_json({"stall_timeout": settings.stall_timeout, "token_ttl": settings.token_ttl})
     else:
-        console.print(f"installing nodes silent for {settings.stall_timeout:g} s are marked failed")
+        console.print(
+            f"installing nodes silent for {settings.stall_timeout:g} s are marked failed; "
+            f"install credentials expire {settings.token_ttl:g} s after boot"
+        )
 
 
 @install_app.command("complete")

@@ -9,7 +9,14 @@ from typing import Any
 
 from haoscar.commands.env import Env
 from haoscar.errors import UserError
-from haoscar.provision.install_progress import MonitorRow, expire_stalled, monitor_rows, set_stall_timeout
+from haoscar.provision.install_progress import (
+    MonitorRow,
+    expire_stalled,
+    monitor_rows,
+    set_stall_timeout,
+    stall_timeout,
+)
+from haoscar.provision.install_tokens import check_token_ttl, set_token_ttl, token_ttl
 from haoscar.spec.nodes import expand_nodeset
 
 __all__ = ["InstallRow", "InstallSettings", "InstallSnapshot", "MonitorInstalls", "configure", "monitor", "snapshot"]
@@ -56,8 +63,10 @@ class InstallSnapshot:
 
 @dataclass(frozen=True)
 class InstallSettings:
-    stall_timeout: float
-    """Seconds without a report before an installing node counts as failed (1-86400)."""
+    stall_timeout: float | None = None
+    """Seconds without a report before an installing node counts as failed (1-86400); None keeps it."""
+    token_ttl: float | None = None
+    """Seconds a node's install credential stays valid after its boot (60 s to 7 days); None keeps it."""
 
 
 def _row(row: MonitorRow, now: float) -> InstallRow:
@@ -102,5 +111,12 @@ def monitor(
 
 
 def configure(env: Env, request: InstallSettings) -> InstallSettings:
-    """Store the settings of network installation; returns them as stored."""
-    return InstallSettings(set_stall_timeout(env.database, request.stall_timeout))
+    """Store the settings of network installation that the request names; returns them all as stored."""
+    if request.stall_timeout is None and request.token_ttl is None:
+        raise UserError("stall_timeout, token_ttl: name at least one setting to change")
+    db = env.database
+    if request.token_ttl is not None:  # checked (and refused) before anything is written
+        check_token_ttl(request.token_ttl)
+    stall = set_stall_timeout(db, request.stall_timeout) if request.stall_timeout is not None else stall_timeout(db)
+    ttl = set_token_ttl(db, request.token_ttl) if request.token_ttl is not None else token_ttl(db)
+    return InstallSettings(stall_timeout=stall, token_ttl=ttl)

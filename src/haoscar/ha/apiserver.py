@@ -29,7 +29,7 @@ from typing import Any
 from haoscar.errors import UserError
 from haoscar.ha.api import ApiRunner, start_api, start_status_listener
 from haoscar.ha.control import request
-from haoscar.tlsca import ensure_node_cert, server_context
+from haoscar.tlsca import NodeTls, ensure_node_cert, server_context
 
 NOFILE = 1024  # well above the caps (32 connections per listener); set here so it does not depend on the unit
 STATUS_CACHE_S = 0.2  # a flood of GET /status costs the daemon at most one control request per this period
@@ -81,13 +81,14 @@ def _limit_fds() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
-async def _serve(args: argparse.Namespace) -> int:
+async def _serve(args: argparse.Namespace, tls: NodeTls | None) -> int:
     provider = ControlProvider(args.control)
     runner: ApiRunner
     try:
         if args.token_file is not None:
-            files = await asyncio.to_thread(ensure_node_cert, args.tls_dir, args.node, args.listen)
-            runner = await start_api(args.listen, args.port, args.token_file, provider, tls=server_context(files))
+            if tls is None:
+                tls = await asyncio.to_thread(ensure_node_cert, args.tls_dir, args.node, args.listen)
+            runner = await start_api(args.listen, args.port, args.token_file, provider, tls=server_context(tls))
         else:
             runner = await start_status_listener(args.listen, args.port, provider)
     except UserError as exc:
@@ -118,12 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", default=None, help="this head's host name (its certificate)")
     parser.add_argument("--parent", type=int, default=None, help="exit when this process does")
     parser.add_argument("--warm", action="store_true", help="start, then wait for the addresses on stdin")
+    parser.add_argument("--cert-address", action="append", default=[], help="an address the certificate names")
     args = parser.parse_args(argv)
     if args.token_file is not None and (args.tls_dir is None or args.node is None):
         parser.error("--token-file needs --tls-dir and --node")
     if args.parent is not None:
         _die_with_parent(args.parent)
     _limit_fds()
+    tls: NodeTls | None = None
+    if args.token_file is not None and args.cert_address:
+        # The certificate is checked (and issued, where this head holds the CA key) before any takeover needs it.
+        try:
+            tls = ensure_node_cert(args.tls_dir, args.node, args.cert_address)
+        except UserError as exc:
+            print(json.dumps({"error": exc.message}), flush=True)
+            return 2
     if args.warm:
         # Started ahead of need (Python and its imports take ~0.2 s): a takeover then only binds and serves.
         print(json.dumps({"warm": os.getpid()}), flush=True)
@@ -133,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         args.listen = [str(a) for a in json.loads(line)["listen"]]
     if not args.listen:
         parser.error("give at least one --listen address")
-    return asyncio.run(_serve(args))
+    return asyncio.run(_serve(args, tls))
 
 
 # -- the parent's side ----------------------------------------------------------------------------------------
@@ -189,6 +199,7 @@ async def prestart(
     token_file: Path | None = None,
     tls_dir: Path | None = None,
     node: str | None = None,
+    cert_addresses: list[str] | None = None,
     timeout: float = 10.0,
 ) -> WarmProcess:
     """Start a listener process that waits for its addresses; UserError when it does not come up."""
@@ -196,6 +207,7 @@ async def prestart(
     argv += ["--parent", str(os.getpid())]
     if token_file is not None:
         argv += ["--token-file", str(token_file), "--tls-dir", str(tls_dir), "--node", str(node)]
+        argv += [f"--cert-address={a}" for a in cert_addresses or []]
     proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     message = await _line(proc, timeout)
     if "warm" not in message:

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import ssl
+import struct
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from haoscar.tlsca import accepted_streams, listening_socket
 
 
 @dataclass(frozen=True)
@@ -83,83 +87,97 @@ class CappedServer:
         self.active = 0
         self.by_client: Counter[str] = Counter()
         self.counters = Counters()
-        self._servers: list[asyncio.Server] = []
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._answering: set[asyncio.StreamWriter] = set()  # the request was read: the answer is being made
-        self._idle = asyncio.Event()
+        self._listeners: list[socket.socket] = []
+        self._acceptors: list[asyncio.Task[None]] = []
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._answering: set[asyncio.Task[None]] = set()  # the request was read: the answer is being made
 
     async def start(self, addresses: list[str], port: int) -> None:
         try:
             for address in addresses:
-                server = await asyncio.start_server(
-                    self._on_client, address, port, reuse_address=True, limit=self.limits.header_bytes, backlog=128
-                )
-                self._servers.append(server)
+                self._listeners.append(listening_socket(address, port))
         except BaseException:
             await self.close()
             raise
+        self._acceptors = [asyncio.ensure_future(self._accept(sock)) for sock in self._listeners]
 
     async def close(self, grace: float = 0.0) -> None:
         """Stop listening; connections still sending their request are cut at once, requests being answered get
         up to ``grace`` seconds (a switchover asked through this API demotes the head, which stops this listener:
         the answer must still reach the client)."""
-        for server in self._servers:
-            server.close()
-        for writer in list(self._writers - self._answering):
-            _abort(writer)
+        for task in self._acceptors:
+            task.cancel()
+        for sock in self._listeners:
+            sock.close()
+        self._listeners.clear()
+        for task in self._handlers - self._answering:
+            task.cancel()
         if self._answering and grace > 0:
-            self._idle.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), grace)
-        for writer in list(self._writers):
-            _abort(writer)
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await server.wait_closed()
-        self._servers.clear()
+            await asyncio.wait(list(self._answering), timeout=grace)
+        for task in list(self._handlers):
+            task.cancel()
+        await asyncio.gather(*self._acceptors, *self._handlers, return_exceptions=True)
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = str((writer.get_extra_info("peername") or ("?",))[0])
-        limits = self.limits
-        if self.active >= limits.max_connections or self.by_client[peer] >= limits.per_client:
-            self.counters.refused_cap += 1
-            _abort(writer)  # no handshake, no answer: the descriptor is free again at once
-            return
-        self.counters.accepted += 1
-        self.active += 1
-        self.by_client[peer] += 1
-        self._writers.add(writer)
+    async def _accept(self, listener: socket.socket) -> None:
+        # Accepted here, not by asyncio's server, so a connection over a cap is refused before a byte is read and
+        # the TLS handshake starts on a socket nothing has read from.
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(listener)
+            except OSError:  # out of descriptors, or the listener closed: breathe, try again
+                await asyncio.sleep(0.05)
+                continue
+            peer = str(addr[0])
+            if self.active >= self.limits.max_connections or self.by_client[peer] >= self.limits.per_client:
+                self.counters.refused_cap += 1
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST, no wait
+                conn.close()
+                continue
+            self.counters.accepted += 1
+            self.active += 1
+            self.by_client[peer] += 1
+            task = asyncio.ensure_future(self._handle(conn, peer))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
+
+    async def _handle(self, conn: socket.socket, peer: str) -> None:
+        writer: asyncio.StreamWriter | None = None
         try:
-            await self._serve(reader, writer, peer)
+            writer = await self._serve(conn, peer)
         finally:
-            self._writers.discard(writer)
-            self._answering.discard(writer)
-            if not self._answering:
-                self._idle.set()
+            task = asyncio.current_task()
+            if task is not None:
+                self._answering.discard(task)
             self.active -= 1
             self.by_client[peer] -= 1
             if self.by_client[peer] <= 0:
                 del self.by_client[peer]
-            _abort(writer)
+            if writer is not None:
+                _abort(writer)
+            conn.close()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+    async def _serve(self, conn: socket.socket, peer: str) -> asyncio.StreamWriter | None:
         limits = self.limits
+        writer = None
         try:
             async with asyncio.timeout(limits.read_timeout):
-                if self.tls is not None:
-                    await writer.start_tls(self.tls)
+                reader, writer = await accepted_streams(conn, self.tls, limits.header_bytes, limits.read_timeout)
                 request = await _read_request(reader, peer, limits)
         except TimeoutError:
             self.counters.timed_out += 1
-            return
+            return writer
         except _BadRequest as exc:
             self.counters.bad += 1
-            await self._send(writer, Response(exc.status, {"error": str(exc)}))
-            return
+            if writer is not None:
+                await self._send(writer, Response(exc.status, {"error": str(exc)}))
+            return writer
         except (OSError, ssl.SSLError, asyncio.IncompleteReadError, ValueError):
             self.counters.bad += 1
-            return
-        self._answering.add(writer)
+            return writer
+        task = asyncio.current_task()
+        if task is not None:
+            self._answering.add(task)
         try:
             async with asyncio.timeout(limits.handler_timeout):
                 response = await self.handler(request)
@@ -168,6 +186,7 @@ class CappedServer:
         except Exception as exc:  # a handler bug answers 500; it never takes the server down
             response = Response(500, {"error": f"{type(exc).__name__}: {exc}"})
         await self._send(writer, response)
+        return writer
 
     async def _send(self, writer: asyncio.StreamWriter, response: Response) -> None:
         body = json.dumps(response.body, default=str).encode()

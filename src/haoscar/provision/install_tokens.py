@@ -43,9 +43,14 @@ def token_ttl(db: Database) -> float:
     return float(value) if value is not None else DEFAULT_TTL
 
 
-def set_token_ttl(db: Database, seconds: float) -> float:
+def check_token_ttl(seconds: float) -> float:
     if not 60 <= seconds <= 7 * 86400:
-        raise UserError(f"install token lifetime {seconds:g} s is out of range; use 60-604800 s (default 3600)")
+        raise UserError(f"token_ttl: {seconds:g} s is out of range; use 60-604800 s (default 3600)")
+    return seconds
+
+
+def set_token_ttl(db: Database, seconds: float) -> float:
+    check_token_ttl(seconds)
     with db.session() as session:
         row = session.get(Setting, SETTING_TTL)
         if row is None:

@@ -72,6 +72,16 @@ def test_install_monitor_and_settings_name_their_fields(env: Env) -> None:
     assert install.configure(env, install.InstallSettings(stall_timeout=30)).stall_timeout == 30
 
 
+def test_install_token_lifetime_is_a_setting_and_a_bad_one_changes_nothing(env: Env) -> None:
+    assert install.configure(env, install.InstallSettings(token_ttl=900)).token_ttl == 900
+    with pytest.raises(UserError, match="token_ttl: 5 s is out of range"):
+        install.configure(env, install.InstallSettings(stall_timeout=45, token_ttl=5))
+    with pytest.raises(UserError, match="name at least one setting"):
+        install.configure(env, install.InstallSettings())
+    kept = install.configure(env, install.InstallSettings(stall_timeout=30))
+    assert (kept.stall_timeout, kept.token_ttl) == (30, 900)
+
+
 @pytest.mark.parametrize(
     ("request_", "field"),
     [(ha.HaAction(op="reboot"), "op:"), (ha.HaAction(op="switchover", force=True), "force:")],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import sqlite3
 import time
@@ -390,3 +391,45 @@ def test_heads_at_different_schema_revisions_refuse_to_replicate_and_say_why(tmp
     asyncio.run(scenario())
     why, _auth = degraded[0]
     assert "schema revision 9999_from_a_newer_haoscar" in why and "same haoscar version" in why
+
+
+def test_sql_sent_over_an_authenticated_channel_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    # Even a sender holding the key (a compromised peer) gets rows applied, never statements executed.
+    active, standby = tmp_path / "a", tmp_path / "b"
+    open_database(active).close()
+    standby.mkdir()
+    port = _port()
+    evil = tmp_path / "written-by-attach.db"
+    events: list[Event] = []
+    replies: list[dict[str, object]] = []
+
+    async def scenario() -> None:
+        bus = EventBus("test")
+        bus.subscribe(events.append)
+        target, source = _start_pair(active, standby, port, bus)
+        await target.start()
+        await source.start()
+        await _until(lambda: source.synced)
+        assert source.channel is not None
+        crafted = [
+            [
+                "events",
+                {"id": 900},
+                {"id": 900, "ts": "2026-01-01 00:00:00", "kind": "x", "severity": "info", "message": "m", "data": "{}"},
+            ],
+            [f"events; ATTACH DATABASE '{evil}' AS evil; CREATE TABLE evil.t (x); --", {"id": 1}, {"id": 1}],
+        ]
+        frame = {"op": "txn", "epoch": source.epoch, "lsn": source.lsn + 1, "part": 0, "last": True}
+        blob = json.dumps(crafted).encode()
+        replies.append(await source.channel.request(frame, 5.0, blob))
+        replies.append(await source.channel.request({**frame, "op": "sql", "sql": f"ATTACH '{evil}' AS e"}, 5.0))
+        await source.stop()
+        await target.stop()
+
+    asyncio.run(scenario())
+    assert replies[0]["ok"] is False and "unknown table" in str(replies[0]["error"])
+    assert replies[1]["ok"] is False and "unknown op" in str(replies[1]["error"])
+    assert not evil.exists()
+    conn = sqlite3.connect(standby / "haoscar.db")
+    assert conn.execute("SELECT count(*) FROM events WHERE id = 900").fetchone() == (0,)
+    assert any(e.kind == "replication.refused_change" and e.severity == "critical" for e in events)

@@ -167,3 +167,21 @@ def test_a_full_copy_with_another_schema_or_a_trigger_is_refused(tmp_path: Path)
     assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
     assert dblog.position(conn) == ("e1", 1)
     assert conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'trigger'").fetchone() == (0,)
+
+
+def test_a_schema_change_is_not_shipped_as_rows_but_asks_for_a_full_copy(tmp_path: Path) -> None:
+    db = open_database(tmp_path)
+    lines: list[bytes] = []
+    db.add_commit_hook(lambda changes: lines.extend(request_lines(changes)))
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE extra (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql("INSERT INTO extra VALUES (1)")
+    with db.session() as session:  # the next transaction is captured as rows again, the new table included
+        record_event(session, "test", "after")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO extra VALUES (2)")
+    db.close()
+    requests = [json.loads(line) for line in lines]
+    assert requests[0] == {"op": "dirty", "reason": "the schema changed"}
+    assert requests[1]["op"] == "txn" and requests[1]["changes"][0][0] == "events"
+    assert requests[2]["changes"] == [["extra", {"id": 2}, {"id": 2}]]

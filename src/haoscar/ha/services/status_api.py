@@ -68,6 +68,13 @@ class StatusApiService(ServiceResource):
         public = head.public_ip if self.env.ha.api_public else None
         return [str(ip) for ip in (head.private_ip, head.heartbeat_ip, public) if ip is not None]
 
+    def cert_addresses(self) -> list[str]:
+        """Every address of this head, public too: the certificate stays valid whatever ``ha.api_public`` says."""
+        head = self.env.head
+        if head is None:
+            return self.candidates()
+        return [str(ip) for ip in (head.private_ip, head.heartbeat_ip, head.public_ip) if ip is not None]
+
     def pid(self) -> int | None:
         return self.runner.pid if self.runner is not None else None
 
@@ -112,6 +119,7 @@ class StatusApiService(ServiceResource):
             token_file=self.token_file,
             tls_dir=self.tls_dir,
             node=self.env.node,
+            cert_addresses=self.cert_addresses(),
             timeout=self.spec.timeout + 10,
         )
 
