@@ -43,10 +43,16 @@ def atomic_write(
 def _holds(path: Path, raw: bytes, mode: int) -> bool:
     """Whether ``path`` already holds ``raw``; its mode is set to ``mode`` if that was all that differed."""
     try:
-        if path.read_bytes() != raw:
-            return False
-        if stat.S_IMODE(path.stat().st_mode) != mode:
-            os.chmod(path, mode)
+        # Never through a symbolic link (a local user's trap would get root's chmod); such a path is replaced.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return False
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            if handle.read() != raw:
+                return False
+            if stat.S_IMODE(os.fstat(fd).st_mode) != mode:
+                os.fchmod(fd, mode)
+        except OSError:
+            return False
     return True

@@ -85,8 +85,7 @@ async def serve(address: str, port: int, tls_dir: Path, node: str, *, allow: set
         except (OSError, ssl.SSLError, TimeoutError):
             pass  # a failed handshake (no certificate from the cluster CA) or a broken link: nothing was run
         finally:
-            active -= 1
-            conn.close()
+            active -= 1  # asyncio owns (and closes) the socket from the handshake on
 
     listener = listening_socket(address, port)
     print(f"listening on {address}:{port}", flush=True)
@@ -120,10 +119,33 @@ def connect(peer: str, port: int, tls_dir: Path, node: str, timeout: float = 10.
                 sock.sendall(data)
 
     threading.Thread(target=upload, daemon=True).start()
-    with contextlib.suppress(OSError):
+    received = False
+    try:
         while data := sock.recv(65536):
+            received = True
             os.write(1, data)
+    except ssl.SSLError:
+        # With TLS 1.3 a server that refuses this head's certificate says so after the client's handshake ended:
+        # the first read brings its alert.
+        if not received:
+            raise
+    except OSError:
+        pass
     return 0
+
+
+def _connect_cli(peer: str, port: int, tls_dir: Path, node: str, timeout: float) -> int:
+    """``connect`` for rsync: one line on stderr instead of a traceback, worded so that the replication tells an
+    authentication problem ("auth failed") from an unreachable peer ("connection refused", a timeout)."""
+    try:
+        return connect(peer, port, tls_dir, node, timeout)
+    except (ssl.SSLCertVerificationError, ssl.SSLError) as exc:
+        print(f"tlspipe: TLS auth failed with {peer}:{port}: {exc.reason or exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"tlspipe: cannot connect to {peer}:{port}: {exc.strerror or exc}", file=sys.stderr)
+    except Exception as exc:  # a missing certificate or CA file (UserError): say which
+        print(f"tlspipe: {exc}", file=sys.stderr)
+    return 255
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,13 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("argv", nargs=argparse.REMAINDER, help="-- rsync --server --daemon --config=FILE .")
     cli = sub.add_parser("connect", help="the rsync -e command: stdin/stdout over TLS to the peer")
     cli.add_argument("--port", type=int, required=True)
+    cli.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to connect and complete TLS")
     cli.add_argument("--tls-dir", type=Path, required=True)
     cli.add_argument("--node", required=True, help="this head's host name (its client certificate)")
     cli.add_argument("peer", help="the peer's address (rsync passes it)")
     cli.add_argument("ignored", nargs=argparse.REMAINDER, help="the remote command rsync asks for; not used")
     args = parser.parse_args(argv)
     if args.command == "connect":
-        return connect(args.peer, args.port, args.tls_dir, args.node)
+        return _connect_cli(args.peer, args.port, args.tls_dir, args.node, args.connect_timeout)
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not command:
         parser.error("give the rsync command after --")

@@ -36,18 +36,28 @@ def run(
 @ha_app.command("keygen")
 def keygen(
     ctx: typer.Context,
-    out: Annotated[Path, typer.Option("--out", help="Where to write the key (mode 0600).")] = Path(
-        "/etc/haoscar/ha.key"
-    ),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the single shared key of older installations here instead.")
+    ] = None,
+    purpose: Annotated[
+        list[str] | None, typer.Option("--purpose", help="heartbeat, lease or replication (repeatable; default all).")
+    ] = None,
+    key_dir: Annotated[Path, typer.Option("--dir", help="The key directory.")] = Path("/etc/haoscar/keys"),
     force: Annotated[bool, typer.Option("--force", help="Replace an existing key.")] = False,
 ) -> None:
-    """Make the HMAC key shared by both heads and the witness."""
+    """Make the HA keys: one per purpose (heartbeat, lease, replication), mode 0600."""
     from haoscar.commands import ha
 
-    written = ha.keygen(Env(cli_context(ctx).state_dir), ha.Keygen(out=out, force=force))
-    console.print(
-        f"wrote a new HA key to {written.path} (mode 0600); copy it to the other head and the witness", markup=False
-    )
+    request = ha.Keygen(out=out, force=force, purposes=tuple(purpose or ()), key_dir=key_dir)
+    written = ha.keygen(Env(cli_context(ctx).state_dir), request)
+    if out is not None:
+        console.print(
+            f"wrote a new HA key to {written.path} (mode 0600); copy it to the other head and the witness", markup=False
+        )
+        return
+    for path in written.written:
+        where = "the other head and the witness" if path.stem == "lease" else "the other head only (not the witness)"
+        console.print(f"wrote {path} (mode 0600); copy it to {where}", markup=False)
 
 
 def _fmt_s(value: Any) -> str:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from haoscar.cli.context import cli_env
-from haoscar.cli.render import console, print_json, table
+from haoscar.cli.render import console, flags, print_json, table
 from haoscar.commands import lab as cmd
 
 if TYPE_CHECKING:  # the report type of lab up/status; haoscar.lab (pyroute2) loads only when a lab command runs
@@ -123,7 +123,8 @@ def link(
     name: NameOpt = "lab",
 ) -> None:
     """Set one link of a host down or up (a pulled cable)."""
-    cmd.lab_link(cli_env(ctx), cmd.SetLink(host, iface, state, name))
+    with flags(state="state"):  # the positional STATE, named as the message always read
+        cmd.lab_link(cli_env(ctx), cmd.SetLink(host, iface, state, name))
     console.print(f"{host} {iface} is {state}")
 
 

@@ -17,7 +17,7 @@ import typer
 import haoscar
 from haoscar.cli.context import CliContext
 from haoscar.cli.groups import bench_app
-from haoscar.cli.render import error
+from haoscar.cli.render import error, user_error
 from haoscar.errors import UserError
 from haoscar.paths import state_dir
 
@@ -76,6 +76,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "ha": ("ha",),
     "witness": ("witness",),
     "repl": ("repl",),
+    "keys": ("keys",),
 }
 
 _loaded: set[str] = set()  # CLI modules registered so far ("bench" once the bench group is added)
@@ -134,9 +135,7 @@ def run(argv: list[str] | None = None) -> None:
         load_commands(COMMAND_MODULES.get(_command_of(args) or ""))
         _app(args=args, prog_name="haoscar")
     except UserError as exc:
-        error(exc.message)
-        for line in exc.details:
-            print(line, file=sys.stderr)
+        user_error(exc)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         error("interrupted")

@@ -8,7 +8,7 @@ import typer
 
 from haoscar.cli.context import cli_context
 from haoscar.cli.groups import bench_app
-from haoscar.cli.render import console, print_json, warn
+from haoscar.cli.render import console, flags, print_json, warn
 from haoscar.commands.env import Env
 
 netboot_app = typer.Typer(
@@ -90,12 +90,24 @@ def serve(
     ctx: typer.Context,
     bind: Annotated[list[str], typer.Option("--bind", help="Address to listen on (repeatable), e.g. 198.18.0.1.")],
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8470,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option("--limit", help="A limit NAME=VALUE (repeatable), e.g. idle_timeout=10; see docs/netboot.md."),
+    ] = None,
+    save_limits: Annotated[bool, typer.Option("--save-limits", help="Store the --limit values as defaults.")] = False,
 ) -> None:
     """Serve iPXE scripts, kernels, initrds and node records over HTTP until interrupted."""
     from haoscar.commands import netboot
+    from haoscar.errors import UserError
 
-    with _env(ctx) as env:
-        netboot.serve(env, netboot.ServeBoot(binds=bind, port=port))
+    limits: dict[str, str] = {}
+    for item in limit or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--limit: {item!r} is not NAME=VALUE, e.g. --limit idle_timeout=10")
+        limits[name.strip()] = value.strip()
+    with _env(ctx) as env, flags(binds="--bind", limits="--limit"):
+        netboot.serve(env, netboot.ServeBoot(binds=bind, port=port, limits=limits, save_limits=save_limits))
 
 
 @bench_app.command("netboot-sync")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from haoscar.cli.context import cli_env
-from haoscar.cli.render import Listing, console, print_json, table
+from haoscar.cli.render import Listing, console, flags, print_json, table
 
 if TYPE_CHECKING:
     from haoscar.commands.nodes import NodeList, NodeRow
@@ -116,7 +116,8 @@ def set_(
     from haoscar.commands.nodes import SetNodes, node_set
 
     request = SetNodes(nodeset, image=image, mac=mac, ip=ip, boot_mode=boot_mode, domain=domain)
-    result = node_set(cli_env(ctx), request)
+    with flags(nodeset="NODESET"):  # a positional argument here, an option in `node add`
+        result = node_set(cli_env(ctx), request)
     if as_json:
         print_json(result.as_dict())
         return

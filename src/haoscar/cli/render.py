@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,8 @@ from rich.console import Console, ConsoleOptions, RenderResult
 from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
+
+from haoscar.errors import FieldError, UserError, flag_name
 
 
 class _Console(Console):
@@ -167,6 +170,30 @@ def table(
 
 def error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def user_error(exc: UserError) -> None:
+    """A UserError as the CLI prints it: one message (its detail lines below it). A FieldError is put in the
+    CLI's words: each field as its flag, ``--`` + the field with ``-`` for ``_``, unless the command says
+    otherwise (`flags`)."""
+    if isinstance(exc, FieldError):
+        message, details = exc.render(lambda field: exc.names.get(field) or flag_name(field))
+    else:
+        message, details = exc.message, exc.details
+    error(message)
+    for line in details:
+        print(line, file=sys.stderr)
+
+
+@contextmanager
+def flags(**names: str) -> Iterator[None]:
+    """Around a command call: the words of this command's CLI for request fields that are not ``--field-name``
+    (a positional argument, an option spelled otherwise), used when a FieldError from the block is printed."""
+    try:
+        yield
+    except FieldError as exc:
+        exc.names = names | exc.names  # an inner block knows better
+        raise
 
 
 def warn(message: str) -> None:

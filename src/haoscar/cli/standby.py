@@ -9,6 +9,7 @@ import typer
 
 from haoscar.cli.context import cli_env
 from haoscar.cli.render import console, print_json, table
+from haoscar.cli.wire_text import wire_text
 
 if TYPE_CHECKING:
     from haoscar.commands.clone import CloneOptions, CloneReport
@@ -123,7 +124,10 @@ def clone(
 
 
 def _render_clone(report: CloneReport) -> None:
-    rows = [(MARKS[s.status], s.title, s.status, s.detail, f"{s.seconds:g}") for s in report.steps]
+    # A step's detail can quote the network (a DHCP host name, an installer's failure message): plain text only.
+    rows = [
+        (MARKS[s.status], wire_text(s.title), s.status, wire_text(s.detail), f"{s.seconds:g}") for s in report.steps
+    ]
     console.print(table("Standby clone", ["", "step", "status", "result", "s"], rows, keys=["step"]))
     if report.complete is not None:
         from haoscar.cli.install import render_complete
@@ -135,7 +139,8 @@ MARKS = {"done": "[green]✓[/]", "earlier": "[green]✓[/]", "waiting": "[yello
 
 
 def _clone_with_progress(env: Env, options: CloneOptions) -> CloneReport:
-    """The clone with a line per finished step and a progress bar for the step under way."""
+    """The clone with a line per finished step and a progress bar for the step under way. Every text in them that
+    a peer chose (MACs and host names from DHCP, the installer's stage and messages) goes through ``wire_text``."""
     from rich.progress import BarColumn, Progress, TextColumn
 
     from haoscar.commands.clone import StepResult, standby_clone
@@ -145,16 +150,16 @@ def _clone_with_progress(env: Env, options: CloneOptions) -> CloneReport:
 
     def observe(kind: str, payload: Any) -> None:
         if kind == "step-start":
-            current["task"] = bars.add_task(payload[1], total=100, info="")
+            current["task"] = bars.add_task(wire_text(payload[1]), total=100, info="")
         elif kind == "step" and isinstance(payload, StepResult):
             if "task" in current:
                 bars.update(current.pop("task"), completed=100, visible=False)
-            console.print(f"{MARKS[payload.status]} {payload.title}: {payload.detail}")
+            console.print(f"{MARKS[payload.status]} {wire_text(payload.title)}: {wire_text(payload.detail)}")
         elif kind == "install" and "task" in current:
             stage, percent, detail = payload
-            bars.update(current["task"], completed=percent, info=f"{stage} {detail}")
+            bars.update(current["task"], completed=percent, info=f"{wire_text(stage)} {wire_text(detail)}")
         elif kind == "complete" and "task" in current:
-            bars.update(current["task"], info=str(payload))
+            bars.update(current["task"], info=wire_text(payload))
 
     with bars:
         return standby_clone(env, options, observe)

@@ -21,7 +21,7 @@ from haoscar.db.addresses import fold
 from haoscar.db.images import sync_images_in
 from haoscar.db.models import Group, Image, Interface, Network, Node, Setting, utcnow
 from haoscar.db.session import Database, record_event
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, FieldProblem, UserError, ref
 from haoscar.provision.install_states import InstallState
 from haoscar.spec.loader import load_spec
 from haoscar.spec.models import ClusterSpec
@@ -182,29 +182,32 @@ def _check_collisions(defs: list[NodeDef], existing: dict[str, Node], leaving: s
             ip_owner[held.ip] = node.name
             if held.mac:
                 mac_owner[held.mac] = node.name
-    problems = []
+    problems: list[FieldProblem] = []
     for d in defs:
         if d.role == "compute":
             continue
         for node in existing.values():
             if node.role == d.role and node.name != d.name and not node.from_spec:
-                problems.append(
-                    f"{d.name}: the spec's {d.role} head collides with {node.name}, the {d.role} head defined by "
-                    f"hand; delete it (`haoscar node delete {node.name}`) or name the head {node.name} in the spec"
+                fix = f"delete it (`haoscar node delete {node.name}`) or name the head {node.name} in the spec"
+                clash = (
+                    f"{d.name}: the spec's {d.role} head collides with {node.name}, the {d.role} head defined by hand"
                 )
+                problems.append(FieldProblem("file", f"{clash}; {fix}", None))
     for d in defs:
         for iface in d.interfaces:
             for kind, value, owners in (("IP", str(iface.ip), ip_owner), ("MAC", iface.mac, mac_owner)):
                 owner = owners.get(value) if value else None
                 if owner is None or owner in in_spec or (prune and owner in leaving):
                     continue
+                to_fix = "prune" if owner in leaving else "file"
                 if owner in leaving:
-                    fix = f"{owner} is no longer in the spec: apply with --prune to delete it"
+                    fix = f"{owner} is no longer in the spec: apply with {ref('prune')} to delete it"
                 else:
                     fix = f"{owner} was defined by hand: delete it (`haoscar node delete {owner}`) or change the spec"
-                problems.append(f"{d.name} {iface.name}: {kind} {value} is held by node {owner}; {fix}")
+                clash = f"{d.name} {iface.name}: {kind} {value} is held by node {owner}"
+                problems.append(FieldProblem(to_fix, f"{clash}; {fix}", None))
     if problems:
-        raise UserError("the spec collides with nodes in the database; nothing was changed", problems)
+        raise FieldError.several(problems, "the spec collides with nodes in the database; nothing was changed")
 
 
 def _wanted_interfaces(d: NodeDef, node: Node | None, spec_macs: set[str]) -> list[InterfaceDef]:

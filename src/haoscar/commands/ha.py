@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from haoscar.commands.env import Env
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, UserError
 
 __all__ = [
     "HA_ACTIONS",
@@ -55,14 +55,19 @@ class RunWitness:
 
 @dataclass(frozen=True)
 class Keygen:
-    out: Path
+    out: Path | None = None
+    """The single shared key of older installations; None: one key per purpose in ``key_dir``."""
     force: bool = False
     """Replace an existing key."""
+    purposes: tuple[str, ...] = ()
+    """heartbeat, lease, replication (none: all three)."""
+    key_dir: Path = Path("/etc/haoscar/keys")
 
 
 @dataclass(frozen=True)
 class KeyWritten:
     path: Path
+    written: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,10 +125,20 @@ def run_witness(env: Env, request: RunWitness) -> None:
 
 
 def keygen(env: Env, request: Keygen) -> KeyWritten:
-    """Make the HMAC key shared by both heads and the witness (mode 0600)."""
-    from haoscar.keys import generate_key
+    """Make the keys (mode 0600): one per purpose in ``key_dir`` (both heads get all, the witness only
+    ``lease.key``), or with ``out`` the single shared key of older installations."""
+    if request.out is not None:
+        from haoscar.keys import generate_key
 
-    return KeyWritten(generate_key(request.out, request.force))
+        return KeyWritten(generate_key(request.out, request.force), (request.out,))
+    from haoscar.keyring import PURPOSES, generate_keyrings
+    from haoscar.keys import write_secret
+
+    def write(path: Path, text: str) -> None:
+        write_secret(path, text, force=request.force, what="key")
+
+    written = generate_keyrings(request.key_dir, request.purposes or PURPOSES, request.force, write)
+    return KeyWritten(request.key_dir, tuple(written))
 
 
 def _ask(env: Env, op: str, **params: Any) -> dict[str, Any]:
@@ -146,16 +161,16 @@ def status(env: Env, request: HaStatusRequest) -> BothHeads:
     if request.node is not None and local.get("node") != request.node:
         raise UserError(f"the daemon here is {local.get('node')!r}, not {request.node!r}; pass the right --state-dir")
     if request.timeout <= 0:
-        raise UserError(f"timeout: {request.timeout:g} must be more than 0 seconds, e.g. 1")
+        raise FieldError("timeout", f"{request.timeout:g} must be more than 0 seconds, e.g. 1", sep=": ", bare=True)
     return both_heads(local, request.timeout)
 
 
 def act(env: Env, request: HaAction) -> HaActionDone:
     """Ask the local daemon to move the role; a refusal is a ``UserError`` with the daemon's reason."""
     if request.op not in HA_ACTIONS:
-        raise UserError(f"op: {request.op!r} is not an HA action; use {', '.join(HA_ACTIONS)}")
+        raise FieldError("op", f"{request.op!r} is not an HA action; use {', '.join(HA_ACTIONS)}", sep=": ", bare=True)
     if request.force and request.op != "takeover":
-        raise UserError(f"force: only a takeover can be forced, not a {request.op}")
+        raise FieldError("force", f"only a takeover can be forced, not a {request.op}", sep=": ", bare=True)
     params: dict[str, Any] = {"force": request.force} if request.op == "takeover" else {}
     reply = _ask(env, request.op, **params)
     if not reply.get("ok"):

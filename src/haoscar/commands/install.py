@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from haoscar.commands.env import Env
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, ref
 from haoscar.provision.install_progress import (
     MonitorRow,
     expire_stalled,
@@ -100,7 +100,7 @@ def monitor(
     """A snapshot, or with ``follow`` one every ``interval`` seconds (each given to ``on_snapshot``) until no node
     is installing; returns the last."""
     if request.interval <= 0:
-        raise UserError(f"interval: {request.interval:g} must be more than 0 seconds, e.g. 1")
+        raise FieldError("interval", f"{request.interval:g} must be more than 0 seconds, e.g. 1", sep=": ", bare=True)
     while True:
         current = snapshot(env, request)
         if on_snapshot is not None:
@@ -113,7 +113,12 @@ def monitor(
 def configure(env: Env, request: InstallSettings) -> InstallSettings:
     """Store the settings of network installation that the request names; returns them all as stored."""
     if request.stall_timeout is None and request.token_ttl is None:
-        raise UserError("stall_timeout, token_ttl: name at least one setting to change")
+        raise FieldError(
+            "stall_timeout",
+            f"{ref('stall_timeout')}, {ref('token_ttl')}: name at least one setting to change",
+            sep=None,
+            bare=True,
+        )
     db = env.database
     if request.token_ttl is not None:  # checked (and refused) before anything is written
         check_token_ttl(request.token_ttl)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from haoscar.errors import UserError
+from haoscar.keys import write_secret
 from haoscar.spec.models import ClusterSpec
 
 SPEC_PATH = "/etc/haoscar/cluster.yaml"
@@ -69,13 +70,9 @@ class LocalTransport:
             return None
 
     def write(self, path: str, data: bytes, mode: int) -> None:
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.haoscar-new")
-        tmp.write_bytes(b"")
-        tmp.chmod(mode)  # before the data: a key must never be readable by others, not even for a moment
-        tmp.write_bytes(data)
-        tmp.replace(target)
+        # Mode set before the data, an unpredictable O_EXCL temporary name, no symlink of another user followed:
+        # a key or the spec's fence passwords are never readable by others, not even for a moment.
+        write_secret(Path(path), data, mode=mode)
 
     def run(self, command: str, timeout: float = 30.0) -> tuple[int, str]:
         done = subprocess.run(
@@ -132,10 +129,12 @@ class SshTransport:
 
     def write(self, path: str, data: bytes, mode: int) -> None:
         target = shlex.quote(path)
-        tmp = shlex.quote(f"{path}.haoscar-new")
         parent = shlex.quote(str(Path(path).parent))
+        template = shlex.quote(f"{Path(path).parent}/.{Path(path).name}.XXXXXXXX")  # mktemp: O_EXCL, unpredictable
         self._checked(
-            f"umask 077 && mkdir -p {parent} && cat > {tmp} && chmod {mode:o} {tmp} && mv -f {tmp} {target}", data
+            f'umask 077 && mkdir -p {parent} && tmp=$(mktemp {template}) && cat > "$tmp" && chmod {mode:o} "$tmp" '
+            f'&& mv -f "$tmp" {target}',
+            data,
         )
 
     def run(self, command: str, timeout: float = 30.0) -> tuple[int, str]:
@@ -193,7 +192,7 @@ def plan_files(spec: ClusterSpec, spec_text: bytes, key: bytes, *, systemd: bool
     writes: list[FileWrite] = []
     key_path = str(spec.ha.key_file)
     for host in hosts_of(spec):
-        writes.append(FileWrite(host.name, SPEC_PATH, spec_text, 0o644))
+        writes.append(FileWrite(host.name, SPEC_PATH, spec_text, 0o600))  # fence passwords: root only
         writes.append(FileWrite(host.name, key_path, key, 0o600))
         what = "witness" if host.role == "witness" else "ha"
         # The systemd units and their environment file only when HA is started through systemd: with another

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from haoscar.commands.env import Env
-from haoscar.errors import UserError
+from haoscar.errors import FieldError
 
 if TYPE_CHECKING:
     from haoscar.lab import Lab, LabStatus
@@ -150,7 +150,7 @@ class SetLink:
 
 def lab_link(env: Env, request: SetLink) -> SetLink:
     if request.state not in ("up", "down"):
-        raise UserError(f"state {request.state!r}: say up or down")
+        raise FieldError("state", f"{request.state!r}: say up or down", bare=True)
     _open(env, request.name).link(request.host, request.iface, request.state == "up")
     return request
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from haoscar.commands.env import Env
-from haoscar.errors import UserError
+from haoscar.errors import FieldError
 from haoscar.provision import mac_collect, netboot_macs
 from haoscar.provision.mac_collect import CollectResult, FrameSource, Seen
 from haoscar.provision.netboot_macs import Assignment, Sighting
@@ -90,11 +90,13 @@ class Exported:
 
 def _check_collect(request: CollectMacs) -> None:
     if not request.interface.strip():
-        raise UserError("interface: name the private interface to listen on, e.g. eth0")
+        raise FieldError("interface", "name the private interface to listen on, e.g. eth0", sep=": ", bare=True)
     if request.timeout <= 0:
-        raise UserError(f"timeout: {request.timeout:g} must be more than 0 seconds, e.g. 60")
+        raise FieldError("timeout", f"{request.timeout:g} must be more than 0 seconds, e.g. 60", sep=": ", bare=True)
     if request.count is not None and request.count < 1:
-        raise UserError(f"count: {request.count} must be at least 1 (or none: stop at the timeout)")
+        raise FieldError(
+            "count", f"{request.count} must be at least 1 (or none: stop at the timeout)", sep=": ", bare=True
+        )
 
 
 def collect(

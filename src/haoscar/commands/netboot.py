@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from haoscar.commands.env import Env
-from haoscar.errors import UserError
+from haoscar.errors import FieldError
 from haoscar.provision.installer_kernel import META_PACKAGE
 from haoscar.provision.netboot_sync import SyncReport, netboot_sync
 from haoscar.spec.nodes import expand_nodeset
@@ -61,6 +61,10 @@ class BootModeChanged:
 class ServeBoot:
     binds: list[str]
     port: int = 8470
+    limits: dict[str, str] = field(default_factory=dict)
+    """Boot server limits for this run, NAME -> value (provision.bootserver_limits; docs/netboot.md)."""
+    save_limits: bool = False
+    """Also store ``limits`` in the database as the defaults of later runs."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +85,7 @@ def set_boot_mode(env: Env, request: SetBootMode) -> BootModeChanged:
     from haoscar.commands.nodes import set_nodes
 
     if request.mode not in BOOT_MODES:
-        raise UserError(f"mode: {request.mode!r} is unknown; use {' or '.join(BOOT_MODES)}")
+        raise FieldError("mode", f"{request.mode!r} is unknown; use {' or '.join(BOOT_MODES)}", sep=": ", bare=True)
     result = set_nodes(env.database, request.nodeset, boot_mode=request.mode)
     report = netboot_sync(env.database, env.state_dir, nodes=set(result.changed)) if result.changed else None
     return BootModeChanged(request.mode, list(result.changed), list(result.unchanged), report)
@@ -90,12 +94,14 @@ def set_boot_mode(env: Env, request: SetBootMode) -> BootModeChanged:
 def serve(env: Env, request: ServeBoot) -> None:
     """Serve iPXE scripts, kernels, initrds and node records over HTTP until interrupted."""
     from haoscar.provision.bootserver import serve as run
+    from haoscar.provision.bootserver_limits import effective_limits
 
     if not request.binds:
-        raise UserError("binds: give at least one address to listen on, e.g. 198.18.0.1")
+        raise FieldError("binds", "give at least one address to listen on, e.g. 198.18.0.1", sep=": ", bare=True)
     if not 1 <= request.port <= 65535:
-        raise UserError(f"port: {request.port} is not a TCP port (1-65535)")
-    run(env.database, env.state_dir, list(request.binds), request.port)
+        raise FieldError("port", f"{request.port} is not a TCP port (1-65535)", sep=": ", bare=True)
+    limits = effective_limits(env.database, request.limits, save=request.save_limits)
+    run(env.database, env.state_dir, list(request.binds), request.port, limits)
 
 
 def build_installer(env: Env, request: BuildInstaller) -> InstallerBuild:

@@ -21,7 +21,7 @@ from haoscar.db.addresses import Taken, check_in_subnet, check_range, fold, netw
 from haoscar.db.images import image_named, nodes_using_image
 from haoscar.db.models import BOOT_MODES, Group, Image, Interface, Node, Setting, utcnow
 from haoscar.db.session import Database, record_event
-from haoscar.errors import NotFound, UserError
+from haoscar.errors import FieldError, NotFound, UserError, ref
 from haoscar.provision.install_progress import monitor_rows
 from haoscar.provision.netboot_macs import assign_in_session
 from haoscar.spec.nodes import expand_nodeset, node_order, oscar_names, sorted_nodes
@@ -186,29 +186,31 @@ class DefineResult:
 def _client_names(request: DefineClients) -> list[str]:
     if request.nodeset is not None:
         if request.base_name is not None or request.count is not None:
-            raise UserError("give either --nodeset or --base-name with --count, not both")
+            both = f"give either {ref('nodeset')} or {ref('base_name')} with {ref('count')}, not both"
+            raise FieldError("nodeset", both, sep=None)
         names = expand_nodeset(request.nodeset)
         for name in names:
-            parsed("--nodeset", parse_hostname, name)
+            parsed("nodeset", parse_hostname, name)
         return names
     if request.base_name is None or request.count is None:
-        raise UserError("give --base-name and --count (OSCAR's Define Clients), or --nodeset like 'node[001-128]'")
-    parsed("--base-name", parse_hostname, request.base_name)
+        advice = f"give {ref('base_name')} and {ref('count')} (OSCAR's Define Clients), or {ref('nodeset')} like"
+        raise FieldError("base_name" if request.base_name is None else "count", f"{advice} 'node[001-128]'", sep=None)
+    parsed("base_name", parse_hostname, request.base_name)
     if request.count < 1:
-        raise UserError(f"--count {request.count}: define at least 1 client")
+        raise FieldError("count", f"{request.count}: define at least 1 client")
     if request.start_number < 0:
-        raise UserError(f"--start-number {request.start_number}: numbers start at 0 or above, e.g. 1")
+        raise FieldError("start_number", f"{request.start_number}: numbers start at 0 or above, e.g. 1")
     if not 0 <= request.padding <= 12:
-        raise UserError(f"--padding {request.padding}: use 0 (no padding) to 12 digits, e.g. 3 for node001")
+        raise FieldError("padding", f"{request.padding}: use 0 (no padding) to 12 digits, e.g. 3 for node001")
     names = oscar_names(request.base_name, request.count, request.start_number, request.padding)
     # The longest name is the last one; a label has at most 63 characters.
-    parsed("--base-name", parse_hostname, names[-1])
+    parsed("base_name", parse_hostname, names[-1])
     return names
 
 
 def _group_for(session: Session, request: DefineClients, names: list[str], image: Image) -> Group:
     label = request.group or request.base_name or "clients"
-    parsed("--group", parse_hostname, label)
+    parsed("group", parse_hostname, label)
     group = session.scalar(select(Group).where(Group.name == label))
     if group is None:
         group = Group(
@@ -232,36 +234,36 @@ def _group_for(session: Session, request: DefineClients, names: list[str], image
     return group
 
 
+def _check_free(taken: Taken, request: DefineClients, names: list[str], ips: list[str]) -> None:
+    """The new names and addresses must be nobody's yet."""
+    if clashes := [name for name in names if name in taken.names]:
+        fix = f"pick another {ref('base_name')} or {ref('start_number')}, or delete them first"
+        message = f"node names already defined: {fold(clashes)}; {fix} with `haoscar node delete`"
+        raise FieldError("nodeset" if request.nodeset is not None else "base_name", message, sep=None)
+    if used := [f"{ip} ({taken.ips[ip]})" for ip in ips if ip in taken.ips]:
+        fix = "start the range at a free address"
+        raise FieldError("start_ip", f"{ips[0]}: addresses already in use: {some(used)}; {fix}")
+
+
 def define_clients(db: Database, request: DefineClients) -> DefineResult:
     """Define compute clients the way OSCAR's Define Clients does: validate everything, then write in bulk."""
     names = _client_names(request)
-    start = parsed("--start-ip", parse_ipv4, request.start_ip)
-    netmask = parsed("--netmask", parse_netmask, request.netmask) if request.netmask is not None else None
-    gateway = parsed("--gateway", parse_ipv4, request.gateway) if request.gateway is not None else None
-    interface = parsed("--interface", parse_ifname, request.interface)
+    start = parsed("start_ip", parse_ipv4, request.start_ip)
+    netmask = parsed("netmask", parse_netmask, request.netmask) if request.netmask is not None else None
+    gateway = parsed("gateway", parse_ipv4, request.gateway) if request.gateway is not None else None
+    interface = parsed("interface", parse_ifname, request.interface)
     with db.session() as session:
         domain_text = request.domain or _setting(session, "domain") or DEFAULT_DOMAIN
-        domain = parsed("--domain", parse_domain, domain_text)
+        domain = parsed("domain", parse_domain, domain_text)
         image = image_named(session, request.image, lambda: store_images(db.state_dir))
-        subnet = subnet_for(session, "private", start, netmask, option="--start-ip")
-        check_range("--start-ip", start, len(names), subnet)
+        subnet = subnet_for(session, "private", start, netmask, field="start_ip")
+        check_range("start_ip", start, len(names), subnet)
         ips = [str(start + offset) for offset in range(len(names))]
         if gateway is not None:
-            check_in_subnet("--gateway", gateway, subnet)
+            check_in_subnet("gateway", gateway, subnet)
             if str(gateway) in set(ips):
-                raise UserError(f"--gateway {gateway} lies inside the nodes' range {ips[0]}-{ips[-1]}; move one")
-        taken = Taken.load(session)
-        clashes = [name for name in names if name in taken.names]
-        if clashes:
-            raise UserError(
-                f"node names already defined: {fold(clashes)}; pick another --base-name or --start-number, "
-                "or delete them first with `haoscar node delete`"
-            )
-        used = [f"{ip} ({taken.ips[ip]})" for ip in ips if ip in taken.ips]
-        if used:
-            raise UserError(
-                f"--start-ip {start}: addresses already in use: {some(used)}; start the range at a free address"
-            )
+                raise FieldError("gateway", f"{gateway} lies inside the nodes' range {ips[0]}-{ips[-1]}; move one")
+        _check_free(Taken.load(session), request, names, ips)
         group = _group_for(session, request, names, image)
         node_ids = session.scalars(
             insert(Node).returning(Node.id, sort_by_parameter_order=True),
@@ -322,16 +324,16 @@ def _set_address(
     if new_mac is not None and iface.mac != new_mac:
         # The one MAC-assignment path (as mac assign, import, collect --auto): checks that the MAC is free,
         # writes it, drops its sighting, makes a defined node mac-assigned; a later error undoes it all.
-        assign_in_session(session, [(node.name, new_mac, "--mac")], "node set", field="--mac", record=False)
+        assign_in_session(session, [(node.name, new_mac, "mac")], "node set", field="mac", record=False)
         mac_changed = True
     if new_ip is not None:
         subnet = network_subnet(session, iface.network) or ipaddress.IPv4Network(
             f"{iface.ip}/{iface.prefix}", strict=False
         )
-        check_in_subnet("--ip", new_ip, subnet)
+        check_in_subnet("ip", new_ip, subnet)
         owner = taken.ips.get(str(new_ip))
         if owner is not None and str(new_ip) != iface.ip:
-            raise UserError(f"--ip {new_ip} is already used by node {owner}; pick a free address")
+            raise FieldError("ip", f"{new_ip} is already used by node {owner}; pick a free address")
     return iface, mac_changed
 
 
@@ -347,18 +349,20 @@ def set_nodes(
 ) -> SetResult:
     """Change nodes' image, boot mode or domain; a single node's private MAC or IP."""
     if all(value is None for value in (image, mac, ip, boot_mode, domain)):
-        raise UserError("nothing to change; give --image, --mac, --ip, --boot-mode or --domain")
+        some_field = ", ".join(ref(name) for name in ("image", "mac", "ip", "boot_mode"))
+        raise FieldError("image", f"nothing to change; give {some_field} or {ref('domain')}", sep=None)
     if boot_mode is not None and boot_mode not in BOOT_MODES:
-        raise UserError(f"--boot-mode {boot_mode!r} is unknown; use {' or '.join(BOOT_MODES)}")
-    new_mac = parsed("--mac", parse_mac, mac) if mac is not None else None
-    new_ip = parsed("--ip", parse_ipv4, ip) if ip is not None else None
-    new_domain = parsed("--domain", parse_domain, domain) if domain is not None else None
+        raise FieldError("boot_mode", f"{boot_mode!r} is unknown; use {' or '.join(BOOT_MODES)}")
+    new_mac = parsed("mac", parse_mac, mac) if mac is not None else None
+    new_ip = parsed("ip", parse_ipv4, ip) if ip is not None else None
+    new_domain = parsed("domain", parse_domain, domain) if domain is not None else None
     result = SetResult()
     with db.session() as session:
         names = _select_names(session, nodeset)
         assert names is not None
         if (new_mac is not None or new_ip is not None) and len(names) != 1:
-            raise UserError(f"--mac and --ip set one node's address; {nodeset!r} names {len(names)} nodes")
+            one = f"{ref('mac')} and {ref('ip')} set one node's address"
+            raise FieldError("nodeset", f"{one}; {nodeset!r} names {len(names)} nodes", sep=None)
         image_row = image_named(session, image, lambda: store_images(db.state_dir)) if image is not None else None
         nodes = list(session.scalars(select(Node).where(Node.name.in_(names))))
         iface, mac_changed = None, False

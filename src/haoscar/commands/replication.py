@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from haoscar.commands.env import Env
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, UserError
 
 __all__ = ["ROLES", "ReplicationStatus", "RunReplication", "TakeOverCheck", "TakeOverVerdict", "may_take_over", "run",
            "status"]  # fmt: skip
@@ -63,9 +63,19 @@ def run(env: Env, request: RunReplication) -> int:
     from haoscar.spec.loader import load_spec
 
     if request.role not in ROLES:
-        raise UserError(f"role: {request.role!r} is not a role; use source (the active head) or target (the standby)")
+        raise FieldError(
+            "role",
+            f"{request.role!r} is not a role; use source (the active head) or target (the standby)",
+            sep=": ",
+            bare=True,
+        )
     if request.catch_up and request.role != "target":
-        raise UserError("catch_up: catching up is for a returning head, which runs as target; drop it or use target")
+        raise FieldError(
+            "catch_up",
+            "catching up is for a returning head, which runs as target; drop it or use target",
+            sep=": ",
+            bare=True,
+        )
     spec = load_spec(request.spec_file)
     return asyncio.run(
         run_replication(

@@ -19,7 +19,7 @@ from haoscar.db.addresses import Taken, check_in_subnet, network_subnet, parsed,
 from haoscar.db.images import image_named
 from haoscar.db.models import Group, Interface, Node, Setting
 from haoscar.db.session import Database, record_event
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, UserError, ref
 from haoscar.spec.types import parse_domain, parse_hostname, parse_ifname, parse_ipv4, parse_netmask
 
 __all__ = ["StandbyAdded", "StandbyServer", "add_standby", "standby_add"]
@@ -58,44 +58,46 @@ class _Fields:
 
 
 def _parse(request: StandbyServer) -> _Fields:
-    def optional(option: str, value: str | None) -> IPv4Address | None:
-        parser = parse_netmask if option == "--netmask" else parse_ipv4
-        return parsed(option, parser, value) if value is not None else None
+    def optional(field: str, value: str | None) -> IPv4Address | None:
+        parser = parse_netmask if field == "netmask" else parse_ipv4
+        return parsed(field, parser, value) if value is not None else None
 
     fields = _Fields(
-        hostname=parsed("--hostname", parse_hostname, request.hostname),
-        alias=parsed("--alias-ip", parse_ipv4, request.alias_ip),
-        local=parsed("--local-ip", parse_ipv4, request.local_ip),
-        netmask=optional("--netmask", request.netmask),
-        gateway=optional("--gateway", request.gateway),
-        public=optional("--public-ip", request.public_ip),
-        primary_if=parsed("--primary-public-interface", parse_ifname, request.primary_public_interface),
-        standby_if=parsed("--standby-public-interface", parse_ifname, request.standby_public_interface),
-        private_if=parsed("--private-interface", parse_ifname, request.private_interface),
+        hostname=parsed("hostname", parse_hostname, request.hostname),
+        alias=parsed("alias_ip", parse_ipv4, request.alias_ip),
+        local=parsed("local_ip", parse_ipv4, request.local_ip),
+        netmask=optional("netmask", request.netmask),
+        gateway=optional("gateway", request.gateway),
+        public=optional("public_ip", request.public_ip),
+        primary_if=parsed("primary_public_interface", parse_ifname, request.primary_public_interface),
+        standby_if=parsed("standby_public_interface", parse_ifname, request.standby_public_interface),
+        private_if=parsed("private_interface", parse_ifname, request.private_interface),
     )
     if fields.standby_if == fields.private_if:
-        raise UserError(f"--standby-public-interface {fields.standby_if} is also the private interface; use e.g. eth1")
+        raise FieldError(
+            "standby_public_interface", f"{fields.standby_if} is also the private interface; use e.g. eth1"
+        )
     return fields
 
 
 def _check(session: Session, f: _Fields, subnet: IPv4Network) -> None:
     """The addresses against the applied spec's networks and the nodes already defined."""
-    check_in_subnet("--local-ip", f.local, subnet)
+    check_in_subnet("local_ip", f.local, subnet)
     public_net = network_subnet(session, "public")
     if f.gateway is not None and public_net is None:
-        check_in_subnet("--gateway", f.gateway, subnet)
+        check_in_subnet("gateway", f.gateway, subnet)
     if public_net is not None:
-        check_in_subnet("--alias-ip", f.alias, public_net)
+        check_in_subnet("alias_ip", f.alias, public_net)
         if f.public is not None:
-            check_in_subnet("--public-ip", f.public, public_net)
+            check_in_subnet("public_ip", f.public, public_net)
     taken = Taken.load(session)
     if f.hostname in taken.names:
-        raise UserError(f"--hostname {f.hostname} is already a node; choose another name, e.g. head2")
-    for option, address in (("--local-ip", f.local), ("--public-ip", f.public), ("--alias-ip", f.alias)):
+        raise FieldError("hostname", f"{f.hostname} is already a node; choose another name, e.g. head2")
+    for field, address in (("local_ip", f.local), ("public_ip", f.public), ("alias_ip", f.alias)):
         if address is not None and str(address) in taken.ips:
-            raise UserError(f"{option} {address} is already used by node {taken.ips[str(address)]}")
+            raise FieldError(field, f"{address} is already used by node {taken.ips[str(address)]}")
     if f.public is not None and f.public == f.alias:
-        raise UserError("--public-ip must differ from --alias-ip: the alias moves between the heads")
+        raise FieldError("public_ip", f"must differ from {ref('alias_ip')}: the alias moves between the heads")
 
 
 def _remember_dialog(session: Session, f: _Fields, image: str, subnet: IPv4Network) -> None:
@@ -128,9 +130,9 @@ def add_standby(db: Database, request: StandbyServer) -> NodeRow:
                 f"the standby head is already defined as {existing}; "
                 f"delete it first with `haoscar node delete {existing}`"
             )
-        domain = parsed("--domain", parse_domain, request.domain or _setting(session, "domain") or DEFAULT_DOMAIN)
+        domain = parsed("domain", parse_domain, request.domain or _setting(session, "domain") or DEFAULT_DOMAIN)
         image = image_named(session, request.image, _stored(db))
-        subnet = subnet_for(session, "private", f.local, f.netmask, option="--local-ip")
+        subnet = subnet_for(session, "private", f.local, f.netmask, field="local_ip")
         _check(session, f, subnet)
         heads = session.scalar(select(Group).where(Group.name == "heads"))
         if heads is None:

@@ -29,7 +29,7 @@ from sqlalchemy import select
 from haoscar.commands.wiring import open_cluster_database as open_database  # replicated on a head
 from haoscar.db.models import Interface, Node
 from haoscar.db.session import Database, record_event
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, UserError, ref
 from haoscar.fsutil import atomic_write
 from haoscar.provision.install_states import InstallState, set_install_state
 from haoscar.spec import ClusterSpec, load_spec
@@ -196,7 +196,7 @@ def _mac(env: CloneEnv) -> str:
     db = env.db()
     try:
         current = _standby_mac(db, env.standby)
-        wanted = checked_mac(env.options.standby_mac, "--standby-mac") if env.options.standby_mac else None
+        wanted = checked_mac(env.options.standby_mac, "standby_mac") if env.options.standby_mac else None
         if wanted is None and current is not None:
             return f"{env.standby} already has MAC {current}"
         if wanted is None:
@@ -205,9 +205,11 @@ def _mac(env: CloneEnv) -> str:
             interface = env.options.interface or env.spec.heads.primary.private_interface
             seen = collect(db, env.state_dir, interface, timeout=env.options.collect_timeout, stop_after=1).sightings
             if not seen:
-                raise UserError(
+                raise FieldError(
+                    "standby_mac",
                     f"no DHCP request from an unknown MAC on {interface} within {env.options.collect_timeout:g} s; "
-                    f"power {env.standby} on with network boot first, or give --standby-mac"
+                    f"power {env.standby} on with network boot first, or give {ref('standby_mac')}",
+                    sep=None,
                 )
             wanted = seen[0].request.mac
         if wanted == current:

@@ -16,19 +16,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from haoscar.db.models import Interface, Network, Node
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, ref
 
 T = TypeVar("T")
 # How many offending names or addresses an error message lists before it says "and N more".
 SHOWN = 5
 
 
-def parsed(option: str, parser: Callable[[Any], T], value: Any) -> T:
-    """Run a ``haoscar.spec.types`` parser, turning its message into a UserError that names the option."""
+def parsed(field: str, parser: Callable[[Any], T], value: Any) -> T:
+    """Run a ``haoscar.spec.types`` parser on a request field, turning its message into a FieldError."""
     try:
         return parser(value)
     except ValueError as exc:
-        raise UserError(f"{option}: {exc}") from None
+        raise FieldError(field, str(exc), sep=": ") from None
 
 
 def fold(names: Iterable[str]) -> str:
@@ -73,19 +73,24 @@ def subnet_for(
     ip: ipaddress.IPv4Address,
     netmask: ipaddress.IPv4Address | None,
     *,
-    option: str,
+    field: str,
 ) -> ipaddress.IPv4Network:
-    """The subnet new addresses must fall in: the spec's network when one was applied, else IP + netmask."""
+    """The subnet new addresses must fall in: the spec's network when one was applied, else IP + netmask
+    (``field`` holds the IP, the request's ``netmask`` field the netmask)."""
     known = network_subnet(session, network)
     if known is not None:
         if netmask is not None and netmask != known.netmask:
-            raise UserError(
-                f"--netmask {netmask} does not match the {network} network {known} of the applied spec; "
-                f"use {known.netmask} (or leave --netmask out)"
+            raise FieldError(
+                "netmask",
+                f"{netmask} does not match the {network} network {known} of the applied spec; "
+                f"use {known.netmask} (or leave {ref('netmask')} out)",
             )
         return known
     if netmask is None:
-        raise UserError(f"{option} needs --netmask (e.g. 255.255.255.0): no spec with a {network} network was applied")
+        needs = (
+            f"{ref(field)} needs {ref('netmask')} (e.g. 255.255.255.0): no spec with a {network} network was applied"
+        )
+        raise FieldError("netmask", needs, sep=None)
     return ipaddress.IPv4Network(f"{ip}/{netmask}", strict=False)
 
 
@@ -96,22 +101,24 @@ def usable(subnet: ipaddress.IPv4Network) -> tuple[ipaddress.IPv4Address, ipaddr
     return subnet.network_address + 1, subnet.broadcast_address - 1
 
 
-def check_in_subnet(option: str, ip: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network) -> None:
+def check_in_subnet(field: str, ip: ipaddress.IPv4Address, subnet: ipaddress.IPv4Network) -> None:
     first, last = usable(subnet)
     if not first <= ip <= last:
         where = "outside" if ip not in subnet else "not a host address of"
-        raise UserError(f"{option} {ip} is {where} the subnet {subnet}; use an address from {first} to {last}")
+        raise FieldError(field, f"{ip} is {where} the subnet {subnet}; use an address from {first} to {last}")
 
 
-def check_range(option: str, start: ipaddress.IPv4Address, count: int, subnet: ipaddress.IPv4Network) -> None:
+def check_range(field: str, start: ipaddress.IPv4Address, count: int, subnet: ipaddress.IPv4Network) -> None:
     """``count`` consecutive addresses from ``start`` must all be usable host addresses of ``subnet``."""
-    check_in_subnet(option, start, subnet)
+    check_in_subnet(field, start, subnet)
     _first, last = usable(subnet)
     end = int(start) + count - 1
     if end > int(last):
         fit = int(last) - int(start) + 1
-        raise UserError(
-            f"{count} nodes from {option} {start} need addresses up to {ipaddress.IPv4Address(min(end, 2**32 - 1))}, "
-            f"past the last usable address {last} of {subnet}; at most {fit} fit from {start} "
-            "(use a lower start IP, fewer nodes, or a larger subnet)"
+        raise FieldError(
+            field,
+            f"{count} nodes from {ref(field)} {start} need addresses up to "
+            f"{ipaddress.IPv4Address(min(end, 2**32 - 1))}, past the last usable address {last} of {subnet}; "
+            f"at most {fit} fit from {start} (use a lower start IP, fewer nodes, or a larger subnet)",
+            sep=None,
         )

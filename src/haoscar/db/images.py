@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from haoscar.db.constants import DB_FILE
 from haoscar.db.models import Image
 from haoscar.db.session import Database, open_database
-from haoscar.errors import NotFound
+from haoscar.errors import FieldNotFound
 from haoscar.spec.nodes import sorted_nodes
 
 
@@ -68,8 +68,9 @@ def sync_images_from_store(db: Database, stored: Iterable[StoredImage]) -> list[
         return sync_images_in(session, stored)
 
 
-def image_named(session: Session, name: str, stored: StoredImages, *, option: str = "--image") -> Image:
-    """The image row called ``name``, looking in the image store too; NotFound lists the images there are."""
+def image_named(session: Session, name: str, stored: StoredImages, *, field: str = "image") -> Image:
+    """The image row called ``name`` (the request's ``field``), looking in the image store too; NotFound lists the
+    images there are."""
     image = session.scalar(select(Image).where(Image.name == name))
     if image is None:
         sync_images_in(session, stored())
@@ -78,7 +79,7 @@ def image_named(session: Session, name: str, stored: StoredImages, *, option: st
     if image is None:
         known = sorted(session.scalars(select(Image.name)))
         hint = f"known images: {', '.join(known)}" if known else "there are none yet; build one or apply a spec"
-        raise NotFound(f"{option}: unknown image {name!r}; {hint}")
+        raise FieldNotFound(field, f"unknown image {name!r}; {hint}", sep=": ")
     return image
 
 

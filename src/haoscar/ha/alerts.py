@@ -15,13 +15,14 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import IO
 
 from haoscar.events import Event, EventBus, at_least
+from haoscar.ha.alert_delivery import KindLimit, SmtpSecurity, send_mail
 from haoscar.spec.models import HA, Alert
 
 
@@ -107,6 +108,7 @@ class EmailHook:
     mail_from: str
     mail_to: list[str]
     timeout: float
+    security: SmtpSecurity = field(default_factory=SmtpSecurity)
 
     def describe(self) -> str:
         return f"e-mail to {', '.join(self.mail_to)} via {self.server}:{self.port}"
@@ -126,8 +128,7 @@ class EmailHook:
 
     def send(self, event: Event) -> None:
         try:
-            with smtplib.SMTP(self.server, self.port, timeout=self.timeout) as smtp:
-                smtp.send_message(self.message(event))
+            send_mail(self.server, self.port, self.timeout, self.security, self.message(event))
         except (smtplib.SMTPException, OSError) as exc:
             raise AlertFailed(str(exc) or type(exc).__name__) from None
 
@@ -143,7 +144,8 @@ def hook_for(alert: Alert) -> Hook:
         assert alert.webhook is not None
         return WebhookHook(alert.webhook, alert.timeout)
     assert alert.smtp_server is not None
-    return EmailHook(alert.smtp_server, alert.smtp_port, alert.mail_from, alert.recipients, alert.timeout)
+    security = SmtpSecurity.from_alert(alert)
+    return EmailHook(alert.smtp_server, alert.smtp_port, alert.mail_from, alert.recipients, alert.timeout, security)
 
 
 @dataclass
@@ -158,15 +160,24 @@ class Route:
 class AlertDispatcher:
     """The bus sink for alerts: sends each event to every hook whose minimum severity it reaches."""
 
-    def __init__(self, routes: Sequence[Route], log: Callable[[str], None]) -> None:
+    def __init__(self, routes: Sequence[Route], log: Callable[[str], None], limit: KindLimit | None = None) -> None:
         self.routes = list(routes)
         self._log = log
+        self.limit = limit or KindLimit()  # bounded alerts per kind and window (docs/ha.md, Alerts)
 
     @classmethod
     def from_spec(cls, alerts: Sequence[Alert], log: Callable[[str], None]) -> AlertDispatcher:
         return cls([Route(hook_for(alert), alert.min_severity) for alert in alerts], log)
 
     def __call__(self, event: Event) -> None:
+        if not any(at_least(event, route.min_severity) for route in self.routes):
+            return  # only alerts that would be sent count against the limit
+        send, first_held = self.limit.allow(event.kind)
+        if first_held:
+            self._log(f"alerts: more than {self.limit.per_window} {event.kind} in {self.limit.window:g} s; "
+                      "the rest of this window are not sent (they are in events.jsonl)")  # fmt: skip
+        if not send:
+            return
         for route in self.routes:
             if not at_least(event, route.min_severity):
                 continue

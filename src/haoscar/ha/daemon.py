@@ -28,6 +28,8 @@ from haoscar.ha.control import control_path, serve_control
 from haoscar.ha.decide import Action, Demote, Go, Promote, View, decide, lease_probe, wants_failback
 from haoscar.ha.health import Health
 from haoscar.ha.host import Resources, VipPort
+from haoscar.ha.incarnation import next_incarnation
+from haoscar.ha.keyset import KeySet
 from haoscar.ha.lease import LeaseView
 from haoscar.ha.lease_client import LeaseClient
 from haoscar.ha.peer import PeerView
@@ -45,7 +47,7 @@ class Daemon:
         self,
         cfg: NodeConfig,
         *,
-        key: bytes,
+        key: bytes | KeySet,
         state_dir: Path,
         bus: EventBus,
         resources: Resources,
@@ -62,7 +64,9 @@ class Daemon:
         self.sm = StateMachine(self._on_transition)
         self.started = self.state_since = time.monotonic()
         self.peer = PeerView(tuple(link.network for link in cfg.links))
-        self.packets = Packets(key, bus)
+        self.keys = key if isinstance(key, KeySet) else KeySet.of_secret(key)
+        # Persisted and fsync'd before the first packet: never the wall clock (ha/incarnation.py).
+        self.packets = Packets(self.keys, bus, next_incarnation(state_dir / "ha"))
         self.transport = HeartbeatTransport(cfg, self.packets, self._on_heartbeat)
         self.lease_client = LeaseClient(cfg, self.packets, self, replication)
         self.actions = LongActions(self)
@@ -120,6 +124,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(RuntimeError, ValueError):
                 loop.add_signal_handler(sig, self.request_shutdown)
+        with contextlib.suppress(RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGHUP, self.reload_keys)  # `systemctl reload`, `haoscar keys rotate`
         self.bus.event(
             "daemon.start", f"{self.cfg.name} ({self.cfg.role}) starting", timings=self.cfg.timings.as_dict()
         )
@@ -137,6 +143,17 @@ class Daemon:
                 self.vip.remove()
             self.vip.close()
             self.bus.event("daemon.stop", f"{self.cfg.name} stopped")
+
+    def reload_keys(self) -> dict[str, Any]:
+        """Re-read the keyrings (a key rotation's steps); the keys in use stay when a file is bad."""
+        result = self.keys.reload()
+        if result["ok"]:
+            self.bus.event("keys.reloaded", "keys reloaded", keys=result["keys"])
+        else:
+            self.bus.event("keys.reload_failed", f"keys not reloaded: {result['error']}", "critical")
+        if self.replication is not None:
+            self.replication.keys_changed()
+        return result
 
     def request_shutdown(self) -> None:
         self.requests.shutdown = True
@@ -398,9 +415,14 @@ class Daemon:
             return await self.switchover()
         if op == "failback":
             return await self.failback()
+        if op == "reload-keys":
+            return self.reload_keys()
         if op == "takeover":
             return await self.takeover(bool(request.get("force")))
-        return {"ok": False, "error": f"unknown request {op!r}; use status, switchover, failback or takeover"}
+        return {
+            "ok": False,
+            "error": f"unknown request {op!r}; use status, switchover, failback, takeover or reload-keys",
+        }
 
     async def switchover(self) -> dict[str, Any]:
         now = time.monotonic()

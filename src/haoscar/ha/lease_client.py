@@ -82,7 +82,7 @@ class LeaseClient:
                 body["peer_stale"], body["stale_reason"] = mark[0], mark[1][:200]
             if self.replication.forced and op == "acquire":
                 body["force"] = True
-        data = encode(KIND_LEASE_REQUEST, body, self.packets.key)
+        data = encode(KIND_LEASE_REQUEST, body, self.packets.keyring(KIND_LEASE_REQUEST))
         for address in self.cfg.witness:
             self.endpoint.transport.sendto(data, (str(address), self.cfg.witness_port))
 

@@ -1,10 +1,11 @@
 """Replay protection: a sliding window of sequence numbers per sender and incarnation (as in IPsec, RFC 4303).
 
-Every sender numbers its packets 1, 2, 3, ... within an *incarnation*, a number it picks at start (its start time
-in nanoseconds, so a restarted daemon has a larger one). A receiver accepts a packet when its sequence number is new
-within the window of the sender's current incarnation; a packet of an older incarnation is a replay of a previous
-life and is refused, a larger incarnation starts a new window. Packets sent on several networks carry distinct
-sequence numbers, so the copy that arrives on a second network is not taken for a replay.
+Every sender numbers its packets 1, 2, 3, ... within an *incarnation*, a number it takes at start from a persisted,
+fsync'd boot counter (``haoscar.ha.incarnation``), so a restarted daemon has a larger one whatever its clock says.
+A receiver accepts a packet when its sequence number is new within the window of the sender's current
+incarnation; a packet of an older incarnation is a replay of a previous life and is refused, a larger incarnation
+starts a new window. Packets sent on several networks carry distinct sequence numbers, so the
+copy that arrives on a second network is not taken for a replay.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from haoscar.ha.wire import Packet, Rejected, decode
+from haoscar.ha.wire import KeyLike, Packet, Rejected, decode
 
 
 @dataclass
@@ -52,7 +53,7 @@ class ReplayWindow:
         return None if window is None else window.incarnation
 
 
-def admit(data: bytes, key: bytes, kind: int, senders: Collection[str], window: ReplayWindow) -> Packet:
+def admit(data: bytes, key: KeyLike, kind: int, senders: Collection[str], window: ReplayWindow) -> Packet:
     """A packet that is authentic, of ``kind``, from one of ``senders`` and fresh in ``window``; ``Rejected``
     (with the drop reason) otherwise. The one check the heads and the witness both apply to what they receive."""
     packet = decode(data, key)

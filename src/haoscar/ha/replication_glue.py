@@ -273,6 +273,16 @@ class ReplicationGlue:
         )
         return current
 
+    def keys_changed(self) -> None:
+        """The daemon reloaded its keys: the replication key may have changed too."""
+        refresh = getattr(self.manager, "refresh_keys", None)
+        if refresh is None:
+            return
+        try:
+            refresh()
+        except Exception as exc:  # a bad key file: replication keeps the key it has, and says so
+            self.bus.event("replication.keys", f"replication key not reloaded: {exc}", "critical")
+
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None and not task.done():

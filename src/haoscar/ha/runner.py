@@ -18,12 +18,14 @@ from haoscar.ha.apiserver import ApiProcess, spawn
 from haoscar.ha.config import node_config
 from haoscar.ha.control import control_path
 from haoscar.ha.daemon import Daemon
+from haoscar.ha.incarnation import next_incarnation
+from haoscar.ha.keyset import KeySet
 from haoscar.ha.lease import LeaseTable
 from haoscar.ha.replication_glue import make_glue
 from haoscar.ha.resources import ResourceGroup
 from haoscar.ha.timing import LoopLagMonitor, apply_timing_protection
 from haoscar.ha.witness import Witness, serve
-from haoscar.keys import load_key
+from haoscar.keyring import WITNESS_PURPOSES
 from haoscar.spec.models import ClusterSpec
 
 
@@ -57,7 +59,7 @@ def _key_path(spec: ClusterSpec, key_file: Path | None) -> Path:
 
 async def run_head(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path | None = None) -> None:
     cfg = node_config(spec, node, key_file)
-    key = load_key(cfg.key_file)
+    key = KeySet.load(cfg.key_file, ("heartbeat", "lease"))  # replication loads its own (replication.key)
     state_dir.mkdir(parents=True, exist_ok=True)
     bus = daemon_bus(spec.ha, cfg.name, state_dir)
     apply_timing_protection(spec.ha, bus)
@@ -113,15 +115,18 @@ async def run_witness(
     witness_spec = spec.ha.witness
     if witness_spec is None:
         raise UserError("the spec has no ha.witness section; add one (hostname, addresses) to run a witness")
-    key = load_key(_key_path(spec, key_file))
+    keys = KeySet.load(_key_path(spec, key_file), WITNESS_PURPOSES)  # a witness holds only the lease key
     heads = frozenset({spec.heads.primary.hostname, spec.heads.standby.hostname})
     witness = Witness(
         name=witness_spec.hostname,
-        key=key,
+        key=keys["lease"],
         heads=heads,
         table=LeaseTable(lease=spec.ha.lease_s, started=time.monotonic()),
         log=sys.stderr,
         # Without a state directory (tests) the marks live in memory only.
         state_file=state_dir / "witness" / "stale.json" if state_dir is not None else None,
+        keyset=keys,
     )
+    if state_dir is not None:  # a persisted boot counter, never the wall clock (ha/incarnation.py)
+        witness.incarnation = next_incarnation(state_dir / "witness")
     await serve(witness, addresses or [str(a) for a in witness_spec.addresses], witness_spec.port)

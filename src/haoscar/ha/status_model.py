@@ -30,6 +30,8 @@ def status(d: Host) -> dict[str, Any]:
         "lease": _lease(d, now),
         "resources": resources,
         "dropped": d.packets.drops.as_dict(),
+        "keys": d.packets.keys.describe(),  # key ids and files per purpose, never a secret
+        "incarnation": d.packets.incarnation,
         "fencing": {
             "method": d.cfg.fencing.method,
             "last": d.actions.last_fence.as_dict() if d.actions.last_fence else None,

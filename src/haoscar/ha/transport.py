@@ -7,15 +7,16 @@ window and the peer's acknowledgements see one ordered stream. Every rejected pa
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any, cast
 
 from haoscar.events import EventBus
 from haoscar.ha.config import Link, NodeConfig
+from haoscar.ha.keyset import KeySet
 from haoscar.ha.peer import DropCounters, SentLog
 from haoscar.ha.replay import ReplayWindow, admit
 from haoscar.ha.wire import KIND_HEARTBEAT, Rejected, encode
+from haoscar.keyring import Keyring
 
 
 class Endpoint(asyncio.DatagramProtocol):
@@ -42,10 +43,10 @@ class Packets:
     """Signing and verification shared by heartbeats and lease requests: the sequence counter, the replay window,
     the drop counters."""
 
-    def __init__(self, key: bytes, bus: EventBus) -> None:
-        self.key = key
+    def __init__(self, keys: KeySet, bus: EventBus, incarnation: int) -> None:
+        self.keys = keys  # heartbeats: the heartbeat keyring; witness requests and replies: the lease keyring
         self.bus = bus
-        self.incarnation = time.time_ns()  # this life of the daemon: the peer's replay window restarts with it
+        self.incarnation = incarnation  # this life of the daemon (ha/incarnation.py): the peer's window restarts
         self.seq = 0
         self.sent = SentLog()
         self.replay = ReplayWindow()
@@ -58,10 +59,13 @@ class Packets:
     def accept(self, data: bytes, kind: int, senders: tuple[str, ...]) -> dict[str, Any] | None:
         """The body of a valid, fresh packet of ``kind`` from one of ``senders``; None (counted) otherwise."""
         try:
-            return admit(data, self.key, kind, senders, self.replay).body
+            return admit(data, self.keyring(kind), kind, senders, self.replay).body
         except Rejected as exc:
             self.drop(exc.reason)
             return None
+
+    def keyring(self, kind: int) -> Keyring:
+        return self.keys["heartbeat" if kind == KIND_HEARTBEAT else "lease"]
 
     def drop(self, reason: str) -> None:
         self.drops.drop(reason)
@@ -103,7 +107,9 @@ class HeartbeatTransport:
                 continue
             seq = self.packets.next_seq()
             self.packets.sent.record(seq, now)
-            data = encode(KIND_HEARTBEAT, {**body_common, "seq": seq, "net": link.network}, self.packets.key)
+            data = encode(
+                KIND_HEARTBEAT, {**body_common, "seq": seq, "net": link.network}, self.packets.keyring(KIND_HEARTBEAT)
+            )
             endpoint.transport.sendto(data, (str(link.peer), self.cfg.port))
 
     def close(self) -> None:

@@ -21,17 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
 
+from haoscar.ha.keyset import KeySet
 from haoscar.ha.lease import LeaseTable
 from haoscar.ha.peer import DropCounters
 from haoscar.ha.replay import ReplayWindow, admit
-from haoscar.ha.wire import KIND_LEASE_REPLY, KIND_LEASE_REQUEST, Rejected, encode
+from haoscar.ha.wire import KIND_LEASE_REPLY, KIND_LEASE_REQUEST, KeyLike, Rejected, encode
 from haoscar.replication.state import write_json_atomic
 
 
 @dataclass
 class Witness:
     name: str
-    key: bytes
+    key: KeyLike  # the lease keyring: the only key a witness holds
     heads: frozenset[str]
     table: LeaseTable
     log: IO[str] = field(default_factory=lambda: sys.stderr)
@@ -41,6 +42,7 @@ class Witness:
     seq: int = 0
     last_holder: str | None = None
     state_file: Path | None = None  # where the stale marks survive a restart (None: memory only)
+    keyset: KeySet | None = None  # where ``key`` is reloaded from on SIGHUP (None: a fixed key)
 
     def __post_init__(self) -> None:
         if self.state_file is not None and self.state_file.exists():
@@ -97,6 +99,12 @@ class Witness:
             reply["peer_marked"] = marked
         return encode(KIND_LEASE_REPLY, reply, self.key)
 
+    def reload_keys(self) -> None:
+        if self.keyset is None:
+            return
+        result = self.keyset.reload()
+        self._log(f"keys reloaded: {result['keys']}" if result["ok"] else f"keys NOT reloaded: {result['error']}")
+
     def _save(self, before: dict[str, str]) -> bool:
         for head in sorted(set(before) ^ set(self.table.stale)):  # a changed reason alone is saved, not logged
             why = self.table.stale.get(head)
@@ -141,6 +149,8 @@ async def serve(witness: Witness, addresses: Iterable[str], port: int, stop: asy
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
+    with contextlib.suppress(RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGHUP, witness.reload_keys)  # a key rotation's steps
     witness._log(f"serving leases of {witness.table.lease:g} s on {', '.join(addresses)} port {port}")
     try:
         await stop.wait()

@@ -10,21 +10,28 @@
 A netboot node's script, asked for from the address the cluster gave that node, carries a fresh install token on
 the installer's kernel command line (``install_tokens``); asked for from anywhere else it carries none.
 
-It binds only the addresses it is given (the head's private address), never all interfaces.
+It binds only the addresses it is given (the head's private address), never all interfaces, and every connection
+passes its limits (``bootserver_limits``, ``bootserver_gate``): connection caps, idle and header deadlines, size
+limits, a short shutdown.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
+import signal
 from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy import select
 
 from haoscar.db.models import Image, Interface, Network, Node
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, UserError
 from haoscar.provision import install_tokens
-from haoscar.provision.install_http import add_install_routes, authorize
+from haoscar.provision.bootserver_gate import Gate, http_logger
+from haoscar.provision.bootserver_limits import BootLimits
+from haoscar.provision.install_http import LIMITS_KEY, add_install_routes, authorize
 from haoscar.provision.install_states import InstallState, set_install_state
 from haoscar.provision.installer_build import INSTALLER_DIR
 from haoscar.provision.ipxe import INITRD, KERNEL
@@ -157,8 +164,12 @@ async def boot_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(target)
 
 
-def make_app(db: Database, state_dir: Path) -> web.Application:
-    app = web.Application()
+def make_app(
+    db: Database, state_dir: Path, limits: BootLimits | None = None, gate: Gate | None = None
+) -> web.Application:
+    limits = limits or BootLimits()
+    app = web.Application(client_max_size=limits.body_bytes, middlewares=[gate.middleware] if gate else [])
+    app[LIMITS_KEY] = limits
     app[DB_KEY] = db
     app[PATHS_KEY] = NetbootPaths.under(state_dir)
     app.router.add_get("/boot.ipxe", entry_script)
@@ -169,13 +180,55 @@ def make_app(db: Database, state_dir: Path) -> web.Application:
     return app
 
 
-def serve(db: Database, state_dir: Path, binds: list[str], port: int) -> None:
-    """Run until interrupted, listening on ``binds`` only."""
+def serve(db: Database, state_dir: Path, binds: list[str], port: int, limits: BootLimits | None = None) -> None:
+    """Run until SIGTERM or SIGINT, listening on ``binds`` only, within ``limits``."""
     for address in binds:
         try:
             ipaddress.ip_address(address)
         except ValueError:
-            raise UserError(
-                f"--bind {address!r} is not an IP address; give the head's private IP, e.g. 198.18.0.1"
+            raise FieldError(
+                "binds", f"{address!r} is not an IP address; give the head's private IP, e.g. 198.18.0.1"
             ) from None
-    web.run_app(make_app(db, state_dir), host=binds, port=port, print=None, handle_signals=True)
+    asyncio.run(_run(db, state_dir, binds, port, limits or BootLimits()))
+
+
+async def start(
+    db: Database, state_dir: Path, binds: list[str], port: int, limits: BootLimits
+) -> tuple[web.AppRunner, Gate]:
+    """The boot server listening (stop it with ``gate.stop()`` then ``runner.cleanup()``)."""
+    gate = Gate(limits)
+    runner = web.AppRunner(
+        make_app(db, state_dir, limits, gate),
+        access_log=None,
+        logger=http_logger(),
+        keepalive_timeout=limits.idle_timeout,  # aiohttp starts it when a connection opens, too
+        max_line_size=limits.header_bytes,
+        max_field_size=limits.header_bytes,
+        lingering_time=1.0,  # an unread body is drained for 1 s, not 10, before the connection closes
+        shutdown_timeout=limits.shutdown_timeout,
+    )
+    await runner.setup()
+    assert runner.server is not None
+    try:
+        await gate.start(runner.server, binds, port)
+    except OSError as exc:
+        await runner.cleanup()
+        raise UserError(f"binds: cannot listen on {', '.join(binds)} port {port}: {exc.strerror}") from None
+    return runner, gate
+
+
+async def _run(db: Database, state_dir: Path, binds: list[str], port: int, limits: BootLimits) -> None:
+    runner, gate = await start(db, state_dir, binds, port, limits)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        print(f"boot server on {', '.join(binds)} port {port}; limits {limits.as_dict()}", flush=True)
+        await stop.wait()
+    finally:
+        gate.stop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(ValueError):
+                loop.remove_signal_handler(signum)
+        await runner.cleanup()

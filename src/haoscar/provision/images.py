@@ -11,6 +11,11 @@ Layout of one image::
 Every fetch or build makes version N+1 in a hidden temporary directory with ``rsync --link-dest`` onto the
 current version, and renames it into place only when complete: a failed fetch leaves no half version, and files
 that did not change are hard links that cost no space. The network installer serves ``current_root(name)``.
+
+``images/`` itself is mode 0700, owned by root: a version's tree keeps the modes of the system it came from (a
+``/usr/bin/passwd`` setuid root, a ``/root`` of its own), and an old version can hold a setuid binary with a known
+hole, so no other user of the head may walk into any of it. Every operation that makes, changes or serves a
+version sets that mode again (a store made by an earlier release, 0755, is closed on its first use).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from haoscar.errors import NotFound, UserError
+from haoscar.errors import FieldError, NotFound, UserError
 from haoscar.fsutil import atomic_write
 from haoscar.provision import image_build
 from haoscar.provision.image_diff import TreeDiff, diff_trees
@@ -91,6 +96,7 @@ class FetchRequest:
 
 
 InUse = Callable[[Path, str], list[str]]
+STORE_MODE = 0o700
 
 
 class ImageStore:
@@ -98,6 +104,14 @@ class ImageStore:
         self.state_dir = state_dir
         self.root = state_dir / "images"
         self._in_use = in_use
+
+    def _lock(self, *, create: bool = False) -> None:
+        """``images/`` mode 0700: nothing below it reachable by another user of the head (see the module doc)."""
+        if create:
+            self.root.mkdir(mode=STORE_MODE, parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if self.root.stat().st_mode & 0o7777 != STORE_MODE:
+                os.chmod(self.root, STORE_MODE)
 
     # ---- reading -------------------------------------------------------------------------------------------
 
@@ -147,6 +161,7 @@ class ImageStore:
 
     def current_root(self, name: str) -> Path:
         """The tree installing nodes receive for image ``name``."""
+        self._lock()
         self._settings(name)
         current = self.current(name)
         if current is None:
@@ -210,14 +225,14 @@ class ImageStore:
         """Make the next version of an image: ``fill(new_root, parent_root)`` populates the new tree inside a
         temporary directory; only a complete version is renamed into place and made current."""
         name = settings.name
+        self._lock(create=True)
         image_dir = self.root / name
         versions_dir = image_dir / "versions"
         versions_dir.mkdir(parents=True, exist_ok=True)
         parent = self.current(name)
         parent_root = versions_dir / str(parent) / "root" if parent is not None else None
         number = max([settings.next_version, *(v + 1 for v in self.versions(name))])
-        work = Path(tempfile.mkdtemp(prefix=f".new-{number}-", dir=versions_dir))
-        work.chmod(0o755)  # mkdtemp's 0700 would hide the version from a boot server not running as root
+        work = Path(tempfile.mkdtemp(prefix=f".new-{number}-", dir=versions_dir))  # 0700, under a 0700 store
         try:
             new_root = work / "root"
             details = fill(new_root, parent_root)
@@ -255,7 +270,7 @@ class ImageStore:
         source = f"golden-client:{request.ssh_user}@{request.golden_client}:{request.source_root}"
         settings, _ = self._new_settings(request.name, request.ip_assignment, request.post_install, source)
         if not request.source_root.startswith("/"):
-            raise UserError(f"--source-root {request.source_root!r} must be an absolute path, e.g. / or /srv/golden")
+            raise FieldError("source_root", f"{request.source_root!r} must be an absolute path, e.g. / or /srv/golden")
         exclude_file = request.exclude_file
         if exclude_file is not None and not exclude_file.is_file():
             raise UserError(f"exclude file {exclude_file} does not exist; give a file with one path per line")
@@ -409,6 +424,7 @@ class ImageStore:
 
     def rollback(self, name: str, to: int | None = None) -> int:
         """Make an older version current: ``to``, or the one before the current version."""
+        self._lock()
         self._settings(name)
         current = self.current(name)
         if to is None:
@@ -423,6 +439,7 @@ class ImageStore:
     def delete(self, name: str, version: int | None = None) -> list[int]:
         """Delete one version, or the whole image. Refuses to take the current version away from nodes that use
         the image. Returns the versions deleted."""
+        self._lock()
         self._settings(name)
         current = self.current(name)
         users = self._in_use(self.state_dir, name)

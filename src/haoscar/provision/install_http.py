@@ -11,6 +11,9 @@ valid token for the node owning that MAC the answer is 403 and nothing is read o
 ``failed`` revoke the token.
 
 A background task marks installs that stopped reporting as failed (see ``install_progress.expire_stalled``).
+
+A report's body must arrive within ``body_timeout`` (413 over ``body_bytes``), and an image stream the node stops
+taking is cut after ``send_timeout`` (``bootserver_limits``): a node cannot hold a connection by dribbling.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from aiohttp import web
 from haoscar.db.session import record_event
 from haoscar.errors import NotFound, UserError
 from haoscar.provision import install_progress, install_tokens
+from haoscar.provision.bootserver_limits import BootLimits
 from haoscar.provision.image_checksum import tar_argv
 from haoscar.provision.images import ImageStore
 from haoscar.provision.install_plan import install_plan, node_for_mac, node_image
@@ -34,6 +38,7 @@ from haoscar.spec.types import parse_mac
 
 DB_KEY = web.AppKey("install_db", Database)
 STATE_KEY = web.AppKey("install_state_dir", Path)
+LIMITS_KEY = web.AppKey("limits", BootLimits)
 WATCH_INTERVAL = 2.0
 CHUNK = 1 << 20
 
@@ -67,8 +72,16 @@ def _int(form: dict[str, str], key: str, default: int = 0) -> int:
         raise UserError(f"{key}={text!r} is not a number") from None
 
 
+def _limits(request: web.Request) -> BootLimits:
+    return request.app.get(LIMITS_KEY) or BootLimits()
+
+
 async def _form(request: web.Request) -> dict[str, str]:
-    data = await request.post()
+    try:
+        async with asyncio.timeout(_limits(request).body_timeout):
+            data = await request.post()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="the request body did not arrive in time\n") from None
     return {key: str(value) for key, value in data.items()}
 
 
@@ -146,10 +159,11 @@ async def image_tar(request: web.Request) -> web.StreamResponse:
     assert proc.stdout is not None
     response = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
     await response.prepare(request)
-    started, sent = time.monotonic(), 0
+    started, sent, send_timeout = time.monotonic(), 0, _limits(request).send_timeout
     try:
         while chunk := await proc.stdout.read(CHUNK):
-            await response.write(chunk)
+            async with asyncio.timeout(send_timeout):  # a node that stops reading does not hold tar and a socket
+                await response.write(chunk)
             sent += len(chunk)
         if await proc.wait() != 0:
             # No closing chunk: the installer sees a broken stream, never a short tar that looks complete.
@@ -160,6 +174,11 @@ async def image_tar(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
     except ConnectionResetError:  # the node went away (powered off, cable, a proxy): its installer reports it
         print(f"image {name}: {request.remote} closed the stream after {sent} bytes", flush=True)
+        return response
+    except TimeoutError:
+        print(f"image {name}: {request.remote} took nothing for {send_timeout:g} s; stream cut at {sent}", flush=True)
+        if request.transport is not None:
+            request.transport.abort()
         return response
     finally:
         if proc.returncode is None:

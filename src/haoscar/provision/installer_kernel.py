@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, UserError
 
 META_PACKAGE = "linux-image-cloud-amd64"
 GENERIC_PACKAGE = "linux-image-amd64"  # real hardware: e1000e, igb, ahci, ... (the cloud kernel lacks them)
@@ -25,9 +25,10 @@ _PACKAGE_NAME = re.compile(r"linux-image-[a-z0-9][a-z0-9.+-]*")
 def checked_kernel_package(name: str) -> str:
     """A Debian kernel package name (meta or versioned), or a clear error naming what would be right."""
     if not _PACKAGE_NAME.fullmatch(name):
-        raise UserError(
-            f"--kernel-package {name!r} is not a Debian kernel package name; use {META_PACKAGE} (VMs, the "
-            f"default) or {GENERIC_PACKAGE} (real hardware)"
+        raise FieldError(
+            "kernel_package",
+            f"{name!r} is not a Debian kernel package name; use {META_PACKAGE} (VMs, the default) or "
+            f"{GENERIC_PACKAGE} (real hardware)",
         )
     return name
 

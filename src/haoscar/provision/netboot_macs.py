@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from haoscar.db.models import Interface, MacSighting, Node
 from haoscar.db.session import record_event
-from haoscar.errors import NotFound, UserError
+from haoscar.errors import FieldError, FieldProblem, NotFound, UserError, flag_name
 from haoscar.fsutil import atomic_write
 from haoscar.provision.install_states import InstallState
 from haoscar.provision.netboot_snapshot import Database
@@ -58,25 +58,38 @@ class Sighting:
         }
 
 
-def checked_mac(text: str, where: str) -> str:
+def checked_mac(text: str, field: str) -> str:
+    """The MAC of a request field, normalised; a FieldError naming the field when it is none."""
     try:
         return parse_mac(text)
     except ValueError as exc:
-        raise UserError(f"{where}: {exc}") from None
+        raise FieldError(field, str(exc), sep=": ") from None
+
+
+def _refused(problems: list[str | FieldProblem]) -> UserError:
+    """One error for every problem: a FieldError when each names a request field."""
+    summary = f"{len(problems)} problems, nothing was assigned"
+    fields = [p for p in problems if isinstance(p, FieldProblem)]
+    if len(fields) == 1 == len(problems):
+        return FieldError(fields[0].field, fields[0].detail, sep=fields[0].sep)
+    if len(fields) == len(problems):
+        return FieldError.several(fields, summary)
+    lines = [p if isinstance(p, str) else p.line(flag_name) for p in problems]
+    return UserError(lines[0] if len(lines) == 1 else summary, lines if len(lines) > 1 else None)
 
 
 def _check(session: Session, pairs: Sequence[tuple[str, str, str]], field: str | None) -> list[Assignment]:
     """Validate (node, mac, where) triples against each other and the database; all problems in one error.
 
-    ``where`` places a problem (``macs.csv:3``); ``field`` instead names the one field being set (``node set``),
-    so that its message reads ``--mac 52:54:... already belongs to node node01``."""
+    ``where`` places a problem (``macs.csv:3``); ``field`` instead names the one request field being set (``node
+    set``'s ``mac``): its problems are then a FieldError, ``--mac 52:54:... already belongs to node node01``."""
     rows = session.execute(
         select(Node.name, Interface.network, Interface.mac).join(Interface, Interface.node_id == Node.id)
     ).all()
     private_mac = {name: mac for name, network, mac in rows if network == "private"}
     # Any NIC's MAC counts, not only private ones: a head's public NIC must not be handed to a node.
     owner = {mac: name for name, _network, mac in rows if mac}
-    problems: list[str] = []
+    problems: list[str | FieldProblem] = []
     result: list[Assignment] = []
     seen_nodes: dict[str, str] = {}
     seen_macs: dict[str, str] = {}
@@ -84,7 +97,7 @@ def _check(session: Session, pairs: Sequence[tuple[str, str, str]], field: str |
         try:
             mac = parse_mac(raw_mac)
         except ValueError as exc:
-            problems.append(f"{field or where}: {exc}")
+            problems.append(FieldProblem(field, str(exc), ": ") if field else f"{where}: {exc}")
             continue
         if node not in private_mac:
             problems.append(f"{where}: unknown node {node!r} (or it has no private interface); see haoscar node list")
@@ -97,18 +110,13 @@ def _check(session: Session, pairs: Sequence[tuple[str, str, str]], field: str |
             continue
         holder = owner.get(mac)
         if holder is not None and holder != node:
-            subject = f"{field} {mac}" if field else f"{where}: MAC {mac}"
-            problems.append(
-                f"{subject} already belongs to node {holder}; each NIC has its own MAC; check the address you collected"
-            )
+            detail = f"already belongs to node {holder}; each NIC has its own MAC; check the address you collected"
+            problems.append(FieldProblem(field, f"{mac} {detail}") if field else f"{where}: MAC {mac} {detail}")
             continue
         seen_nodes[node], seen_macs[mac] = where, where
         result.append(Assignment(node, mac))
     if problems:
-        raise UserError(
-            problems[0] if len(problems) == 1 else f"{len(problems)} problems, nothing was assigned",
-            problems if len(problems) > 1 else None,
-        )
+        raise _refused(problems)
     return result
 
 

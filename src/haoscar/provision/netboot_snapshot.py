@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from haoscar.db.models import Image, Interface, Network, Node, Setting
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, UserError
 
 DEFAULT_BOOT_PORT = 8470
 
@@ -83,12 +83,18 @@ def parse_quarantine(text: str, subnet: ipaddress.IPv4Network) -> QuarantineRang
         start = ipaddress.IPv4Address(start_text.strip())
         end = ipaddress.IPv4Address(end_text.strip())
     except ValueError:
-        raise UserError(f"quarantine range {text!r} is not START-END; write e.g. 198.18.0.200-198.18.0.250") from None
+        raise FieldError(
+            "quarantine", f"range {text!r} is not START-END; write e.g. 198.18.0.200-198.18.0.250", bare=True
+        ) from None
     hosts = (subnet.network_address, subnet.broadcast_address)
     if start not in subnet or end not in subnet or start in hosts or end in hosts:
-        raise UserError(f"quarantine range {text} is not inside the private subnet {subnet}; pick host addresses there")
+        raise FieldError(
+            "quarantine",
+            f"range {text} is not inside the private subnet {subnet}; pick host addresses there",
+            bare=True,
+        )
     if end < start:
-        raise UserError(f"quarantine range {text} ends before it starts; write the lower address first")
+        raise FieldError("quarantine", f"range {text} ends before it starts; write the lower address first", bare=True)
     return QuarantineRange(start, end)
 
 
@@ -162,7 +168,7 @@ def save_settings(
             try:
                 values[SETTING_INTERFACE] = parse_ifname(interface)
             except ValueError as exc:
-                raise UserError(f"--interface: {exc}") from None
+                raise FieldError("interface", str(exc), sep=": ") from None
         if quarantine is not None:
             if quarantine:
                 q = parse_quarantine(quarantine, current.subnet)
@@ -174,9 +180,10 @@ def save_settings(
                     if q.start <= ipaddress.IPv4Address(ip) <= q.end
                 ]
                 if inside:
-                    raise UserError(
-                        f"quarantine range {q} holds addresses of nodes: {', '.join(inside[:5])}; "
-                        "pick a range no node uses"
+                    raise FieldError(
+                        "quarantine",
+                        f"range {q} holds addresses of nodes: {', '.join(inside[:5])}; pick a range no node uses",
+                        bare=True,
                     )
                 values[SETTING_QUARANTINE] = str(q)
             else:
@@ -185,10 +192,10 @@ def save_settings(
             try:
                 values[SETTING_SERVER] = str(parse_ipv4(server))
             except ValueError as exc:
-                raise UserError(f"--server: {exc}") from None
+                raise FieldError("server", str(exc), sep=": ") from None
         if port is not None:
             if not 1 <= port <= 65535:
-                raise UserError(f"--port {port} is out of range; use 1-65535, e.g. {DEFAULT_BOOT_PORT}")
+                raise FieldError("port", f"{port} is out of range; use 1-65535, e.g. {DEFAULT_BOOT_PORT}")
             values[SETTING_PORT] = port
         for key, value in values.items():
             row = session.get(Setting, key)

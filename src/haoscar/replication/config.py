@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from haoscar.errors import UserError
-from haoscar.keys import load_key
+from haoscar.keyring import load_secret
 from haoscar.spec.models import ClusterSpec
 from haoscar.spec.topology import topology
 
@@ -52,13 +52,22 @@ class ReplConfig:
     # Writes to files that never close (mmap, a log held open) are shipped once stable this long.
     open_write_quiet_s: float = 2.0
     extra: dict[str, str] = field(default_factory=dict)
+    # The cluster CA and this head's certificate (``tls/`` beside the API token, as the API uses): both channels
+    # are mutual TLS with them. None: ``tls/`` beside ``key_file``.
+    tls_dir: Path | None = None
 
     @property
     def repl_dir(self) -> Path:
         return self.state_dir / "replication"
 
+    @property
+    def tls(self) -> Path:
+        return self.tls_dir if self.tls_dir is not None else self.key_file.parent / "tls"
+
     def key(self) -> bytes:
-        return load_key(self.key_file)
+        """The replication key (``keys/replication.key`` beside ``ha.key_file``; the shared key of older
+        installations while no purpose key exists): never the heartbeat or the lease key."""
+        return load_secret(self.key_file, "replication")
 
 
 def derived_secret(key: bytes, purpose: str) -> bytes:
@@ -104,6 +113,7 @@ def repl_config(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path | 
         full_pass_s=ha.replication_full_pass_s,
         lag_alert_s=ha.replication_lag_alert_s,
         ack_timeout_s=ha.replication_ack_timeout_s,
+        tls_dir=Path(ha.api_token_file).parent / "tls",
     )
 
 

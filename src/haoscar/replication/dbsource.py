@@ -26,12 +26,15 @@ import json
 import os
 import secrets
 import sqlite3
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from haoscar.db.constants import DB_FILE
+from haoscar.errors import UserError
 from haoscar.events import EventBus
 from haoscar.replication import dblog
+from haoscar.replication.channel_tls import client_tls
 from haoscar.replication.config import DB_SOCKET, ReplConfig
 from haoscar.replication.dbwire import PART_BYTES, Channel, ChannelError, client_handshake
 from haoscar.sockpath import socket_name
@@ -226,15 +229,33 @@ class DbSource:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), RECONNECT_S if self.channel is None else PING_S)
 
-    async def _connect(self) -> None:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(str(self.cfg.peer_ip), self.cfg.db_port), self.cfg.ack_timeout_s
-        )
+    async def _open(self) -> tuple[Channel, dict[str, Any]]:
+        """Mutual TLS with the cluster CA (the standby's certificate must name the address dialled), then the
+        HMAC handshake inside it."""
         try:
-            channel, welcome = await client_handshake(reader, writer, self.key, self.cfg.node, self.cfg.ack_timeout_s)
+            tls = client_tls(self.cfg)
+        except UserError as exc:
+            raise ChannelError(str(exc), auth=True) from exc
+        peer, timeout = str(self.cfg.peer_ip), self.cfg.ack_timeout_s
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(peer, self.cfg.db_port, ssl=tls, server_hostname=peer), timeout
+            )
+        except ssl.SSLError as exc:  # its certificate is not from the cluster CA, or not for this address
+            raise ChannelError(f"TLS: the standby's certificate was refused: {exc.reason or exc}", auth=True) from exc
+        try:
+            return await client_handshake(reader, writer, self.key, self.cfg.node, timeout)
+        except ChannelError as exc:
+            writer.close()
+            if isinstance(exc.__cause__, ssl.SSLError):  # TLS 1.3: the standby's refusal of ours comes on read
+                raise ChannelError(f"TLS: the standby refused this head's certificate: {exc}", auth=True) from exc
+            raise
         except BaseException:
             writer.close()
             raise
+
+    async def _connect(self) -> None:
+        channel, welcome = await self._open()
         own = await asyncio.to_thread(_revision, self.cfg)
         theirs = str(welcome.get("revision", ""))
         if theirs != own:

@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -24,8 +26,10 @@ from typing import Any
 from haoscar.db.constants import DB_FILE
 from haoscar.events import EventBus, Severity
 from haoscar.replication import dblog
+from haoscar.replication.channel_tls import server_tls
 from haoscar.replication.config import ReplConfig
 from haoscar.replication.dbwire import Channel, ChannelError, server_confirm, server_handshake, welcome_frame
+from haoscar.tlsca import accepted_streams, listening_socket
 
 HANDSHAKE_TIMEOUT = 5.0
 MAX_PREAUTH = 4  # connections not yet authenticated; the source needs one
@@ -38,7 +42,9 @@ class DbTarget:
         self.key = key
         self.bus = bus
         self.on_stale = on_stale
-        self.server: asyncio.Server | None = None
+        self.listener: socket.socket | None = None
+        self._acceptor: asyncio.Task[None] | None = None
+        self._tls: ssl.SSLContext | None = None
         self.conn: sqlite3.Connection | None = None
         self.current: Channel | None = None
         self.last_contact: float | None = None
@@ -63,14 +69,21 @@ class DbTarget:
         self.conn = dblog.connect(self.cfg.state_dir / DB_FILE)
         self.epoch, self.lsn = dblog.position(self.conn)
         self.revision = dblog.revision(self.conn)
-        self.server = await asyncio.start_server(self._accept, str(self.cfg.local_ip), self.cfg.db_port)
+        # Mutual TLS with the cluster CA; this process accepts each connection itself, so the address check and
+        # the cap of unauthenticated connections come before any byte of a TLS handshake is read.
+        self._tls = server_tls(self.cfg)
+        self.listener = listening_socket(str(self.cfg.local_ip), self.cfg.db_port)
+        self._acceptor = asyncio.create_task(self._accept_loop(self.listener), name="repl-db-accept")
 
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(Exception):
-                await self.server.wait_closed()
-            self.server = None
+        if self._acceptor is not None:
+            self._acceptor.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._acceptor
+            self._acceptor = None
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
         if self.current is not None:
             self.current.close()
             self.current = None
@@ -96,15 +109,26 @@ class DbTarget:
         suffix = f" ({more} more since the last report)" if more else ""
         self.bus.event(kind, message + suffix, severity, **data)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(listener)
+            except OSError:
+                await asyncio.sleep(0.05)  # out of descriptors, say: try again rather than end the channel
+                continue
+            task = asyncio.create_task(self._accept(conn, (str(peer[0]), int(peer[1]))))
             self._tasks.add(task)
-        peer = writer.get_extra_info("peername")
+            task.add_done_callback(self._tasks.discard)
+
+    async def _accept(self, conn: socket.socket, peer: tuple[str, int]) -> None:
+        deadline = time.monotonic() + HANDSHAKE_TIMEOUT  # TLS and the HMAC handshake together
         authenticated = False
+        writer: asyncio.StreamWriter | None = None
+        handed = False  # once asyncio has the socket it closes it (closing it under asyncio's feet would not do)
         self._preauth += 1
         try:
-            if not peer or peer[0] != str(self.cfg.peer_ip):
+            if peer[0] != str(self.cfg.peer_ip):
                 self._reject("replication.rejected", f"database connection from {peer} refused: only "
                              f"{self.cfg.peer_ip}", address=str(peer))  # fmt: skip
                 return
@@ -112,12 +136,20 @@ class DbTarget:
                 self._reject("replication.rejected", f"database connection from {peer} closed: too many "
                              "unauthenticated connections", address=str(peer))  # fmt: skip
                 return
+            handed = True
             try:
-                channel = await self._handshake(reader, writer)
+                reader, writer = await accepted_streams(conn, self._tls, handshake_timeout=HANDSHAKE_TIMEOUT)
+                channel = await self._handshake(reader, writer, deadline)
+            except ssl.SSLError as exc:
+                self._reject("replication.auth_failed", f"database peer {peer[0]}: TLS handshake refused: "
+                             f"{exc.reason or exc} (no certificate from the cluster CA?)", "critical")  # fmt: skip
+                return
             except ChannelError as exc:
                 if exc.auth:
                     self._reject("replication.auth_failed", f"database peer {peer[0]}: {exc}", "critical")
                 return
+            except (OSError, TimeoutError):
+                return  # the TLS handshake timed out or the peer went away: nothing was read
             if channel is None:
                 return
             authenticated = True
@@ -132,14 +164,17 @@ class DbTarget:
         finally:
             if not authenticated:
                 self._preauth -= 1
-            if task is not None:
-                self._tasks.discard(task)
             with contextlib.suppress(Exception):
-                writer.close()
+                if writer is not None:
+                    writer.close()
+            if not handed:
+                conn.close()
 
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Channel | None:
-        deadline = time.monotonic() + HANDSHAKE_TIMEOUT
-        channel, hello, nonce = await server_handshake(reader, writer, self.key, HANDSHAKE_TIMEOUT)
+    async def _handshake(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, deadline: float
+    ) -> Channel | None:
+        left = max(0.1, deadline - time.monotonic())
+        channel, hello, nonce = await server_handshake(reader, writer, self.key, left)
         if hello.get("node") != self.cfg.peer:
             self._reject("replication.rejected", f"hello from {str(hello.get('node'))[:64]!r}, not {self.cfg.peer}")
             return None

@@ -114,6 +114,16 @@ class ReplicationManager:
         self._monitor = asyncio.create_task(self._monitor_loop(), name="repl-monitor")
         self.bus.event("replication.target", f"accepting replication from {self.cfg.peer} ({self.cfg.peer_ip})")
 
+    def refresh_keys(self) -> None:
+        """After a key rotation step (the HA daemon's reload): new rsync runs and database connections use the
+        current replication key; a connection already authenticated goes on."""
+        key = self.cfg.key()
+        if self.role != "none":
+            write_secrets(self.cfg, key)
+        for channel in (self.db_source, self.db_target):
+            if channel is not None:
+                channel.key = key
+
     async def stop(self) -> None:
         if self._monitor is not None:
             self._monitor.cancel()

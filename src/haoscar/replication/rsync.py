@@ -1,29 +1,34 @@
-"""rsync both ways: each head runs an rsync daemon restricted to its peer, and the active head's replication runs
-rsync clients against the standby's daemon (push), or a returning head pulls from the active one (catch-up).
+"""rsync both ways over mutual TLS: each head serves rsync's daemon protocol to its peer through
+``haoscar.tlspipe`` (TLS with the cluster CA, the peer's certificate required), and the active head's replication
+runs rsync clients whose remote shell is ``tlspipe connect`` against the standby (push), or a returning head pulls
+from the active one (catch-up).
 
-Why an rsync daemon rather than rsync over ssh: the channel is a dedicated link between the two heads, the shared
-HA key already exists on both (the daemon's password is derived from it, so there is no second key to distribute
-and rotate), authentication is rsync's challenge/response (the password never crosses the wire), and a connection
-costs no ssh handshake, which keeps batches of a few files well under 100 ms. ``hosts allow`` admits only the
-peer's address and the daemon listens only on the peer-network address. What it does not give is encryption of
-the data on that link (see docs/replication.md).
+The rsync daemon itself no longer listens on the network: ``tlspipe serve`` listens on this head's peer-network
+address, closes a connection from any other address (or over its cap) before the TLS handshake, and only after a
+handshake with a certificate from the cluster CA runs ``rsync --server --daemon`` for that one connection. Inside,
+rsyncd.conf still restricts every module to the peer (``hosts allow``) and to the ``auth users`` account whose
+password (derived from the replication key) never crosses the wire: two independent locks. Why not rsync over ssh
+or stunnel: see ``haoscar.tlspipe`` and docs/replication.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import shlex
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from haoscar.fsutil import atomic_write
+from haoscar.replication.channel_tls import tls_files
 from haoscar.replication.config import RSYNC_USER, ReplConfig, Tree, rsync_password
 
 # -a: perms, times, owner, group, symlinks, devices; -H hard links, -A ACLs, -X xattrs; -W whole files (a LAN is
 # faster than the delta algorithm and it reads each file once).
 FIDELITY = ("-aHAX", "--numeric-ids", "-W")
-TIMEOUTS = ("--timeout=20", "--contimeout=3")
+TIMEOUTS = ("--timeout=20",)  # connecting (3 s) is tlspipe's: see _rsh
 
 
 @dataclass(frozen=True)
@@ -119,31 +124,49 @@ def _die_with_parent() -> None:
 
 
 class RsyncDaemon:
-    """``rsync --daemon`` on this head's peer-network address, restricted to the peer."""
+    """This head's rsync daemon for its peer, reached only through ``tlspipe serve`` on the peer-network address:
+    mutual TLS with the cluster CA, the peer's address only; one ``rsync --server --daemon`` per connection."""
 
     def __init__(self, cfg: ReplConfig) -> None:
         self.cfg = cfg
         self.proc: asyncio.subprocess.Process | None = None
         self.writable = False
 
+    def argv(self, conf: Path) -> list[str]:
+        cfg = self.cfg
+        return [
+            sys.executable, "-m", "haoscar.tlspipe", "serve", f"--listen={cfg.local_ip}:{cfg.rsync_port}",
+            f"--allow={cfg.peer_ip}", "--tls-dir", str(cfg.tls), "--node", cfg.node,
+            "--", "rsync", "--server", "--daemon", f"--config={conf}", ".",
+        ]  # fmt: skip
+
     async def start(self, key: bytes, writable: bool) -> None:
         await self.stop()
+        tls_files(self.cfg)  # a missing certificate is a clear error here, not a silent child exit
         write_secrets(self.cfg, key)
         conf = self.cfg.repl_dir / "rsyncd.conf"
         conf.write_text(daemon_config(self.cfg, writable))
         self.writable = writable
-        self.proc = await asyncio.create_subprocess_exec(
-            "rsync", "--daemon", "--no-detach", f"--config={conf}", f"--address={self.cfg.local_ip}",
-            f"--port={self.cfg.rsync_port}",
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
-        )  # fmt: skip
-        # The daemon reports a bind failure at once; give it that moment before declaring it up.
+        log = self.cfg.repl_dir / "rsync-tls.log"
+        with open(log, "ab") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv(conf), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err,
+                preexec_fn=_die_with_parent,
+            )  # fmt: skip
+        # The server says when it is bound (a taken port, a missing certificate end it at once).
+        assert self.proc.stdout is not None
         try:
-            await asyncio.wait_for(self.proc.wait(), 0.2)
+            line = await asyncio.wait_for(self.proc.stdout.readline(), 15.0)
         except TimeoutError:
+            line = b""
+        if line.startswith(b"listening on"):
             return
-        err = (await self.proc.stderr.read()).decode(errors="replace") if self.proc.stderr else ""
-        raise RuntimeError(f"rsync daemon on {self.cfg.local_ip}:{self.cfg.rsync_port} exited: {err.strip()}")
+        await self.stop()
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        raise RuntimeError(
+            f"the replication file channel on {self.cfg.local_ip}:{self.cfg.rsync_port} did not start: "
+            f"{tail[0] if tail else 'no output'}"
+        )
 
     async def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -157,8 +180,15 @@ class RsyncDaemon:
             await proc.wait()
 
 
+def _rsh(cfg: ReplConfig) -> str:
+    """rsync's remote shell: ``tlspipe connect`` joins rsync to the peer's daemon over mutual TLS."""
+    argv = [sys.executable, "-m", "haoscar.tlspipe", "connect", "--port", str(cfg.rsync_port)]
+    argv += ["--connect-timeout", "3", "--tls-dir", str(cfg.tls), "--node", cfg.node]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
 def _url(cfg: ReplConfig, tree: Tree) -> str:
-    return f"rsync://{RSYNC_USER}@{cfg.peer_ip}:{cfg.rsync_port}/{tree.module}/"
+    return f"{RSYNC_USER}@{cfg.peer_ip}::{tree.module}/"
 
 
 def literal_pattern(rel: str) -> str:
@@ -181,16 +211,17 @@ def _excludes(tree: Tree, writing: Sequence[str] = ()) -> list[str]:
 def batch_argv(cfg: ReplConfig, tree: Tree, writing: Sequence[str] = ()) -> list[str]:
     _, password = secrets_paths(cfg)
     return [
-        "rsync", *FIDELITY, *TIMEOUTS, "-r", "--relative", "--from0", "--files-from=-", "--delete-missing-args",
-        "--delete", f"--password-file={password}", *_excludes(tree, writing), f"{tree.path}/", _url(cfg, tree),
+        "rsync", "-e", _rsh(cfg), *FIDELITY, *TIMEOUTS, "-r", "--relative", "--from0", "--files-from=-",
+        "--delete-missing-args", "--delete", f"--password-file={password}", *_excludes(tree, writing),
+        f"{tree.path}/", _url(cfg, tree),
     ]  # fmt: skip
 
 
 def full_argv(cfg: ReplConfig, tree: Tree, writing: Sequence[str] = ()) -> list[str]:
     _, password = secrets_paths(cfg)
     return [
-        "rsync", *FIDELITY, *TIMEOUTS, "--delete", f"--password-file={password}", *_excludes(tree, writing),
-        f"{tree.path}/", _url(cfg, tree),
+        "rsync", "-e", _rsh(cfg), *FIDELITY, *TIMEOUTS, "--delete", f"--password-file={password}",
+        *_excludes(tree, writing), f"{tree.path}/", _url(cfg, tree),
     ]  # fmt: skip
 
 
@@ -198,7 +229,7 @@ def pull_argv(cfg: ReplConfig, tree: Tree, backup_dir: Path) -> list[str]:
     """Make this head's tree equal to the peer's, moving whatever it replaces or deletes into ``backup_dir``."""
     _, password = secrets_paths(cfg)
     return [
-        "rsync", *FIDELITY, *TIMEOUTS, "--delete", "--backup", f"--backup-dir={backup_dir}",
+        "rsync", "-e", _rsh(cfg), *FIDELITY, *TIMEOUTS, "--delete", "--backup", f"--backup-dir={backup_dir}",
         f"--password-file={password}", *_excludes(tree), _url(cfg, tree), f"{tree.path}/",
     ]  # fmt: skip
 

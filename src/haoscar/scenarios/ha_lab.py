@@ -28,7 +28,7 @@ import yaml
 
 from haoscar.errors import UserError
 from haoscar.ha.control import request
-from haoscar.keys import generate_key
+from haoscar.keyring import PURPOSES, WITNESS_PURPOSES, generate_keyrings
 from haoscar.lab.lab import Lab
 from haoscar.spec.models import ClusterSpec
 
@@ -252,22 +252,27 @@ def start_ha(
     )
     key_dir = Path(tempfile.mkdtemp(prefix="haoscar-key-"))
     try:
-        key_path = generate_key(key_dir / "ha.key")
-        key = key_path.read_bytes()
+        # One key per purpose: both heads get all three, the witness only the lease key (docs/security.md#keys).
+        keys = {path.stem: path.read_bytes() for path in generate_keyrings(key_dir)}
     finally:
         shutil.rmtree(key_dir, ignore_errors=True)
     hosts = [effective.heads.primary.hostname, effective.heads.standby.hostname]
     if effective.ha.witness:
         hosts.append(effective.ha.witness.hostname)
     text = dump_spec(effective)
+    witness_host = effective.ha.witness.hostname if effective.ha.witness else None
     for host in hosts:
         etc = lab.host_dir(host) / "etc/haoscar"
         etc.mkdir(parents=True, exist_ok=True)
         (etc / "cluster.yaml").write_text(text)
-        key_file = etc / "ha.key"
-        key_file.write_bytes(key)
-        os.chmod(key_file, 0o600)
-    ha = HaLab(lab, effective, key, fence)
+        wanted = WITNESS_PURPOSES if host == witness_host else PURPOSES
+        for purpose in wanted:
+            (etc / "keys").mkdir(mode=0o700, exist_ok=True)
+            key_file = etc / "keys" / f"{purpose}.key"
+            key_file.touch(mode=0o600)
+            os.chmod(key_file, 0o600)  # before the bytes: never readable by others
+            key_file.write_bytes(keys[purpose])
+    ha = HaLab(lab, effective, keys["heartbeat"], fence)
     try:
         ha.start_witness()
         names = {"primary": ha.primary, "standby": ha.standby}

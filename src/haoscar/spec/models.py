@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from haoscar.spec.types import MAC, Domain, HostName, IfName, IPv4, Netmask, Subnet
+from haoscar.spec.types import MAC, Domain, HostName, IfName, IPv4, Netmask, Subnet, Text
 
 
 class SpecModel(BaseModel):
@@ -53,7 +53,7 @@ class HeadNode(SpecModel):
     gateway: IPv4 | None = None
     heartbeat_interface: IfName = "eth2"
     heartbeat_ip: IPv4 | None = None
-    image: str | None = None
+    image: Text | None = None
 
 
 class Heads(SpecModel):
@@ -65,31 +65,31 @@ class Image(SpecModel):
     """A client image, with the fields of the Fetch Image dialog."""
 
     name: HostName
-    source: str = Field(
+    source: Text = Field(
         default="debootstrap:bookworm",
         description="debootstrap:SUITE, golden-client:HOST, or a directory to copy",
     )
     ip_assignment: Literal["static", "dhcp"] = "static"
     post_install: Literal["beep", "reboot", "shutdown"] = "reboot"
-    packages: list[str] = Field(default_factory=list)
+    packages: list[Text] = Field(default_factory=list)
 
 
 class ClientGroup(SpecModel):
     """Compute clients, with the fields of OSCAR's Define Clients dialog, or a ClusterShell node set."""
 
     name: HostName | None = None
-    image: str
+    image: Text
     domain: Domain | None = None
     base_name: HostName | None = None
     count: int | None = Field(default=None, ge=1, le=65536)
     start_number: int = Field(default=1, ge=0)
     padding: int = Field(default=0, ge=0, le=12)
-    nodeset: str | None = None
+    nodeset: Text | None = None
     start_ip: IPv4
     netmask: Netmask
     gateway: IPv4 | None = None
     interface: IfName = "eth0"
-    macs: dict[str, MAC] = Field(default_factory=dict)
+    macs: dict[Text, MAC] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _names_from_one_source(self) -> ClientGroup:
@@ -113,18 +113,18 @@ class Service(SpecModel):
 
     name: HostName
     kind: Literal["command", "systemd", "tcp", "process", "dnsmasq", "status-api"] = "command"
-    start: str | None = None
-    stop: str | None = None
-    monitor: str | None = None
-    unit: str | None = None
+    start: Text | None = None
+    stop: Text | None = None
+    monitor: Text | None = None
+    unit: Text | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    process: str | None = None
+    process: Text | None = None
     interval: float = Field(default=1.0, gt=0)
     timeout: float = Field(default=5.0, gt=0)
     max_restarts: int = Field(default=5, ge=0)
     restart_window: float = Field(default=60.0, gt=0)
     address: IPv4 | None = Field(default=None, description="where a tcp monitor connects (default 127.0.0.1)")
-    pid_file: str | None = Field(default=None, description="the pid file of a process service's daemon")
+    pid_file: Text | None = Field(default=None, description="the pid file of a process service's daemon")
     stop_timeout: float = Field(default=5.0, gt=0, description="SIGTERM grace before SIGKILL")
     kill_timeout: float = Field(default=2.0, gt=0, description="how long to wait for a process after SIGKILL")
 
@@ -143,27 +143,35 @@ class Service(SpecModel):
 
 
 class ReplicatedPath(SpecModel):
-    path: str
-    exclude: list[str] = Field(default_factory=list)
+    path: Text
+    exclude: list[Text] = Field(default_factory=list)
 
 
 class Fencing(SpecModel):
     method: Literal["none", "lab", "fence-agents", "ssh"] = "none"
-    agent: str | None = Field(default=None, description="the fence_* agent for method fence-agents")
-    options: dict[str, str] = Field(default_factory=dict)
+    agent: Text | None = Field(default=None, description="the fence_* agent for method fence-agents")
+    options: dict[Text, Text] = Field(default_factory=dict)
     timeout: float = Field(default=20.0, gt=0)
 
 
 class Alert(SpecModel):
     """An alert hook: HA events at or above ``min_severity`` go to a command, a webhook URL, or e-mail."""
 
-    command: str | None = Field(default=None, description="run with the event as JSON on stdin")
-    webhook: str | None = Field(default=None, description="an http(s) URL that receives the event as a JSON POST")
-    email: str | None = Field(default=None, description="a recipient address (more in mail_to)")
-    smtp_server: str | None = None
+    command: Text | None = Field(default=None, description="run with the event as JSON on stdin")
+    webhook: Text | None = Field(default=None, description="an http(s) URL that receives the event as a JSON POST")
+    email: Text | None = Field(default=None, description="a recipient address (more in mail_to)")
+    smtp_server: Text | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)
-    mail_from: str = "haoscar@localhost"
-    mail_to: list[str] = Field(default_factory=list)
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls: upgrade and verify the server certificate (system CAs or smtp_ca_file); tls: TLS "
+        "from the first byte (port 465); none: plain SMTP, only for a trusted relay on the head itself",
+    )
+    smtp_ca_file: Text | None = Field(default=None, description="CA bundle that signs the SMTP server's certificate")
+    smtp_user: Text | None = Field(default=None, description="SMTP AUTH user (never sent over a plain connection)")
+    smtp_password_file: Text | None = Field(default=None, description="mode 0600 file holding smtp_user's password")
+    mail_from: Text = "haoscar@localhost"
+    mail_to: list[Text] = Field(default_factory=list)
     min_severity: Literal["info", "warning", "critical"] = "warning"
     timeout: float = Field(default=5.0, gt=0)
 
@@ -180,6 +188,10 @@ class Alert(SpecModel):
             raise ValueError(f"{self.webhook!r} is not an http(s) URL; write e.g. http://198.18.0.250:8080/hook")
         if kinds == ["email"] and not self.smtp_server:
             raise ValueError("an email alert needs smtp_server, the SMTP server that relays it")
+        if self.smtp_user is not None and self.smtp_security == "none":
+            raise ValueError("smtp_user with smtp_security: none would send the password in clear; use starttls or tls")
+        if (self.smtp_user is None) != (self.smtp_password_file is None):
+            raise ValueError("smtp_user and smtp_password_file go together (the password stays out of the spec)")
         for address in [self.email, *self.mail_to, self.mail_from]:
             if address is not None and "@" not in address:
                 raise ValueError(f"{address!r} is not an e-mail address; write e.g. ops@example.org")
@@ -212,7 +224,7 @@ class HA(SpecModel):
         description="at start-up the standby, hearing nobody, waits this long before going for the role "
         "(Heartbeat's initdead), so a slow-starting primary still wins the cold start; >= dead_time",
     )
-    key_file: str = "/etc/haoscar/ha.key"
+    key_file: Text = "/etc/haoscar/ha.key"
     witness: Witness | None = None
     services: list[Service] = Field(default_factory=list)
     replicate: list[ReplicatedPath] = Field(
@@ -220,7 +232,7 @@ class HA(SpecModel):
         description="trees copied to the standby continuously (empty: /home, /etc/haoscar, the image store and the "
         "scheduler state, see docs/replication.md)",
     )
-    replicate_roots: list[str] = Field(
+    replicate_roots: list[Text] = Field(
         default_factory=lambda: ["/home", "/etc/haoscar", "/var/lib/haoscar", "/srv", "/var/spool"],
         description="the only trees a replicate path may lie in (replication writes as root on the standby)",
     )
@@ -238,7 +250,7 @@ class HA(SpecModel):
     fencing: Fencing = Field(default_factory=Fencing)
     alerts: list[Alert] = Field(default_factory=list)
     api_port: int = Field(default=7406, ge=1, le=65535, description="the status API's port on the heads")
-    api_token_file: str = Field(default="/etc/haoscar/api.token", description="mode 0600; guards POST requests")
+    api_token_file: Text = Field(default="/etc/haoscar/api.token", description="mode 0600; guards POST requests")
     api_public: bool = Field(
         default=False, description="the API and read-only status also listen on the heads' public addresses"
     )

@@ -6,7 +6,7 @@ import ipaddress
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 
 _HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
@@ -138,6 +138,20 @@ def parse_domain(value: Any) -> str:
     return text
 
 
+def check_one_line(text: str) -> str:
+    """A value that haoscar writes into a configuration file or a command line (rsyncd.conf, dnsmasq's files,
+    unit files, e-mail headers): one line of printable text. A newline would start a new directive there (issue
+    10, finding 6: a newline in ``ha.replicate`` reached rsyncd.conf); tabs and other control or format
+    characters (escape sequences, U+2028) have no business in a path, a name or a command either."""
+    for index, char in enumerate(text):
+        if not char.isprintable():
+            raise ValueError(
+                f"{text!r} contains the control character {char!r} at position {index + 1}; write one line of "
+                "printable text (it is written into configuration files)"
+            )
+    return text
+
+
 def _str(value: object) -> str:
     return str(value)
 
@@ -149,3 +163,5 @@ MAC = Annotated[str, BeforeValidator(parse_mac)]
 IfName = Annotated[str, BeforeValidator(parse_ifname)]
 HostName = Annotated[str, BeforeValidator(parse_hostname)]
 Domain = Annotated[str, BeforeValidator(parse_domain)]
+Text = Annotated[str, AfterValidator(check_one_line)]
+"""Any free-text spec value that ends up in a file or a command: a path, a command, an address, a name."""

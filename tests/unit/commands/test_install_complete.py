@@ -59,7 +59,8 @@ def test_first_run_writes_the_same_key_everywhere_and_starts_witness_then_primar
     assert order == ["witness", "head1", "head2"]
     keys = {fake.files["/etc/haoscar/ha.key"] for fake in hosts.values()}
     assert len(keys) == 1 and next(iter(keys))[1] == 0o600
-    assert all(fake.files["/etc/haoscar/cluster.yaml"] == (SPEC_TEXT, 0o644) for fake in hosts.values())
+    # 0600: the spec carries the fence credentials (issue 10, finding 6)
+    assert all(fake.files["/etc/haoscar/cluster.yaml"] == (SPEC_TEXT, 0o600) for fake in hosts.values())
     # Not systemd: nothing outside /etc/haoscar.
     assert all(path.startswith("/etc/haoscar/") for fake in hosts.values() for path in fake.files)
     assert hosts["head2"].commands[-1] == "start ha head2: ha run --node head2 --spec /etc/haoscar/cluster.yaml"

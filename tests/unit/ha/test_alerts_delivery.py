@@ -127,6 +127,7 @@ def test_email_goes_through_the_configured_smtp_server(tmp_path: Path) -> None:
                 "smtp_port": port,
                 "mail_from": "haoscar@head2.lab.haoscar",
                 "min_severity": "critical",
+                "smtp_security": "none",  # the sink is a trusted local relay without TLS
             },
         )
         bus.event("link.down", "lost public", "warning")

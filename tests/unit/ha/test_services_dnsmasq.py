@@ -28,7 +28,7 @@ def lab_spec(**ha: object) -> ClusterSpec:
 
 def test_config_serves_the_private_side_of_the_head(tmp_path: Path) -> None:
     spec = lab_spec()
-    text = render_lab_dhcp_config(spec, spec.heads.standby, DhcpPaths.under(tmp_path))
+    text = render_lab_dhcp_config(spec, spec.heads.standby, DhcpPaths.under(tmp_path), run_as=("nobody", "nogroup"))
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     assert lines == [
         "port=0",
@@ -39,7 +39,8 @@ def test_config_serves_the_private_side_of_the_head(tmp_path: Path) -> None:
         "dhcp-authoritative",
         f"dhcp-leasefile={tmp_path}/dnsmasq.leases",
         f"pid-file={tmp_path}/dnsmasq.pid",
-        "user=root",
+        "user=nobody",
+        "group=nogroup",
         "domain=lab.haoscar",
         f"log-facility={tmp_path}/dnsmasq.log",
         "log-dhcp",

@@ -13,6 +13,7 @@ from haoscar.provision.netboot_snapshot import NetbootSettings, NodeBoot, Quaran
 
 GOLDEN = Path(__file__).parent / "golden" / "netboot"
 NETBOOT_DIR = Path("/var/lib/haoscar/netboot")
+RUN_AS = ("dnsmasq", "nogroup")  # what dnsmasq_user() finds where the dnsmasq package made its account
 SETTINGS = NetbootSettings(
     interface="eth0",
     subnet=ipaddress.IPv4Network("198.18.0.0/24"),
@@ -41,7 +42,7 @@ def assert_golden(name: str, text: str) -> None:
 
 
 def test_main_config_serves_known_hosts_only_with_ipxe_chainloading() -> None:
-    text = render_main(SETTINGS, NETBOOT_DIR)
+    text = render_main(SETTINGS, NETBOOT_DIR, run_as=RUN_AS)
     assert_golden("dnsmasq-static.conf", text)
     lines = text.splitlines()
     assert "port=0" in lines and "interface=eth0" in lines
@@ -52,7 +53,7 @@ def test_main_config_serves_known_hosts_only_with_ipxe_chainloading() -> None:
 def test_main_config_with_a_quarantine_range() -> None:
     q = QuarantineRange(ipaddress.IPv4Address("198.18.0.200"), ipaddress.IPv4Address("198.18.0.250"))
     quarantined = replace(SETTINGS, quarantine=q)
-    text = render_main(quarantined, NETBOOT_DIR)
+    text = render_main(quarantined, NETBOOT_DIR, run_as=RUN_AS)
     assert_golden("dnsmasq-quarantine.conf", text)
     assert "dhcp-range=198.18.0.200,198.18.0.250,255.255.255.0,10m" in text.splitlines()
     assert ",static," not in text

@@ -19,6 +19,7 @@ from haoscar.replication.config import ReplConfig
 from haoscar.replication.dbhook import NotReplicated
 from haoscar.replication.dbsource import DbSource
 from haoscar.replication.dbtarget import DbTarget
+from haoscar.tlsca import client_context, init_cluster_tls, node_files
 
 KEY = b"k" * 32
 
@@ -29,12 +30,20 @@ def _port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _tls(base: Path) -> Path:
+    """The cluster CA and both heads' certificates (for 127.0.0.1), as set-up makes them: the channel is TLS."""
+    tls = base / "tls"
+    if not (tls / "b.key").exists():
+        init_cluster_tls(tls, {"a": ["127.0.0.1"], "b": ["127.0.0.1"]})
+    return tls
+
+
 def _cfg(node: str, peer: str, state_dir: Path, port: int) -> ReplConfig:
     loopback = IPv4Address("127.0.0.1")
     return ReplConfig(
         node=node, peer=peer, local_ip=loopback, peer_ip=loopback, db_port=port, rsync_port=1, trees=(),
         state_dir=state_dir, key_file=state_dir / "ha.key", batch_s=0.05, full_pass_s=600, lag_alert_s=5,
-        ack_timeout_s=1.0,
+        ack_timeout_s=1.0, tls_dir=_tls(state_dir.parent),
     )  # fmt: skip
 
 
@@ -231,7 +240,10 @@ def test_a_replayed_hello_does_not_reset_the_live_session(tmp_path: Path, monkey
         await source.start()
         await _until(lambda: source.synced)
         live = target.current
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        # Sent by someone who also holds a cluster certificate (a recording cannot be replayed into TLS): the HMAC
+        # session inside still keeps the live session.
+        tls = client_context(tmp_path / "tls" / "ca.crt", node_files(tmp_path / "tls", "a"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls, server_hostname="127.0.0.1")
         writer.write(recorded)
         await writer.drain()
         # The standby answers (it cannot tell a recording from the source) but never takes it as the session.

@@ -4,6 +4,9 @@ dnsmasq runs in the foreground as the daemon's child (``--keep-in-foreground``),
 pid file under the state directory, so two heads (or two lab hosts on one machine) never share a file. The config
 comes from ``render_lab_dhcp_config``: a minimal DHCP-only config drawn from the spec. The provisioning layer's
 renderer (from the cluster database, with TFTP and network boot) can replace it by being passed as ``renderer``.
+
+dnsmasq is root only to bind its ports and open those files, then runs as an unprivileged account
+(``provision.dnsmasq_user``): a compute node that finds a hole in its DHCP parsing does not get root.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from haoscar.fsutil import atomic_write
 from haoscar.ha.services.base import ServiceEnv, ServiceResource
 from haoscar.ha.services.proc import read_pid_file, run_shell, spawn, terminate, within
+from haoscar.provision.dnsmasq_user import dnsmasq_user
 from haoscar.spec.models import ClusterSpec, HeadNode, Service
 from haoscar.spec.nodes import group_names
 
@@ -40,10 +44,13 @@ class DhcpPaths:
         )
 
 
-def render_lab_dhcp_config(spec: ClusterSpec, head: HeadNode, paths: DhcpPaths, lease_time: str = "2m") -> str:
+def render_lab_dhcp_config(
+    spec: ClusterSpec, head: HeadNode, paths: DhcpPaths, lease_time: str = "2m", run_as: tuple[str, str] | None = None
+) -> str:
     """A DHCP-only dnsmasq config for ``head``: its private interface, one range per client group spanning the
     group's addresses, and a fixed address for every client whose MAC is known. ``port=0`` turns DNS off."""
     private = spec.networks.private.subnet
+    run_user, run_group = run_as or dnsmasq_user()
     lines = [
         f"# written by haoscar for {head.hostname} (render_lab_dhcp_config); do not edit",
         "port=0",
@@ -55,7 +62,8 @@ def render_lab_dhcp_config(spec: ClusterSpec, head: HeadNode, paths: DhcpPaths, 
         "dhcp-authoritative",
         f"dhcp-leasefile={paths.leases}",
         f"pid-file={paths.pid_file}",
-        "user=root",
+        f"user={run_user}",  # after binding and opening its files (lease file, log, pid file) as root
+        f"group={run_group}",
         f"domain={spec.cluster.domain}",
         # Its own log file: a lab host must not write into the machine's syslog.
         f"log-facility={paths.log}",
