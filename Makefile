@@ -12,7 +12,8 @@ STAMPS := .make
 APT_PACKAGES := iproute2 nftables dnsmasq-base rsync iputils-ping arping busybox-static \
 	openssh-server openssh-client keepalived qemu-system-x86 ipxe debootstrap \
 	procps psmisc acl attr util-linux cpio xz-utils kmod python3-venv \
-	extlinux syslinux-common syslinux-efi fdisk e2fsprogs ovmf openssl
+	extlinux syslinux-common syslinux-efi fdisk e2fsprogs ovmf openssl \
+	fence-agents openipmi ipmitool
 
 .PHONY: all deps apt venv demo test lint typecheck unit lab clean
 

@@ -23,7 +23,6 @@ import os
 import socket
 import ssl
 import sys
-import threading
 from pathlib import Path
 
 from haoscar.tlsca import accepted_streams, client_context, listening_socket, node_files, server_context
@@ -108,29 +107,47 @@ async def serve(address: str, port: int, tls_dir: Path, node: str, *, allow: set
 
 def connect(peer: str, port: int, tls_dir: Path, node: str, timeout: float = 10.0) -> int:
     """Join stdin/stdout to a mutual-TLS connection to ``peer`` (whose certificate must name that address)."""
+    return asyncio.run(_connect(peer, port, tls_dir, node, timeout))
+
+
+async def _connect(peer: str, port: int, tls_dir: Path, node: str, timeout: float) -> int:
+    # One thread, one event loop: an SSL connection must not be read and written from two threads at once (a pull,
+    # where both directions are busy, broke the stream that way).
     ctx = client_context(tls_dir / "ca.crt", node_files(tls_dir, node))
-    raw = socket.create_connection((peer, port), timeout=timeout)
-    sock = ctx.wrap_socket(raw, server_hostname=peer)
-    sock.settimeout(None)
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(peer, port, ssl=ctx, server_hostname=peer, ssl_handshake_timeout=timeout), timeout
+    )
+    loop = asyncio.get_running_loop()
+    stdin = asyncio.StreamReader(limit=1 << 20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), os.fdopen(0, "rb", closefd=False))
+    out_transport, out_protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, os.fdopen(1, "wb", closefd=False)
+    )
+    stdout = asyncio.StreamWriter(out_transport, out_protocol, None, loop)
 
-    def upload() -> None:
-        with contextlib.suppress(OSError):
-            while data := os.read(0, 65536):
-                sock.sendall(data)
+    async def upload() -> None:
+        with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
+            while data := await stdin.read(65536):
+                writer.write(data)
+                await writer.drain()
 
-    threading.Thread(target=upload, daemon=True).start()
+    sending = asyncio.ensure_future(upload())
     received = False
     try:
-        while data := sock.recv(65536):
+        while data := await reader.read(65536):
             received = True
-            os.write(1, data)
+            stdout.write(data)
+            await stdout.drain()
     except ssl.SSLError:
         # With TLS 1.3 a server that refuses this head's certificate says so after the client's handshake ended:
         # the first read brings its alert.
         if not received:
             raise
-    except OSError:
+    except (OSError, ConnectionError):
         pass
+    finally:
+        sending.cancel()
+        writer.close()
     return 0
 
 
@@ -162,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--connect-timeout", type=float, default=10.0, help="seconds to connect and complete TLS")
     cli.add_argument("--tls-dir", type=Path, required=True)
     cli.add_argument("--node", required=True, help="this head's host name (its client certificate)")
+    # rsync passes ``-l USER`` for ``USER@PEER::MODULE``; that user authenticates inside (rsyncd's auth users).
+    cli.add_argument("-l", dest="login", default=None, help="ignored (rsync's own user name)")
     cli.add_argument("peer", help="the peer's address (rsync passes it)")
     cli.add_argument("ignored", nargs=argparse.REMAINDER, help="the remote command rsync asks for; not used")
     args = parser.parse_args(argv)

@@ -24,6 +24,9 @@ def rotate(
     ] = 60.0,
     ssh_user: Annotated[str, typer.Option("--ssh-user", help="Who haoscar logs in as on the other hosts.")] = "root",
     ssh_port: Annotated[int, typer.Option("--ssh-port", help="The other hosts' ssh port.")] = 22,
+    authorized_keys: Annotated[
+        str, typer.Option("--authorized-keys", help="Where haoscar's ssh key is authorized on each host.")
+    ] = "/root/.ssh/authorized_keys",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Stage, switch, then retire new keys on both heads and the witness (run it on the primary); HA keeps
@@ -33,7 +36,14 @@ def rotate(
 
     say = (lambda line: None) if as_json else (lambda line: console.print(line, markup=False))
     env = Env(cli_context(ctx).state_dir, progress=say)
-    request = keys.RotateKeys(spec_file=spec_file, purpose=purpose, grace_s=grace, ssh_user=ssh_user, ssh_port=ssh_port)
+    request = keys.RotateKeys(
+        spec_file=spec_file,
+        purpose=purpose,
+        grace_s=grace,
+        ssh_user=ssh_user,
+        ssh_port=ssh_port,
+        authorized_keys=authorized_keys,
+    )
     report = keys.rotate(env, request)
     if as_json:
         print_json(report.as_dict())

@@ -89,6 +89,8 @@ def _print_summary(checked: SpecChecked) -> None:
         f"{len(nodes)} nodes, {len(spec.images)} images; HA: heartbeat {ha.heartbeat_interval:g} s, "
         f"dead after {ha.dead_time:g} s, failback {ha.failback}, witness {witness}, fencing {ha.fencing.method}"
     )
+    for warning in checked.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
 
 
 def validate_text(text: str, filename: str) -> list[str]:

@@ -23,9 +23,11 @@ from haoscar.db.models import Group, Image, Interface, Network, Node, Setting, u
 from haoscar.db.session import Database, record_event
 from haoscar.errors import FieldError, FieldProblem, UserError, ref
 from haoscar.provision.install_states import InstallState
+from haoscar.provision.netboot_snapshot import SETTING_COMPUTE_ADDRESS
 from haoscar.spec.loader import load_spec
 from haoscar.spec.models import ClusterSpec
 from haoscar.spec.nodes import InterfaceDef, NodeDef, all_nodes, group_label, group_names
+from haoscar.spec.topology import compute_facing_address
 
 Images = dict[str, Image]
 
@@ -72,7 +74,14 @@ def _assign(obj: Any, **values: Any) -> bool:
 
 
 def _apply_settings(session: Session, spec: ClusterSpec, report: ApplyReport) -> None:
-    for key, value in (("cluster_name", spec.cluster.name), ("domain", spec.cluster.domain)):
+    # compute_address: where compute nodes reach the head (the private alias when the spec has one), so the
+    # netboot renderer on either head, from the replicated database, points them at the same address.
+    settings = (
+        ("cluster_name", spec.cluster.name),
+        ("domain", spec.cluster.domain),
+        (SETTING_COMPUTE_ADDRESS, str(compute_facing_address(spec))),
+    )
+    for key, value in settings:
         row = session.get(Setting, key)
         if row is None:
             session.add(Setting(key=key, value=value))

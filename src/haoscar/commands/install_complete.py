@@ -6,6 +6,9 @@ What each host receives (``/etc/haoscar`` unless the spec says otherwise):
 - ``cluster.yaml``: the cluster spec, byte for byte (it carries the witness, the services and the replicated paths);
 - the HA key (``ha.key_file``): generated once, mode 0600, the same bytes on both heads and the witness; an
   existing valid key on the primary is kept, so a second run changes nothing;
+- on the heads only, ``tls/`` beside ``ha.api_token_file`` (0700): the cluster CA's ``ca.crt`` and the head's own
+  ``HEAD.crt`` / ``HEAD.key`` (0600) for the token API and the encrypted replication channels; the CA key
+  ``ca.key`` (0600) stays on the primary only (``commands/cluster_tls.py``);
 - only when HA is started through systemd (the default): ``/etc/default/haoscar-ha`` on the heads
   (``HAOSCAR_NODE=...``) and the units ``haoscar-ha.service`` / ``haoscar-witness.service`` shipped in
   ``haoscar/data``. With another ``--start-command`` (the lab's) nothing is written outside ``/etc/haoscar``.
@@ -29,6 +32,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from haoscar.commands.cluster_tls import plan_tls
 from haoscar.errors import UserError
 from haoscar.keys import write_secret
 from haoscar.spec.models import ClusterSpec
@@ -305,7 +309,7 @@ def complete_installation(
         key = (secrets.token_hex(32) + "\n").encode()
     systemd = start_command == SYSTEMD_START
     results = {h.name: HostResult(h.name, h.role) for h in hosts}
-    for write in plan_files(spec, spec_text, key, systemd=systemd):
+    for write in [*plan_files(spec, spec_text, key, systemd=systemd), *plan_tls(spec, transports, FileWrite)]:
         transport = transports[write.host]
         if transport.read(write.path) == write.data:
             results[write.host].unchanged.append(write.path)

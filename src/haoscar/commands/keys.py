@@ -138,8 +138,8 @@ class KeyRotation:
             self._door(host).write(str(path), content.render().encode(), 0o600)
             self._door(host).run(f"chmod 700 {shlex.quote(str(path.parent))}")
 
-    def reload(self, purposes: tuple[str, ...]) -> None:
-        """Every daemon that uses one of ``purposes`` re-reads its keys."""
+    def reload(self, purposes: tuple[str, ...], step: str = "") -> None:
+        """Every daemon that uses one of ``purposes`` re-reads its keys (all files were written before)."""
         witness_too = any(p in WITNESS_PURPOSES for p in purposes)
         for host in hosts_of(self.spec):
             if host.role == "witness" and not witness_too:
@@ -147,7 +147,11 @@ class KeyRotation:
             what = "witness" if host.role == "witness" else "ha"
             code, output = self._door(host).run(self.reload_command.format(what=what, node=host.name))
             if code != 0:
-                raise UserError(f"reloading the {what} daemon's keys on {host.name} failed ({code}): {output}")
+                raise UserError(
+                    f"reloading the {what} daemon's keys on {host.name} failed ({code}): {output}; the rotation "
+                    f"stopped at its {step or 'reload'} step: fix that host and run `haoscar keys rotate` again"
+                    + (f" within {self.grace_s:g} s (the old keys' grace period)" if step == "switch" else "")
+                )
         self.sleep(self.settle_s)
 
     def current(self, purpose: str) -> KeyringFile | None:
@@ -170,7 +174,7 @@ class KeyRotation:
         self.say(f"splitting the shared key {self.key_file} into one key per purpose")
         for purpose in PURPOSES:
             self._write(purpose, KeyringFile(purpose, Key(0, shared.secret), grace_s=self.grace_s))
-        self.reload(PURPOSES)
+        self.reload(PURPOSES, "split")
         for host in hosts_of(self.spec):
             self._door(host).run(f"rm -f {shlex.quote(str(self.key_file))}")
 
@@ -185,17 +189,19 @@ class KeyRotation:
         fresh = {p: new_key(c.next_id()) for p, c in before.items()}
         self.say(f"staging new {', '.join(purposes)} keys (accepted, not used yet)")
         for p, c in before.items():
-            self._write(p, KeyringFile(p, c.current, None, fresh[p], self.grace_s))
-        self.reload(purposes)
+            # A previous key is kept: after a rotation that stopped at its switch, a host still signing with it
+            # must not be cut off by this re-run's first step.
+            self._write(p, KeyringFile(p, c.current, c.previous, fresh[p], self.grace_s))
+        self.reload(purposes, "stage")
         self.say(f"switching to the new keys; the old ones stay accepted for {self.grace_s:g} s")
         for p, c in before.items():
             self._write(p, KeyringFile(p, fresh[p], c.current, None, self.grace_s))
-        self.reload(purposes)
+        self.reload(purposes, "switch")
         self.sleep(self.grace_s)
         self.say("retiring the old keys")
         for p in before:
             self._write(p, KeyringFile(p, fresh[p], None, None, self.grace_s))
-        self.reload(purposes)
+        self.reload(purposes, "retire")
         return [Rotated(p, [h.name for h in holders(self.spec, p)], before[p].current.id, fresh[p].id) for p in before]
 
 

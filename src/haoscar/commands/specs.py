@@ -9,6 +9,7 @@ from typing import Any
 from haoscar.commands.env import Env
 from haoscar.spec import ClusterSpec, load_spec
 from haoscar.spec.summary import spec_summary
+from haoscar.spec.topology import spec_warnings
 
 __all__ = ["SpecChecked", "ValidateSpec", "spec_validate"]
 
@@ -25,12 +26,14 @@ class SpecChecked:
     file: Path
     spec: ClusterSpec
     summary: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+    """What the spec does not give (e.g. no private alias): said, never an error."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"valid": True, "file": str(self.file), **self.summary}
+        return {"valid": True, "file": str(self.file), **self.summary, "warnings": list(self.warnings)}
 
 
 def spec_validate(env: Env, request: ValidateSpec) -> SpecChecked:
     """Raises SpecError listing every problem (file, line, path, message), or UserError for an unreadable file."""
     spec = load_spec(request.file)
-    return SpecChecked(request.file, spec, spec_summary(spec))
+    return SpecChecked(request.file, spec, spec_summary(spec), tuple(spec_warnings(spec)))

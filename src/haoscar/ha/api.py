@@ -1,4 +1,5 @@
-"""The status API of a head: ``GET /status`` for anyone who reaches it, and the role changes (``POST /switchover``,
+"""The status API of a head: ``GET /status`` for anyone who reaches it (the public form, ``ha.status_public``: no
+paths, commands or key ids; the full status for holders of the token), and the role changes (``POST /switchover``,
 ``/failback``, ``/takeover``) for holders of the token, over TLS with the cluster CA (``haoscar.tlsca``).
 
 It listens only on the head's own cluster addresses, never on a wildcard, and the token comes from a file that only
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 
 from haoscar.errors import UserError
 from haoscar.ha.httpserve import CappedServer, Handler, Limits, Request, Response
+from haoscar.ha.status_public import public_status
 from haoscar.tlsca import client_context
 
 DEFAULT_CA = Path("/etc/haoscar/tls/ca.crt")
@@ -125,11 +127,11 @@ def _authorize(request: Request, token: str) -> Response | None:
     return None
 
 
-async def _status(provider: ApiProvider) -> Response:
+async def _status(provider: ApiProvider, full: bool) -> Response:
     status = provider.status()
     if isinstance(status, Awaitable):
         status = await status
-    return Response(200, status)
+    return Response(200, status if full else public_status(status))
 
 
 async def _action(name: str, call: Awaitable[Any]) -> Response:
@@ -154,14 +156,18 @@ def _takeover_force(request: Request) -> bool | Response:
 
 
 def make_handler(provider: ApiProvider, token: str | None) -> Handler:
-    """``GET /status`` for anyone who reaches the listener; with a token, also the three role changes for its
-    holders (``token=None``: the read-only status listener, no other route)."""
+    """``GET /status`` for anyone who reaches the listener, in its public form (``ha.status_public``: no paths,
+    commands or key ids); with a token, the full status and the three role changes for its holders
+    (``token=None``: the read-only status listener, no other route)."""
 
     async def handle(request: Request) -> Response:
         if request.path == "/status":
             if request.method not in ("GET", "HEAD"):
                 return Response(405, {"error": "GET /status"}, {"Allow": "GET"})
-            return await _status(provider)
+            if token is None or _bearer(request) is None:
+                return await _status(provider, full=False)
+            refused = _authorize(request, token)
+            return refused if refused is not None else await _status(provider, full=True)
         if token is None or request.path not in ("/switchover", "/failback", "/takeover"):
             return Response(404, {"error": f"no route {request.path}"})
         if request.method != "POST":

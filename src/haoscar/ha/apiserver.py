@@ -5,7 +5,8 @@ floods these listeners exhausts at most this process, whose caps and deadlines (
 that from happening. The process asks the daemon over its root-only UNIX control socket (``haoscar.ha.control``),
 the same requests ``haoscar ha status / switchover / failback / takeover`` make on the head itself.
 
-Two modes: the read-only status (``--port`` on the head's cluster addresses, plain HTTP, every head in any role)
+Two modes: the read-only status (``--port`` on the head's cluster addresses, plain HTTP, every head in any role;
+its public form only, ``ha.status_public``)
 and, with ``--token-file``, the token API over TLS (the ``status-api`` resource of the active head). It dies with
 the process that started it (``PR_SET_PDEATHSIG``), so a daemon killed with -9 leaves no listener behind.
 """

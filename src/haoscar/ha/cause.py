@@ -20,6 +20,8 @@ class Cause(StrEnum):
     SWITCHOVER = "switchover"  # the operator moved the role to the standby (or a peer handed over, cause unknown)
     FAILBACK = "failback"  # the role goes back to the primary
     RESOURCE_FAILURE = "resource-failure"  # a service failed too often: handed over to the peer
+    # the public link is down or fewer ping targets answer than from the standby: handed over (ha/public_health.py)
+    PUBLIC_LINK_LOST = "public-link-lost"
     LEASE_LOST = "lease-lost"  # the lease view ended and the peer does not confirm this head
     PEER_ACTIVE = "peer-active"  # the peer is active (again): this head yields
     NOT_ENTITLED = "not-entitled"  # a takeover that got no lease (or may not fence): back to standby
@@ -31,7 +33,7 @@ class Cause(StrEnum):
     @property
     def failover_kind(self) -> str:
         """The ``kind`` of the ``failover`` event (and ``last_failover``) a takeover with this cause produces."""
-        if self in _DEAD_PEER:
+        if self in _DEAD_PEER or self == Cause.PUBLIC_LINK_LOST:
             return "failover"
         if self in HANDOVER_CAUSES:
             return "switchover"
@@ -45,7 +47,9 @@ class Cause(StrEnum):
 
 _DEAD_PEER: Final = frozenset({Cause.FAILOVER, Cause.TAKEOVER})
 # Causes of a demotion that hands the role to the peer; the peer's takeover carries the same cause.
-HANDOVER_CAUSES: Final = frozenset({Cause.SWITCHOVER, Cause.FAILBACK, Cause.RESOURCE_FAILURE, Cause.SHUTDOWN})
+HANDOVER_CAUSES: Final = frozenset(
+    {Cause.SWITCHOVER, Cause.FAILBACK, Cause.RESOURCE_FAILURE, Cause.SHUTDOWN, Cause.PUBLIC_LINK_LOST}
+)
 
 
 def handover_cause(value: object) -> Cause:

@@ -88,6 +88,14 @@ class NodeConfig:
     failback: Literal["manual", "auto"]
     failback_stable_s: float
     status_port: int
+    # The private alias (issue 11): compute nodes reach the active head there; None when the spec has none.
+    private_vip: IPv4Address | None = None
+    private_interface: str = "eth0"
+    private_ip: IPv4Address | None = None
+    # Public health (``ha/public_health.py``): targets to ping, seconds between checks, failures before "lost".
+    ping_targets: tuple[IPv4Address, ...] = ()
+    ping_interval: float = 1.0
+    ping_failures: int = 3
 
     @property
     def name(self) -> str:
@@ -135,4 +143,10 @@ def node_config(spec: ClusterSpec, node: str, key_file: Path | None = None) -> N
         failback=ha.failback,
         failback_stable_s=ha.failback_stable_s,
         status_port=ha.status_port,
+        private_vip=me.private_alias_ip,
+        private_interface=me.private_interface,
+        private_ip=me.private_ip,
+        ping_targets=tuple(ha.ping_targets),
+        ping_interval=ha.ping_interval,
+        ping_failures=ha.ping_failures,
     )

@@ -37,7 +37,7 @@ from haoscar.ha.replication_glue import ReplicationGlue
 from haoscar.ha.state import HOLDS_VIP, State, StateMachine
 from haoscar.ha.timing import LoopLagMonitor
 from haoscar.ha.transport import HeartbeatTransport, Packets
-from haoscar.ha.vip import Vip
+from haoscar.ha.vip import vips_for
 
 __all__ = ["Daemon", "Failover", "Resources", "VipPort"]
 
@@ -60,7 +60,7 @@ class Daemon:
         self.bus = bus
         self.resources = resources
         resources.on_escalate = self._on_escalate
-        self.vip: VipPort = vip or Vip(cfg.public_interface, cfg.vip, cfg.timings.vip_lifetime, cfg.public_ip)
+        self.vip: VipPort = vip or vips_for(cfg)  # the public alias, and the private one when configured
         self.sm = StateMachine(self._on_transition)
         self.started = self.state_since = time.monotonic()
         self.peer = PeerView(tuple(link.network for link in cfg.links))
@@ -204,6 +204,7 @@ class Daemon:
                 "failback": self._wants_failback(now),
                 "vip": self.vip_held,
                 "lease": round(self.lease.remaining(now), 3),
+                "public": self.health.public.score,
             },
             now,
         )
@@ -271,6 +272,9 @@ class Daemon:
             repl_drained=repl is None or repl.drained_now(),
             initdead=t.initdead,
             takeover_cause=self.takeover_cause[1] if self.takeover_cause is not None else None,
+            public_score=self.health.public.score,
+            public_max=self.health.public.max_score,
+            peer_public_score=peer.public_score,
         )
 
     def evaluate(self, now: float | None = None) -> None:

@@ -15,7 +15,8 @@ Nothing here reads a clock, a socket or a file: ``View`` carries the times (mono
 - An active head keeps the role while its lease view is valid, or while the peer confirms it sees this head as
   active recently enough that the peer cannot have declared it dead yet (``peer_guard_until``): then a lost
   witness is only a warning. Otherwise it drops the VIP at once and demotes.
-- Switchover, failback and an escalated service demote with a handover to the peer.
+- Switchover, failback and an escalated service demote with a handover to the peer; so does an active head whose
+  public side is lost (link down, or fewer ping targets answering than from the standby: ``public_side_lost``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ class View:
     initdead: float | None = None
     # why the takeover under way began (set once this head went to TAKEOVER)
     takeover_cause: Cause | None = None
+    # public health (``ha/public_health.py``): 0 = link lost, else 1 + ping targets answering; the peer's from its
+    # heartbeats (None: it sends none)
+    public_score: int = 1
+    public_max: int = 1
+    peer_public_score: int | None = None
 
     @property
     def peer_alive(self) -> bool:
@@ -270,6 +276,9 @@ def _active(v: View) -> list[Action]:
         handover = v.peer_alive and v.peer_healthy
         return [Demote("a service failed too often", urgent=False, handover=handover, cause=Cause.RESOURCE_FAILURE)]
     peer_ready = v.peer_alive and v.peer_healthy and v.peer_state == State.STANDBY
+    if peer_ready and v.repl_drained and public_side_lost(v):
+        why = "the public side is lost here and the standby reaches it better"
+        return [Demote(why, urgent=False, handover=True, cause=Cause.PUBLIC_LINK_LOST)]
     if v.switchover_requested and peer_ready:
         return [Demote("switchover requested", urgent=False, handover=True, cause=Cause.SWITCHOVER)]
     if not v.is_primary and peer_ready and v.repl_drained and (v.peer_wants_failback or v.failback_requested):
@@ -295,6 +304,13 @@ _BY_STATE = {
     State.ACTIVE: _active,
     State.STOPPING: _stopping,
 }
+
+
+def public_side_lost(v: View) -> bool:
+    """This head's public side is worse than the peer's: its link is lost, or fewer ping targets answer here
+    than there (each already counted with hysteresis). A peer that reports nothing, or as bad, changes nothing:
+    moving the role would not help the users."""
+    return v.public_score < v.public_max and v.peer_public_score is not None and v.peer_public_score > v.public_score
 
 
 def lease_probe(v: View) -> str | None:

@@ -6,7 +6,11 @@ Methods (``ha.fencing.method``):
   lab-agnostic: it writes one JSON line ``{"action": "off", "host": NAME}`` to the UNIX socket named by
   ``options.socket`` and reads ``{"ok": true|false, "message": ...}`` (``haoscar.scenarios.ha_lab`` serves it).
 - ``fence-agents``: run an installed ``fence_*`` agent (``agent``; a name on PATH or a path) with the standard
-  key=value lines on stdin (``options`` plus ``action=off``); exit status 0 = fenced.
+  key=value lines on stdin: ``options``, then ``targets[peer]`` over them (e.g. the peer's BMC address), plus
+  ``action=off`` and ``plug=PEER``. ``password_file`` is haoscar's, not the agent's: the file (mode 0600, never
+  readable by group or others) is read at fence time and its first line goes to the agent as ``password=``, on
+  stdin, never on a command line. Fenced = ``off`` exits 0 **and** a second run with ``action=status`` exits 2,
+  the fence-agents code for "off": the takeover is never built on the agent's word for the ``off`` alone.
 - ``ssh``: best effort, ``ssh host command`` (``options.host`` defaults to the peer, ``options.command`` to
   ``poweroff -f``; ``user``, ``port``, ``identity`` (a private key file) and ``known_hosts`` (a known hosts file;
   a host key is then accepted the first time it is seen) are optional). Never prompts (BatchMode). Success only
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import shutil
+import stat
 import time
 from dataclasses import asdict, dataclass
 
@@ -41,12 +47,22 @@ def _fill(value: str, peer: str) -> str:
     return value.replace("{peer}", peer)
 
 
-async def _run(argv: list[str], stdin: bytes | None, timeout: float) -> tuple[int, str]:
+# fence-agents' exit codes for ``action=status`` (the Fence Agent API): 0 = on, 2 = off, anything else = unknown.
+STATUS_ON, STATUS_OFF = 0, 2
+# Debian's fence agents are Python scripts that warn about deprecated modules on every run: keep that noise out of
+# the one line a fence result quotes.
+_AGENT_ENV = {"PYTHONWARNINGS": "ignore::DeprecationWarning"}
+
+
+async def _run(
+    argv: list[str], stdin: bytes | None, timeout: float, env: dict[str, str] | None = None
+) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        env=None if env is None else os.environ | env,
     )
     try:
         out, _ = await asyncio.wait_for(proc.communicate(stdin), timeout)
@@ -76,16 +92,64 @@ async def _lab(config: Fencing, peer: str) -> tuple[bool, str]:
     return bool(reply.get("ok")), str(reply.get("message", ""))
 
 
+def agent_options(config: Fencing, peer: str) -> dict[str, str]:
+    """The key=value options a fence agent gets to fence ``peer`` (``password_file`` not yet resolved)."""
+    merged = {"action": "off", "plug": peer} | dict(config.options) | dict(config.targets.get(peer, {}))
+    return {key: _fill(value, peer) for key, value in merged.items()}
+
+
+def read_password_file(path: str) -> str:
+    """The first line of a fence password file; refused unless only its owner may read it (like the keys)."""
+    with open(path, "rb") as handle:
+        mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+        if mode & 0o077:
+            raise PermissionError(f"{path} is readable by group or others (mode {mode:o}); chmod 600 {path}")
+        lines = handle.read().decode().splitlines()
+    if not lines or not lines[0]:
+        raise ValueError(f"{path} is empty; write the fence password on its first line")
+    return lines[0]
+
+
+def resolve_password(options: dict[str, str]) -> dict[str, str]:
+    """``password_file`` replaced by ``password`` (the agent's own option), read now."""
+    if "password_file" not in options:
+        return options
+    resolved = {key: value for key, value in options.items() if key != "password_file"}
+    resolved["password"] = read_password_file(options["password_file"])
+    return resolved
+
+
+def _lines(options: dict[str, str]) -> bytes:
+    return "".join(f"{key}={value}\n" for key, value in options.items()).encode()
+
+
+def _last(out: str) -> str:
+    return out.splitlines()[-1].strip() if out else ""
+
+
 async def _agent(config: Fencing, peer: str) -> tuple[bool, str]:
     agent = config.agent or ""
     path = agent if "/" in agent else shutil.which(agent)
     if not path:
         return False, f"fence agent {agent!r} is not installed (install the fence-agents package or give a path)"
-    options = {"action": "off", "plug": peer} | {k: _fill(v, peer) for k, v in config.options.items()}
-    stdin = "".join(f"{key}={value}\n" for key, value in options.items()).encode()
-    code, out = await _run([path], stdin, config.timeout)
-    last = out.splitlines()[-1] if out else ""
-    return code == 0, f"{agent} exit {code}" + (f": {last}" if last else "")
+    try:
+        options = resolve_password(agent_options(config, peer))
+    except (OSError, ValueError) as exc:
+        return False, f"fence password: {exc}"
+    code, out = await _run([path], _lines(options), config.timeout, _AGENT_ENV)
+    where = f" (ip {options['ip']})" if "ip" in options else ""
+    if code == -1:  # no answer within the timeout: an unreachable BMC looks like this
+        return False, f"{agent}{where}: {out}"
+    said = f"{agent}{where} exit {code}" + (f": {_last(out)}" if out else "")
+    if code != 0:
+        return False, said
+    # Confirm: the power is off only when the agent's own status says so (exit 2), asked after the off returned.
+    code, out = await _run([path], _lines(options | {"action": "status"}), config.timeout, _AGENT_ENV)
+    if code == STATUS_OFF:
+        return True, f"{said}; status: off"
+    if code == STATUS_ON:
+        return False, f"{said}; but status says {peer} is still on"
+    return False, f"{said}; status unknown (exit {code}" + (f": {_last(out)})" if out else ")")
 
 
 async def _ssh(config: Fencing, peer: str) -> tuple[bool, str]:
@@ -113,8 +177,10 @@ async def fence(config: Fencing, peer: str) -> FenceResult:
     method = methods.get(config.method)
     if method is None:
         return FenceResult(False, config.method, peer, "no fencing method configured", 0.0)
+    # fence-agents runs the agent twice (off, then status), each within ``timeout``.
+    budget = config.timeout * (2 if config.method == "fence-agents" else 1) + 1.0
     try:
-        ok, message = await asyncio.wait_for(method(config, peer), config.timeout + 1.0)
+        ok, message = await asyncio.wait_for(method(config, peer), budget)
     except Exception as exc:
         ok, message = False, f"{type(exc).__name__}: {exc}"
     return FenceResult(ok, config.method, peer, message, round(time.monotonic() - started, 3))

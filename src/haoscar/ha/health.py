@@ -9,6 +9,7 @@ from typing import Any
 from haoscar.events import EventBus, Severity
 from haoscar.ha.decide import stale_refusal
 from haoscar.ha.host import Host
+from haoscar.ha.public_health import PublicHealth
 from haoscar.ha.state import State
 
 
@@ -40,9 +41,20 @@ class Health:
         self.d = daemon
         self.warnings = Warnings(daemon.bus)
         self.stable_since: float | None = None
+        cfg = daemon.cfg
+        # Its rounds run on the event loop from the first tick; a changed score is said and re-evaluated at once.
+        self.public = PublicHealth(
+            cfg.public_interface, cfg.ping_targets, cfg.ping_failures, cfg.ping_interval, on_change=self._public_changed
+        )
+
+    def _public_changed(self) -> None:
+        self.public_warning()  # before the decision, so the warning names the role the loss was seen in
+        self.d.evaluate()
 
     def watch(self, now: float) -> None:
         d, t = self.d, self.d.cfg.timings
+        self.public.start()
+        self.public_warning()
         if now - d.started < t.startup_wait:
             return
         alive = d.peer.alive_on(now, t.dead)
@@ -65,6 +77,24 @@ class Health:
             self.stable_since = self.stable_since or now
         else:
             self.stable_since = None
+
+    def public_warning(self) -> None:
+        """One event when this head's public side is lost (link down or a ping target silent), one when it is back.
+        On the standby it is only this warning; on the active head ``decide`` hands over when the peer does better."""
+        public, d = self.public, self.d
+        lost = public.score < public.max_score
+        what = f"public link {d.cfg.public_interface} is down" if public.link_lost else ""
+        if not what and lost:
+            what = "no answer from ping target(s) " + ", ".join(str(t) for t in public.unreachable)
+        role = "active" if d.sm.state == State.ACTIVE else "standby"
+        self.warnings.set(
+            "public.lost",
+            f"{what} on {d.cfg.name} ({role})" if lost else None,
+            "critical" if lost and d.sm.state == State.ACTIVE else "warning",
+            ok=f"public side of {d.cfg.name} is healthy again",
+            score=public.score,
+            max_score=public.max_score,
+        )
 
     def replication_tick(self, now: float) -> None:
         d, repl = self.d, self.d.replication

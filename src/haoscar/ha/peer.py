@@ -37,6 +37,7 @@ class PeerView:
     handover_id: int = 0  # which handover of the peer (its sequence number when it began handing over)
     handover_cause: Cause = Cause.SWITCHOVER  # why the peer hands over (switchover, failback, ...)
     wants_failback: bool = False
+    public_score: int | None = None  # the peer's public health score (ha/public_health.py); None: not reported
     incarnation: int | None = None
     received: Counter[str] = field(default_factory=Counter)
     last_body: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +68,8 @@ class PeerView:
         self.handover_id = int(body.get("handover_id") or 0)
         self.handover_cause = handover_cause(body.get("handover_cause"))
         self.wants_failback = bool(body.get("failback"))
+        public = body.get("public")
+        self.public_score = public if isinstance(public, int) and not isinstance(public, bool) else None
 
     def newest(self) -> float | None:
         return max(self.last_heard.values(), default=None)

@@ -1,7 +1,8 @@
 """What ``haoscar ha status`` shows of one head: built from the daemon's parts, read-only.
 
-The same dictionary goes out on the control socket and over HTTP (``GET /status``); its keys are an interface
-(the CLI, both-heads view, benchmarks and lab tests read them).
+The same dictionary goes out on the control socket and to holders of the API token; ``GET /status`` without the
+token serves its public form (``ha.status_public``: the same keys minus paths, commands, key ids and error texts).
+Its keys are an interface (the CLI, both-heads view, benchmarks and lab tests read them).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The public alias IP (VIP): added with a short kernel lifetime that the daemon keeps renewing, announced with
-gratuitous ARP, and probed with ARP before a takeover.
+"""The alias IPs (VIPs: the public one and the optional private one, ``VipSet``): added with a short kernel
+lifetime that the daemon keeps renewing, announced with gratuitous ARP, and probed with ARP before a takeover.
 
 The lifetime is the dead man's switch: if the daemon is killed or its host frozen, nobody renews the address and
 the kernel removes it ``vip_lifetime`` seconds after the last renewal (measured here: IPv4 lifetimes expire within
@@ -19,6 +19,8 @@ from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
+
+from haoscar.ha.config import NodeConfig
 
 ETH_P_ARP = 0x0806
 T = TypeVar("T")
@@ -190,3 +192,56 @@ class Vip:
         finally:
             loop.run_in_executor(None, sock.close)  # the close waits for a grace period: not on the event loop
         return None
+
+
+class VipSet:
+    """The public alias and, when the spec has one, the private alias (issue 11): added, renewed, probed, announced
+    and dropped together, so compute nodes follow the active head under the same lease, kernel lifetime and
+    gratuitous ARP as users on the public side. ``address`` is the public alias (what messages name)."""
+
+    def __init__(self, vips: list[Vip]) -> None:
+        self.vips = vips
+        self.address = vips[0].address
+
+    def add(self) -> None:
+        for vip in self.vips:
+            vip.add()
+
+    def remove(self) -> bool:
+        """Drop every alias (each one tried even when another fails); True when any was there."""
+        removed, error = False, None
+        for vip in self.vips:
+            try:
+                removed = vip.remove() or removed
+            except Exception as exc:  # the first failure is raised once the others were dropped
+                error = error or exc
+        if error is not None:
+            raise error
+        return removed
+
+    def present(self) -> bool:
+        return any(vip.present() for vip in self.vips)
+
+    def announce(self, count: int = 3, gap: float = 0.02) -> None:
+        for round_ in range(count):
+            if round_:
+                time.sleep(gap)
+            for vip in self.vips:
+                vip.announce(1)
+
+    async def probe(self, timeout: float) -> str | None:
+        """Both aliases probed at once; the MAC of another host still answering for either, else None."""
+        answers = await asyncio.gather(*(vip.probe(timeout) for vip in self.vips))
+        return next((mac for mac in answers if mac is not None), None)
+
+    def close(self) -> None:
+        for vip in self.vips:
+            vip.close()
+
+
+def vips_for(cfg: NodeConfig) -> VipSet:
+    """The aliases head ``cfg`` holds while active: the public one, and the private one when configured."""
+    vips = [Vip(cfg.public_interface, cfg.vip, cfg.timings.vip_lifetime, cfg.public_ip)]
+    if cfg.private_vip is not None and cfg.private_ip is not None:
+        vips.append(Vip(cfg.private_interface, cfg.private_vip, cfg.timings.vip_lifetime, cfg.private_ip))
+    return VipSet(vips)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from haoscar.errors import NeedsRoot, NotFound, UserError
-from haoscar.lab import faults, netlink, procs
+from haoscar.lab import bmc, faults, netlink, procs
 from haoscar.lab.layout import LabHost, LabInterface, LabLayout, Partition, Role, layout_from_spec
 from haoscar.lab.names import NETNS_DIR, check_lab_name, netns_prefix
 from haoscar.lab.nsenter import ns_inode, popen_in, reap_spawned
@@ -384,6 +384,7 @@ class Lab:
                     proc.kill()
             raise
         self._starters.update(starting)
+        bmc.start_bmcs(self.dir, self.state_dir, self.name, hosts)  # ipmi_sim of each BMC host (lab/bmc.py)
 
     def _spawn_init(self, host: LabHost) -> subprocess.Popen[bytes]:
         tree = self.dir / "hosts" / host.name

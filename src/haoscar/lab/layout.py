@@ -17,7 +17,7 @@ from haoscar.fsutil import atomic_write
 from haoscar.lab.names import bridge_name, host_netns, switch_netns, switch_port
 from haoscar.spec import ClusterSpec, all_nodes
 
-Role = Literal["primary", "standby", "compute", "witness", "client", "extra"]
+Role = Literal["primary", "standby", "compute", "witness", "client", "bmc", "extra"]
 HostState = Literal["starting", "running", "crashed", "frozen"]
 LAYOUT_VERSION = 1
 
@@ -48,6 +48,7 @@ class LabHost:
     pidns: int | None = None  # inode of that PID namespace: guards against a recycled pid
     starter_pid: int | None = None  # the `unshare` outside the namespace that waits for the init
     links_down_by_freeze: bool = False
+    powers: str | None = None  # a BMC host: the lab host whose power it controls (``lab.bmcs``, lab/bmc.py)
 
     def interface(self, name: str) -> LabInterface:
         for iface in self.interfaces:
@@ -163,4 +164,11 @@ def layout_from_spec(spec: ClusterSpec, name: str) -> LabLayout:
         if client.ip not in subnets["public"]:
             raise UserError(f"lab.client.ip {client.ip} is outside the public network {subnets['public']}")
         layout.new_host(client.hostname, "client", [_iface("eth0", "public", client.ip, subnets["public"].prefixlen)])
+    for head, address in spec.lab.bmcs.items():
+        # A separate device with its own address on the management (private) network, like a real BMC.
+        network = next((n for n, s in subnets.items() if address in s), None)
+        if network is None or head not in (spec.heads.primary.hostname, spec.heads.standby.hostname):
+            raise UserError(f"lab.bmcs.{head}: {address} must be the BMC of a head, on one of the spec's networks")
+        bmc = layout.new_host(f"{head}-bmc", "bmc", [_iface("eth0", network, address, subnets[network].prefixlen)])
+        bmc.powers = head
     return layout

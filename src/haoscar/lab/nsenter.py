@@ -38,6 +38,11 @@ def reap_spawned() -> None:
             _spawned.discard(proc)
 
 
+def register_spawned(proc: subprocess.Popen[Any]) -> None:
+    """Reap ``proc`` with the host processes (a BMC's ipmi_sim runs in a host's network namespace only)."""
+    _spawned.add(proc)
+
+
 def setns(fd: int, nstype: int) -> None:
     if _libc.setns(fd, nstype) != 0:
         errno = ctypes.get_errno()

@@ -25,6 +25,8 @@ SETTING_INTERFACE = "dhcp.interface"
 SETTING_QUARANTINE = "dhcp.quarantine"
 SETTING_SERVER = "netboot.server"
 SETTING_PORT = "netboot.port"
+# Where compute nodes reach the head: the private alias IP when the spec has one (written by ``spec apply``).
+SETTING_COMPUTE_ADDRESS = "compute_address"
 
 
 class Database(Protocol):
@@ -103,7 +105,10 @@ def _settings_map(session: Session) -> dict[str, Any]:
 
 
 def read_settings(session: Session, *, interface: str | None = None) -> NetbootSettings:
-    """The private network, the primary head's private address and the stored DHCP settings."""
+    """The private network, the boot server's address and the stored DHCP settings.
+
+    The boot server's address, unless ``dhcp configure --server`` set one, is the compute-facing address ``spec
+    apply`` stored (the private alias IP, which follows the active head), else the primary head's private IP."""
     subnet_text = session.execute(select(Network.subnet).where(Network.name == "private")).scalar_one_or_none()
     if subnet_text is None:
         raise UserError("the database has no private network; apply a cluster spec first (haoscar spec apply FILE)")
@@ -121,7 +126,7 @@ def read_settings(session: Session, *, interface: str | None = None) -> NetbootS
     return NetbootSettings(
         interface=interface or str(stored.get(SETTING_INTERFACE) or head.name),
         subnet=subnet,
-        server_ip=str(stored.get(SETTING_SERVER) or head.ip),
+        server_ip=str(stored.get(SETTING_SERVER) or stored.get(SETTING_COMPUTE_ADDRESS) or head.ip),
         port=int(stored.get(SETTING_PORT) or DEFAULT_BOOT_PORT),
         domain=head.domain,
         quarantine=quarantine,

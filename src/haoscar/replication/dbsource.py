@@ -100,10 +100,12 @@ class DbSource:
             self._server.close()
             self._server = None
         if self._task is not None:
-            self._task.cancel()
+            task, self._task = self._task, None
+            while not task.done():
+                task.cancel()  # again when Python 3.11's wait_for swallowed it (its inner step finished meanwhile)
+                await asyncio.wait({task}, timeout=1.0)
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+                task.result()
         self._drop()
 
     def _drop(self) -> None:

@@ -28,7 +28,9 @@ from haoscar.replication.config import RSYNC_USER, ReplConfig, Tree, rsync_passw
 # -a: perms, times, owner, group, symlinks, devices; -H hard links, -A ACLs, -X xattrs; -W whole files (a LAN is
 # faster than the delta algorithm and it reads each file once).
 FIDELITY = ("-aHAX", "--numeric-ids", "-W")
-TIMEOUTS = ("--timeout=20",)  # connecting (3 s) is tlspipe's: see _rsh
+# connecting (3 s) is tlspipe's: see _rsh. Over a remote shell the receiving rsync would write its errors ("No space
+# left on device") to its own stderr, which tlspipe cannot carry: --stderr=client sends them in the protocol stream.
+TIMEOUTS = ("--timeout=20", "--stderr=client")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class RsyncResult:
         # line is often the sender's "connection reset", which says nothing.
         markers = {"disk_full": ("no space left", "disk quota"), "auth": ("auth failed", "password")}
         named = [line for line in lines if any(m in line.lower() for m in markers.get(self.problem, ()))]
+        named = named or [line for line in lines if line.startswith("tlspipe:")]  # the channel's own words
         informative = named or [line for line in lines if not line.startswith("rsync error:")] or lines
         return (informative[-1] if informative else f"rsync exit {self.code}")[:300]
 

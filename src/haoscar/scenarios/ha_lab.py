@@ -26,11 +26,13 @@ from typing import Any
 
 import yaml
 
+from haoscar.commands.cluster_tls import write_lab_tls
 from haoscar.errors import UserError
 from haoscar.ha.control import request
 from haoscar.keyring import PURPOSES, WITNESS_PURPOSES, generate_keyrings
 from haoscar.lab.lab import Lab
-from haoscar.spec.models import ClusterSpec
+from haoscar.scenarios.cluster_lab import apply_spec_on_heads, needs_database
+from haoscar.spec.models import ClusterSpec, Fencing
 
 # Heartbeat profiles: ``default`` is the spec's default; ``fast`` has 100 ms heartbeats and a lease as long as the
 # dead time, so that the witness frees the lease the moment the standby declares the peer dead (docs/ha.md).
@@ -46,20 +48,24 @@ def ha_spec(
     spec: ClusterSpec,
     *,
     profile: str = "default",
-    fencing: str = "lab",
+    fencing: str | Fencing = "lab",
     fence_socket: str | None = None,
     witness: bool = True,
     fence_options: dict[str, str] | None = None,
     **ha_overrides: Any,
 ) -> ClusterSpec:
-    """``spec`` with a timing profile, a fencing choice (``fence_options``: ``ha.fencing.options``, e.g. the host,
-    identity and command of ``ssh``) and any other ``ha:`` overrides applied."""
+    """``spec`` with a timing profile, a fencing choice (a method with ``fence_options``: ``ha.fencing.options``,
+    e.g. the host, identity and command of ``ssh``; or a whole ``Fencing``) and any other ``ha:`` overrides."""
     if profile not in PROFILES:
         raise UserError(f"unknown HA profile {profile!r}; use one of {', '.join(PROFILES)}")
     update: dict[str, Any] = dict(PROFILES[profile])
     options = {"socket": fence_socket} if fencing == "lab" and fence_socket else {}
     options.update(fence_options or {})
-    update["fencing"] = spec.ha.fencing.model_copy(update={"method": fencing, "options": options})
+    update["fencing"] = (
+        fencing
+        if isinstance(fencing, Fencing)
+        else spec.ha.fencing.model_copy(update={"method": fencing, "options": options})
+    )
     if not witness:
         update["witness"] = None
     # Replication is off unless asked for (``replication=True``): the HA tests that are not about it stay fast, and
@@ -231,7 +237,7 @@ def start_ha(
     spec: ClusterSpec,
     *,
     profile: str = "default",
-    fencing: str = "lab",
+    fencing: str | Fencing = "lab",
     witness: bool = True,
     heads: tuple[str, ...] = ("primary", "standby"),
     wait: bool = True,
@@ -272,6 +278,9 @@ def start_ha(
             key_file.touch(mode=0o600)
             os.chmod(key_file, 0o600)  # before the bytes: never readable by others
             key_file.write_bytes(keys[purpose])
+    write_lab_tls(effective, lab.host_dir)  # the cluster CA and the heads' certificates, as set-up writes them
+    if needs_database(effective):  # the netboot resources render from the database, as after set-up
+        apply_spec_on_heads(lab, effective)
     ha = HaLab(lab, effective, keys["heartbeat"], fence)
     try:
         ha.start_witness()

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from haoscar.commands.cluster_tls import write_lab_tls
 from haoscar.keys import generate_key
 from haoscar.lab.lab import Lab
 from haoscar.replication.state import read_status
@@ -68,6 +69,8 @@ class ReplLab:
         else:
             other.write_bytes(first.read_bytes())
             other.chmod(0o600)
+        # The cluster CA and each head's certificate, as `install complete` writes them: replication is mutual TLS.
+        write_lab_tls(self.spec, self.lab.host_dir)
 
     def start(self, host: str, role: str, catch_up: bool = False) -> subprocess.Popen[bytes]:
         log = self.state_dir(host) / "repl.log"

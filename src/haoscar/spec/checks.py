@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from haoscar.errors import UserError
+from haoscar.spec.fencing_checks import check_bmcs, check_fencing
 from haoscar.spec.models import HA, ClientGroup, HeadNode, Image, Lab, Network
 from haoscar.spec.nodes import group_names
 from haoscar.spec.types import parse_hostname
@@ -454,7 +455,7 @@ def check_ha_resources(parts: Parts) -> Iterator[Finding]:
     ha = parts.ha
     if ha is None:
         return
-    for kind in ("dnsmasq", "status-api"):
+    for kind in ("dnsmasq", "bootserver", "status-api"):
         indexes = [i for i, service in enumerate(ha.services) if service.kind == kind]
         for i in indexes[1:]:
             yield ("ha", "services", i, "kind"), f"a second {kind} service; a head runs one (the first is {indexes[0]})"
@@ -479,6 +480,8 @@ ALL_CHECKS = (
     check_ha,
     check_ha_resources,
     check_lab,
+    check_fencing,
+    check_bmcs,
 )
 
 

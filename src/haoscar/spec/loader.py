@@ -18,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from haoscar.errors import UserError
 from haoscar.spec.checks import Parts, run_checks
+from haoscar.spec.checks_alias import run_alias_checks
 from haoscar.spec.models import HA, ClientGroup, ClusterSpec, HeadNode, Image, Lab, Network
 from haoscar.spec.yamlsrc import Located, Path_, YamlSyntaxError, dotted, load_located
 
@@ -264,7 +265,8 @@ def check_text(text: str, filename: str = "cluster.yaml") -> tuple[ClusterSpec |
         spec = ClusterSpec.model_validate(located.data)
     except ValidationError as exc:
         problems.extend(_problems_from(exc, located))
-    for path, message in run_checks(_parts(located.data)):
+    parts = _parts(located.data)
+    for path, message in [*run_checks(parts), *run_alias_checks(parts)]:
         problems.append(Problem(located.line_of(path), dotted(path), message))
     unique = sorted(set(problems))
     return (spec if not unique else None), unique

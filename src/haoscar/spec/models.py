@@ -49,6 +49,11 @@ class HeadNode(SpecModel):
     public_interface: IfName = "eth1"
     public_ip: IPv4
     alias_ip: IPv4 = Field(description="the public alias IP that follows the active head")
+    private_alias_ip: IPv4 | None = Field(
+        default=None,
+        description="the private alias IP that follows the active head: every service a compute node uses (DHCP, "
+        "TFTP, iPXE, the boot server, the scheduler) is reached through it; the same on both heads",
+    )
     netmask: Netmask = Field(description="the local (private) network's mask, as in Add Standby Server")
     gateway: IPv4 | None = None
     heartbeat_interface: IfName = "eth2"
@@ -112,7 +117,7 @@ class Service(SpecModel):
     """A head-node service: started in order on the active head, stopped in reverse on demotion."""
 
     name: HostName
-    kind: Literal["command", "systemd", "tcp", "process", "dnsmasq", "status-api"] = "command"
+    kind: Literal["command", "systemd", "tcp", "process", "dnsmasq", "bootserver", "status-api"] = "command"
     start: Text | None = None
     stop: Text | None = None
     monitor: Text | None = None
@@ -151,6 +156,10 @@ class Fencing(SpecModel):
     method: Literal["none", "lab", "fence-agents", "ssh"] = "none"
     agent: Text | None = Field(default=None, description="the fence_* agent for method fence-agents")
     options: dict[Text, Text] = Field(default_factory=dict)
+    targets: dict[HostName, dict[Text, Text]] = Field(
+        default_factory=dict,
+        description="per-head options over ``options`` when that head is fenced, e.g. {head1: {ip: BMC address}}",
+    )
     timeout: float = Field(default=20.0, gt=0)
 
 
@@ -261,6 +270,15 @@ class HA(SpecModel):
     realtime_priority: int = Field(default=10, ge=1, le=99)
     lock_memory: bool = Field(default=False, description="mlockall() so the daemon is never paged out")
     loop_lag_warning: float = Field(default=0.1, gt=0, description="event-loop lag (s) that logs a warning")
+    ping_targets: list[IPv4] = Field(
+        default_factory=list,
+        description="public-side addresses (a router, a gateway) the active head must reach; a head that reaches "
+        "fewer of them than its standby hands the role over (Pacemaker's ping agent)",
+    )
+    ping_interval: float = Field(default=1.0, gt=0, le=60, description="seconds between two public health checks")
+    ping_failures: int = Field(
+        default=3, ge=1, le=100, description="consecutive failed checks before a target (or the link) counts as lost"
+    )
 
 
 class LabClient(SpecModel):
@@ -271,9 +289,14 @@ class LabClient(SpecModel):
 
 
 class Lab(SpecModel):
-    """Lab-only hosts: a user on the public network. The witness comes from ``ha.witness``."""
+    """Lab-only hosts: a user on the public network, and a simulated BMC per head. The witness comes from
+    ``ha.witness``."""
 
     client: LabClient | None = None
+    bmcs: dict[HostName, IPv4] = Field(
+        default_factory=dict,
+        description="head -> address of its BMC (an ipmi_sim lab host named HEAD-bmc that powers that head)",
+    )
 
 
 class ClusterSpec(SpecModel):

@@ -38,6 +38,7 @@ def spec_summary(spec: ClusterSpec) -> dict[str, Any]:
         },
         "heads": {"primary": spec.heads.primary.hostname, "standby": spec.heads.standby.hostname},
         "alias_ip": str(spec.heads.primary.alias_ip),
+        "private_alias_ip": str(spec.heads.primary.private_alias_ip) if spec.heads.primary.private_alias_ip else None,
         "nodes": len(all_nodes(spec)),
         "client_groups": groups,
         "images": [image.name for image in spec.images],

@@ -81,3 +81,23 @@ def topology(spec: ClusterSpec, node: str) -> Topology:
     primary, standby = spec.heads.primary, spec.heads.standby
     me, peer = (primary, standby) if role == "primary" else (standby, primary)
     return Topology(role=role, me=me, peer=peer, links=_links(me, peer, spec.networks.heartbeat is not None))
+
+
+def compute_facing_address(spec: ClusterSpec) -> IPv4Address:
+    """The address compute nodes use for every head service (DHCP next-server, iPXE and boot-server URLs, the
+    installer's head, the scheduler): the private alias IP, which follows the active head, when the spec has one;
+    else the primary's own private IP (compute-side services then do not follow a failover)."""
+    primary = spec.heads.primary
+    return primary.private_alias_ip or primary.private_ip
+
+
+def spec_warnings(spec: ClusterSpec) -> list[str]:
+    """What a valid spec does not give: said by ``spec validate``, never an error."""
+    warnings: list[str] = []
+    if spec.heads.primary.private_alias_ip is None:
+        warnings.append(
+            "heads.*.private_alias_ip is not set: compute nodes reach the head at the primary's private IP "
+            f"{spec.heads.primary.private_ip}, so DHCP, network boot, installs and the scheduler will not follow a "
+            "failover; add the same free private address to both heads"
+        )
+    return warnings

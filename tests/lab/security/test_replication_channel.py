@@ -21,21 +21,29 @@ from haoscar.scenarios.repl_lab import HOST_KEY, ReplLab, db_messages, repl_spec
 
 pytestmark = pytest.mark.lab
 
-# Inside the active head: a hello signed with the real key, as a recording of an earlier session would be.
+# Inside the active head: a hello signed with the real key, as a recording of an earlier session would be. The
+# channel is TLS with the cluster CA (a recording of it cannot be replayed at all), so this replay even uses the
+# head's own certificate: the HMAC session inside must still hold.
 REPLAY = r"""
-import socket, sys, time
+import socket, ssl, sys, time
 from pathlib import Path
 from haoscar.keys import load_key
 from haoscar.replication.config import derived_secret
 from haoscar.replication.dbwire import pack
+from haoscar.tlsca import client_context, node_files
 body = {"op": "hello", "node": sys.argv[4], "nonce": "ab" * 16}
 hello = pack(derived_secret(load_key(Path(sys.argv[1])), "db"), b"hello", body)
-sock = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=30)
+tls = Path("/etc/haoscar/tls")
+raw = socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=30)
+sock = client_context(tls / "ca.crt", node_files(tls, sys.argv[4])).wrap_socket(raw, server_hostname=sys.argv[2])
 sock.sendall(hello)
 print("sent", flush=True)
 got, started = b"", time.monotonic()
 while True:
-    chunk = sock.recv(65536)
+    try:
+        chunk = sock.recv(65536)
+    except (ssl.SSLError, OSError):
+        break
     if not chunk:
         break
     got += chunk

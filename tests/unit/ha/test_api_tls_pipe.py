@@ -90,3 +90,21 @@ def test_a_client_without_a_cluster_certificate_gets_nothing(channel: tuple[Path
     )
     assert out.returncode != 0
     assert not (dest / "evil").exists()
+
+
+def test_a_pull_through_the_channel_gets_every_byte(channel: tuple[Path, int, Path], tmp_path: Path) -> None:
+    # A returning head pulls from the active one (catch-up): both directions busy at once on one TLS connection.
+    tls, port, served = channel
+    for i in range(20):
+        (served / f"f{i}.bin").write_bytes(os.urandom(300_000))
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / "only-here").write_text("kept aside\n")
+    out = subprocess.run(
+        ["rsync", "-a", "--delete", "--backup", f"--backup-dir={tmp_path / 'aside'}", "-e", rsh(tls, port),
+         "127.0.0.1::tree/", f"{local}/"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert all((local / f"f{i}.bin").read_bytes() == (served / f"f{i}.bin").read_bytes() for i in range(20))
+    assert not (local / "only-here").exists() and (tmp_path / "aside" / "only-here").read_text() == "kept aside\n"

@@ -37,9 +37,12 @@ def test_a_missing_key_names_the_fix(tmp_path: Path) -> None:
 
 
 FAKE_AGENT = """#!/bin/sh
-cat > "{out}"
-grep -q '^action=off$' "{out}" || exit 2
-grep -q '^ip=198.18.0.9$' "{out}" || exit 3
+stdin=$(cat)
+echo "$stdin" >> "{out}"
+# haoscar confirms an off with a status run: 2 means off (fence-agents' convention)
+if echo "$stdin" | grep -q '^action=status$'; then echo "Status: OFF"; exit 2; fi
+echo "$stdin" | grep -q '^action=off$' || exit 2
+echo "$stdin" | grep -q '^ip=198.18.0.9$' || exit 3
 echo "Success: Powered OFF"
 exit {code}
 """

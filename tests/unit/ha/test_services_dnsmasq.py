@@ -1,4 +1,5 @@
-"""The lab DHCP config: what dnsmasq is told, and that dnsmasq itself accepts it."""
+"""The HA dnsmasq resource's config: the database's (one renderer with ``netboot sync``), for the head's private
+side, with assigned MACs and the private alias as next-server; and dnsmasq itself accepts it."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from haoscar.commands.apply import apply_spec
+from haoscar.db.session import open_database
 from haoscar.events import EventBus
 from haoscar.ha.resources import ResourceError, ResourceGroup
-from haoscar.ha.services.dnsmasq import DhcpPaths, render_lab_dhcp_config
+from haoscar.ha.services.netboot_render import main as render_main
+from haoscar.provision.netboot_files import NetbootPaths
+from haoscar.provision.netboot_macs import assign_macs
 from haoscar.spec.loader import check_text
 from haoscar.spec.models import ClusterSpec
 
@@ -19,42 +24,51 @@ LAB = Path(__file__).parents[3] / "src" / "haoscar" / "data" / "lab.yaml"
 
 
 def lab_spec(**ha: object) -> ClusterSpec:
-    """The demo cluster, with node02's MAC known (as after OSCAR's Collect MAC Address)."""
+    """The demo cluster, with node02's MAC known (as after OSCAR's Collect MAC Address) and a private alias."""
     raw = yaml.safe_load(LAB.read_text())
     raw["clients"][0]["macs"] = {"node02": "52:54:00:12:34:02"}
+    for head in raw["heads"].values():
+        head["private_alias_ip"] = "198.18.0.3"
     raw["ha"].update(ha)
     return ClusterSpec.model_validate(raw)
 
 
-def test_config_serves_the_private_side_of_the_head(tmp_path: Path) -> None:
-    spec = lab_spec()
-    text = render_lab_dhcp_config(spec, spec.heads.standby, DhcpPaths.under(tmp_path), run_as=("nobody", "nogroup"))
-    lines = [line for line in text.splitlines() if not line.startswith("#")]
-    assert lines == [
-        "port=0",
-        "interface=eth0",
-        "bind-interfaces",
-        "no-resolv",
-        "no-hosts",
-        "dhcp-authoritative",
-        f"dhcp-leasefile={tmp_path}/dnsmasq.leases",
-        f"pid-file={tmp_path}/dnsmasq.pid",
-        "user=nobody",
-        "group=nogroup",
-        "domain=lab.haoscar",
-        f"log-facility={tmp_path}/dnsmasq.log",
-        "log-dhcp",
-        "dhcp-range=set:group0,198.18.0.101,198.18.0.102,255.255.255.0,2m",
-        "dhcp-host=52:54:00:12:34:02,198.18.0.102,node02,2m",
-    ]
+def applied(state: Path) -> Path:
+    """A head's state directory holding the applied spec, and node01's MAC assigned later (``mac assign``)."""
+    db = open_database(state)
+    apply_spec(db, lab_spec())
+    assign_macs(db, [("node01", "52:54:00:12:34:01", "test")])
+    db.close()
+    return state
+
+
+def test_config_is_rendered_from_the_database_for_the_heads_private_side(tmp_path: Path) -> None:
+    state = applied(tmp_path)
+    assert render_main([str(state), "eth7"]) == 0
+    paths = NetbootPaths.under(state)
+    conf = paths.conf.read_text().splitlines()
+    assert "interface=eth7" in conf and "port=0" in conf and "dhcp-authoritative" in conf
+    assert f"pid-file={paths.pid_file}" in conf
+    # next-server and the iPXE URL are the private alias, which follows the active head
+    assert "dhcp-boot=tag:known,tag:!ipxe,tag:!efi64,undionly.kpxe,,198.18.0.3" in conf
+    assert "dhcp-boot=tag:known,tag:ipxe,http://198.18.0.3:8470/boot.ipxe" in conf
+    # the MAC from the spec and the one assigned in the database later both get their fixed address
+    assert paths.host_file("node02").read_text() == "52:54:00:12:34:02,198.18.0.102,node02\n"
+    assert paths.host_file("node01").read_text() == "52:54:00:12:34:01,198.18.0.101,node01\n"
+    assert "http://198.18.0.3:8470/files/oscarimage/vmlinuz" in paths.ipxe_file("node01").read_text()
+
+
+def test_without_a_database_the_render_step_says_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert render_main([str(tmp_path), "eth0"]) == 2
+    assert "no cluster database" in capsys.readouterr().err
+    assert not (tmp_path / "haoscar.db").exists()
 
 
 def test_dnsmasq_accepts_the_config(tmp_path: Path) -> None:
-    spec = lab_spec()
-    paths = DhcpPaths.under(tmp_path)
-    paths.config.write_text(render_lab_dhcp_config(spec, spec.heads.primary, paths))
+    state = applied(tmp_path)
+    assert render_main([str(state), "eth0"]) == 0
     out = subprocess.run(
-        ["/usr/sbin/dnsmasq", "--test", f"--conf-file={paths.config}"],
+        ["/usr/sbin/dnsmasq", "--test", f"--conf-file={NetbootPaths.under(state).conf}"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import sqlite3
+import ssl
 import time
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -445,3 +446,47 @@ def test_sql_sent_over_an_authenticated_channel_is_refused_and_writes_nothing(tm
     conn = sqlite3.connect(standby / "haoscar.db")
     assert conn.execute("SELECT count(*) FROM events WHERE id = 900").fetchone() == (0,)
     assert any(e.kind == "replication.refused_change" and e.severity == "critical" for e in events)
+
+
+def test_the_channel_is_tls_only_and_needs_a_certificate_from_the_cluster_ca(tmp_path: Path) -> None:
+    # Someone on the link (a compute node spoofing the active head's address): a plain hello signed with the real
+    # key gets no welcome, and TLS with a certificate of another CA is refused before the HMAC layer is reached.
+    from haoscar.replication.config import derived_secret
+    from haoscar.replication.dbwire import pack
+    from haoscar.tlsca import ensure_node_cert
+
+    standby = tmp_path / "b"
+    standby.mkdir()
+    port = _port()
+    events: list[Event] = []
+    hello = pack(derived_secret(KEY, "db"), b"hello", {"op": "hello", "node": "a", "nonce": "ab" * 16})
+    stranger = tmp_path / "stranger"
+    ensure_node_cert(stranger, "a", ["127.0.0.1"])  # its own CA
+    (stranger / "ca.crt").write_bytes((_tls(tmp_path) / "ca.crt").read_bytes())  # it may trust the real CA
+
+    async def scenario() -> tuple[bytes, bytes]:
+        bus = EventBus("test")
+        bus.subscribe(events.append)
+        target = DbTarget(_cfg("b", "a", standby, port), KEY, bus, lambda _s, _w: None)
+        await target.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(hello)
+        await writer.drain()
+        plain = await asyncio.wait_for(reader.read(), 10.0)
+        writer.close()
+        ctx = client_context(stranger / "ca.crt", node_files(stranger, "a"))
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="127.0.0.1")
+        writer.write(hello)
+        await writer.drain()
+        try:
+            foreign = await asyncio.wait_for(reader.read(), 10.0)
+        except (ssl.SSLError, ConnectionError):
+            foreign = b""
+        writer.close()
+        await target.stop()
+        return plain, foreign
+
+    plain, foreign = asyncio.run(scenario())
+    assert plain == b"" or plain[0] == 0x15  # nothing, or a TLS alert record: never a welcome frame
+    assert foreign == b""
+    assert any(e.kind == "replication.auth_failed" and "TLS" in e.message for e in events)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from haoscar.ha.api import ApiProvider
 from haoscar.ha.services.base import ResourceError, ServiceEnv, ServiceResource
-from haoscar.ha.services.dnsmasq import DnsmasqService, render_lab_dhcp_config
+from haoscar.ha.services.bootserver import BootServerService
+from haoscar.ha.services.dnsmasq import DnsmasqService
 from haoscar.ha.services.shell import CommandService, ProcessService, TcpService
 from haoscar.ha.services.status_api import StatusApiService
 from haoscar.ha.services.systemd import SystemdService
@@ -16,6 +17,7 @@ KINDS: dict[str, type[ServiceResource]] = {
     "tcp": TcpService,
     "process": ProcessService,
     "dnsmasq": DnsmasqService,
+    "bootserver": BootServerService,
     "status-api": StatusApiService,
 }
 
@@ -31,5 +33,4 @@ __all__ = [
     "ServiceEnv",
     "ServiceResource",
     "build_service",
-    "render_lab_dhcp_config",
 ]

@@ -1,0 +1,58 @@
+"""The cluster side of an HA lab (issue 11): what compute nodes see of the active head.
+
+- ``apply_spec_on_heads``: ``haoscar spec apply`` inside each head before the daemons start, as an administrator
+  does at set-up, so the netboot resources render from a database (the HA ``dnsmasq`` kind renders from it);
+- ``dhcp_lease``: one DHCP exchange of a compute node (busybox udhcpc), with what the server offered;
+- ``haoscar_on``: a haoscar command run inside a lab host with the host's state directory.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from haoscar.lab.lab import Lab
+from haoscar.spec.models import ClusterSpec
+
+HOST_STATE_DIR = "/var/lib/haoscar"
+HOST_SPEC = "/etc/haoscar/cluster.yaml"
+NETBOOT_KINDS = frozenset({"dnsmasq", "bootserver"})
+# udhcpc calls its script with bound / renew / deconfig; print the lease and what the server offered: siaddr is
+# the DHCP next-server, serverid the server identifier, boot_file the file named for network boot.
+UDHCPC_SCRIPT = """#!/bin/sh
+[ "$1" = bound ] && echo "lease ip=$ip server=$serverid siaddr=$siaddr boot_file=$boot_file"
+exit 0
+"""
+
+
+def needs_database(spec: ClusterSpec) -> bool:
+    return any(service.kind in NETBOOT_KINDS for service in spec.ha.services)
+
+
+def haoscar_on(lab: Lab, host: str, *argv: str, timeout: float = 60.0) -> subprocess.CompletedProcess[Any]:
+    command = [sys.executable, "-m", "haoscar", "--state-dir", HOST_STATE_DIR, *argv]
+    return lab.exec(host, command, check=False, timeout=timeout)
+
+
+def apply_spec_on_heads(lab: Lab, spec: ClusterSpec) -> None:
+    """The spec (already written to each head's /etc/haoscar) applied to each head's database, both at once."""
+    argv = [sys.executable, "-m", "haoscar", "--state-dir", HOST_STATE_DIR, "spec", "apply", HOST_SPEC]
+    procs = {
+        head: lab.popen(head, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        for head in (spec.heads.primary.hostname, spec.heads.standby.hostname)
+    }
+    for head, proc in procs.items():
+        out, _ = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            raise RuntimeError(f"spec apply on {head} failed: {out.decode(errors='replace')}")
+
+
+def dhcp_lease(lab: Lab, host: str, iface: str = "eth0") -> str:
+    """One DHCP exchange of ``host`` (busybox udhcpc, at most 5 tries): the ``lease ...`` line(s), or ""."""
+    script = lab.host_dir(host) / "srv/udhcpc.sh"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+    argv = ["busybox", "udhcpc", "-i", iface, "-n", "-q", "-t", "5", "-T", "1", "-s", "/srv/udhcpc.sh"]
+    return str(lab.exec(host, argv, check=False, timeout=30).stdout)
