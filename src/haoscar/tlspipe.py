@@ -23,6 +23,7 @@ import os
 import socket
 import ssl
 import sys
+import threading
 from pathlib import Path
 
 from haoscar.tlsca import accepted_streams, client_context, listening_socket, node_files, server_context
@@ -118,26 +119,35 @@ async def _connect(peer: str, port: int, tls_dir: Path, node: str, timeout: floa
         asyncio.open_connection(peer, port, ssl=ctx, server_hostname=peer, ssl_handshake_timeout=timeout), timeout
     )
     loop = asyncio.get_running_loop()
-    stdin = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin), os.fdopen(0, "rb", closefd=False))
-    out_transport, out_protocol = await loop.connect_write_pipe(
-        asyncio.streams.FlowControlMixin, os.fdopen(1, "wb", closefd=False)
-    )
-    stdout = asyncio.StreamWriter(out_transport, out_protocol, None, loop)
+
+    def write_out(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(1, view) :]
+
+    incoming: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)  # bounded: a slow link slows the reading of stdin
+
+    def read_in() -> None:
+        # stdin is read in a thread of its own with plain blocking calls (whatever it is: a pipe, a socket,
+        # /dev/null); the TLS connection itself is only ever touched by the loop's thread.
+        with contextlib.suppress(OSError, RuntimeError):
+            while data := os.read(0, 65536):
+                asyncio.run_coroutine_threadsafe(incoming.put(data), loop).result()
+            asyncio.run_coroutine_threadsafe(incoming.put(b""), loop).result()
 
     async def upload() -> None:
         with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
-            while data := await stdin.read(65536):
+            while data := await incoming.get():
                 writer.write(data)
                 await writer.drain()
 
+    threading.Thread(target=read_in, daemon=True).start()  # a daemon: a blocked read never holds up the exit
     sending = asyncio.ensure_future(upload())
     received = False
     try:
         while data := await reader.read(65536):
             received = True
-            stdout.write(data)
-            await stdout.drain()
+            await loop.run_in_executor(None, write_out, data)
     except ssl.SSLError:
         # With TLS 1.3 a server that refuses this head's certificate says so after the client's handshake ended:
         # the first read brings its alert.
@@ -154,12 +164,22 @@ async def _connect(peer: str, port: int, tls_dir: Path, node: str, timeout: floa
 def _connect_cli(peer: str, port: int, tls_dir: Path, node: str, timeout: float) -> int:
     """``connect`` for rsync: one line on stderr instead of a traceback, worded so that the replication tells an
     authentication problem ("auth failed") from an unreachable peer ("connection refused", a timeout)."""
+    files = node_files(tls_dir, node)
+    missing = [str(path) for path in (files.ca, files.cert, files.key) if not path.is_file()]
+    if missing:  # not "cannot connect": that would be retried as an unreachable peer
+        print(f"tlspipe: this head's TLS files are missing: {', '.join(missing)}", file=sys.stderr)
+        return 255
     try:
         return connect(peer, port, tls_dir, node, timeout)
     except (ssl.SSLCertVerificationError, ssl.SSLError) as exc:
         print(f"tlspipe: TLS auth failed with {peer}:{port}: {exc.reason or exc}", file=sys.stderr)
     except OSError as exc:
-        print(f"tlspipe: cannot connect to {peer}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        # asyncio words a refusal "Connect call failed (...)": the errno's own text ("Connection refused") is what
+        # tells the replication to retry an unreachable peer.
+        reason = (
+            os.strerror(exc.errno) if exc.errno else "Connection timed out" if isinstance(exc, TimeoutError) else exc
+        )
+        print(f"tlspipe: cannot connect to {peer}:{port}: {reason}", file=sys.stderr)
     except Exception as exc:  # a missing certificate or CA file (UserError): say which
         print(f"tlspipe: {exc}", file=sys.stderr)
     return 255

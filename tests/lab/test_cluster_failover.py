@@ -84,9 +84,9 @@ def lease_of(ha: HaLab, node: str) -> dict[str, str]:
     """A fresh DHCP lease of ``node`` (its address configured from it): ip, server, siaddr (next-server)."""
     ha.lab.exec(node, ["ip", "-4", "addr", "flush", "dev", "eth0"])
     text = dhcp_lease(ha.lab, node)
-    found = re.search(r"lease ip=(\S+) server=(\S+) siaddr=(\S*) boot_file=(\S*)", text)
+    found = re.search(r"lease ip=(\S+) server=(\S+) siaddr=(\S*) boot_file=(\S*) router=(\S*)", text)
     assert found is not None, f"no lease for {node}: {text!r}"
-    lease = dict(zip(("ip", "server", "siaddr", "boot_file"), found.groups(), strict=True))
+    lease = dict(zip(("ip", "server", "siaddr", "boot_file", "router"), found.groups(), strict=True))
     ha.lab.exec(node, ["ip", "addr", "add", f"{lease['ip']}/24", "dev", "eth0"])
     return lease
 
@@ -134,6 +134,7 @@ class TestPublicSide:
             "server": "198.18.0.2",
             "siaddr": PRIVATE_ALIAS,
             "boot_file": "undionly.kpxe",
+            "router": PRIVATE_ALIAS,
         }
         ha.lab.exec("node02", ["ping", "-c", "1", "-W", "2", PRIVATE_ALIAS])
         neighbours = ha.lab.exec("node02", ["ip", "neigh", "show", PRIVATE_ALIAS]).stdout
@@ -182,6 +183,7 @@ def test_after_a_crash_compute_nodes_get_dhcp_ipxe_and_a_fresh_mac_from_the_new_
         "server": "198.18.0.2",
         "siaddr": PRIVATE_ALIAS,
         "boot_file": "undionly.kpxe",
+        "router": PRIVATE_ALIAS,
     }
     assert lease_of(ha, "node01")["ip"] == "198.18.0.101"  # the MAC assigned on the dead head, replicated
     ha.lab.exec("node02", ["ping", "-c", "1", "-W", "2", PRIVATE_ALIAS])

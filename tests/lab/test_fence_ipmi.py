@@ -123,6 +123,7 @@ def test_without_a_witness_the_standby_fences_through_the_bmc_confirms_off_and_t
     assert now.host(ha.primary).state == "crashed" and now.host_pids(ha.primary) == set()
     assert "set power 0" in _power_log(lab, ha.primary)
     assert sampler.first_owned_by(ha.standby, cut) is not None
+    assert {s.client_owner for s in sampler.samples[-5:]} == {ha.standby}  # the client's ARP: the VIP is head2's
     assert sampler.max_owners(cut) == 1 and sampler.double_ownership_s(cut) == 0.0
 
 

@@ -113,6 +113,10 @@ def test_dhcp_and_status_api_served_by_the_head(make_lab: MakeLab, tmp_path: Pat
     script.chmod(0o755)
     # node02 forgets its static address: from now on it lives on what DHCP gives it.
     lab.exec("node02", ["ip", "-4", "addr", "flush", "dev", "eth0"])
+    # dnsmasq's config is rendered from the head's cluster database (issue 11): the spec applied there first
+    lab.exec(
+        "head1", [sys.executable, "-m", "haoscar", "--state-dir", "/var/lib/haoscar", "spec", "apply", str(spec_path)]
+    )
 
     driver = lab.popen(
         "head1",
@@ -126,7 +130,7 @@ def test_dhcp_and_status_api_served_by_the_head(make_lab: MakeLab, tmp_path: Pat
         ready = read_until(driver, "ready")["ready"]
         assert [(r["name"], r["state"]) for r in ready] == [("dhcp", "running"), ("api", "running")]
 
-        assert "lease ip=198.18.0.102 mask=255.255.255.0 server=198.18.0.1 lease=120" in dhcp_lease(
+        assert "lease ip=198.18.0.102 mask=255.255.255.0 server=198.18.0.1 lease=43200" in dhcp_lease(
             lab, "node02", script
         )
 

@@ -77,6 +77,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "witness": ("witness",),
     "repl": ("repl",),
     "keys": ("keys",),
+    "slurm": ("slurm",),
 }
 
 _loaded: set[str] = set()  # CLI modules registered so far ("bench" once the bench group is added)

@@ -126,7 +126,9 @@ class LongActions:
             await d.replication.final_drain()
         d.lease_client.release()
         d.escalated = None
-        if action.handover:
+        if action.handover and ok:
+            # Only a clean stop is handed over: a head whose service would not stop goes FAILED instead, and the
+            # peer fences it before taking over (a handover would let the peer start a second copy unfenced).
             d.begin_handover(action.cause)
         self.demote_result = "ok" if ok else "a service would not stop"
         d.evaluate()

@@ -10,7 +10,8 @@ Methods (``ha.fencing.method``):
   ``action=off`` and ``plug=PEER``. ``password_file`` is haoscar's, not the agent's: the file (mode 0600, never
   readable by group or others) is read at fence time and its first line goes to the agent as ``password=``, on
   stdin, never on a command line. Fenced = ``off`` exits 0 **and** a second run with ``action=status`` exits 2,
-  the fence-agents code for "off": the takeover is never built on the agent's word for the ``off`` alone.
+  the fence-agents code for "off": the takeover is never built on the agent's word for the ``off`` alone (with
+  ``options.action: reboot`` the agent's exit status is the result: the peer is meant to be on again).
 - ``ssh``: best effort, ``ssh host command`` (``options.host`` defaults to the peer, ``options.command`` to
   ``poweroff -f``; ``user``, ``port``, ``identity`` (a private key file) and ``known_hosts`` (a known hosts file;
   a host key is then accepted the first time it is seen) are optional). Never prompts (BatchMode). Success only
@@ -128,6 +129,16 @@ def _last(out: str) -> str:
 
 
 async def _agent(config: Fencing, peer: str) -> tuple[bool, str]:
+    ok, message = await _agent_fence(config, peer)
+    try:
+        secret = resolve_password(agent_options(config, peer)).get("password")
+    except (OSError, ValueError):
+        secret = None
+    # The message goes to events, logs and alerts: an agent in verbose mode echoes its ipmitool command line.
+    return ok, message.replace(secret, "***") if secret else message
+
+
+async def _agent_fence(config: Fencing, peer: str) -> tuple[bool, str]:
     agent = config.agent or ""
     path = agent if "/" in agent else shutil.which(agent)
     if not path:
@@ -141,8 +152,10 @@ async def _agent(config: Fencing, peer: str) -> tuple[bool, str]:
     if code == -1:  # no answer within the timeout: an unreachable BMC looks like this
         return False, f"{agent}{where}: {out}"
     said = f"{agent}{where} exit {code}" + (f": {_last(out)}" if out else "")
-    if code != 0:
-        return False, said
+    if code != 0 or options["action"] != "off":
+        # ``action: reboot`` (a choice of ``options``) ends with the peer on again: the agent's own off-then-on
+        # sequence, which checks the off itself, is all there is to go by.
+        return code == 0, said
     # Confirm: the power is off only when the agent's own status says so (exit 2), asked after the off returned.
     code, out = await _run([path], _lines(options | {"action": "status"}), config.timeout, _AGENT_ENV)
     if code == STATUS_OFF:

@@ -13,6 +13,7 @@ from haoscar.ha.decide import View
 from haoscar.ha.fencing import FenceResult
 from haoscar.ha.lease import LeaseView
 from haoscar.ha.peer import PeerView
+from haoscar.ha.public_health import PublicHealth
 from haoscar.ha.replication_glue import ReplicationGlue
 from haoscar.ha.state import StateMachine
 from haoscar.ha.timing import LoopLagMonitor
@@ -52,6 +53,9 @@ class WarningsView(Protocol):
 class HealthView(Protocol):
     @property
     def warnings(self) -> WarningsView: ...
+
+    @property
+    def public(self) -> PublicHealth: ...
 
 
 class ActionsView(Protocol):

@@ -26,6 +26,11 @@ def status(d: Host) -> dict[str, Any]:
         "degraded": degraded,
         "warnings": sorted(d.health.warnings.values()),
         "vip": {"address": str(d.cfg.vip), "interface": d.cfg.public_interface, "held": d.vip_held},
+        # the private alias (compute nodes' address of the head; None without one) and the public side's health
+        "private_vip": {"address": str(d.cfg.private_vip), "interface": d.cfg.private_interface, "held": d.vip_held}
+        if d.cfg.private_vip is not None
+        else None,
+        "public": {**d.health.public.as_dict(), "peer_score": d.peer.public_score},
         "peer": _peer(d, now),
         "status_urls": d.status_urls,
         "lease": _lease(d, now),

@@ -63,6 +63,9 @@ def render_main(settings: NetbootSettings, netboot_dir: Path, run_as: tuple[str,
         f"pid-file={netboot_dir / 'dnsmasq.pid'}",
         f"dhcp-leasefile={netboot_dir / 'dnsmasq.leases'}",
         f"domain={settings.domain}",
+        # The router is the private gateway or the compute-facing address (the private alias follows the active
+        # head); left alone dnsmasq would name this head's own address.
+        f"dhcp-option=option:router,{settings.router}",
     ]
     if settings.quarantine is None:
         lines += [

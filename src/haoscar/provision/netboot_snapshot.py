@@ -68,8 +68,15 @@ class NetbootSettings:
     port: int
     domain: str
     quarantine: QuarantineRange | None = None
+    gateway: str | None = None  # the private network's gateway, when the spec gives one
     lease_time: str = "12h"
     log_dhcp: bool = True
+
+    @property
+    def router(self) -> str:
+        """DHCP's router option: the private gateway, else the compute-facing address (dnsmasq would name its own
+        interface address, the head's own IP, which does not follow a failover)."""
+        return self.gateway or self.server_ip
 
     @property
     def server_url(self) -> str:
@@ -109,7 +116,8 @@ def read_settings(session: Session, *, interface: str | None = None) -> NetbootS
 
     The boot server's address, unless ``dhcp configure --server`` set one, is the compute-facing address ``spec
     apply`` stored (the private alias IP, which follows the active head), else the primary head's private IP."""
-    subnet_text = session.execute(select(Network.subnet).where(Network.name == "private")).scalar_one_or_none()
+    private = session.execute(select(Network.subnet, Network.gateway).where(Network.name == "private")).first()
+    subnet_text = private.subnet if private is not None else None
     if subnet_text is None:
         raise UserError("the database has no private network; apply a cluster spec first (haoscar spec apply FILE)")
     subnet = ipaddress.IPv4Network(subnet_text)
@@ -130,6 +138,7 @@ def read_settings(session: Session, *, interface: str | None = None) -> NetbootS
         port=int(stored.get(SETTING_PORT) or DEFAULT_BOOT_PORT),
         domain=head.domain,
         quarantine=quarantine,
+        gateway=private.gateway if private is not None else None,
     )
 
 

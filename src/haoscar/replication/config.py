@@ -91,6 +91,10 @@ def trees_of(spec: ClusterSpec, state_dir: Path) -> tuple[Tree, ...]:
         if path == state_dir or state_dir.is_relative_to(path):
             inner = "" if path == state_dir else "/" + str(state_dir.relative_to(path))
             extra = tuple(inner + e for e in STATE_EXCLUDES)
+        # Each head's TLS directory is its own (its key; the CA key on the primary only): never shipped.
+        tls = Path(spec.ha.api_token_file).parent / "tls"
+        if tls.is_relative_to(path):
+            extra += ("/**" if tls == path else f"/{tls.relative_to(path)}/",)
         trees.append(Tree(path=path, excludes=excludes + extra, module=f"t{i}", default=default))
     return tuple(trees)
 

@@ -54,7 +54,9 @@ class RsyncResult:
             return "auth"
         if "no space left" in text or "disk quota" in text:
             return "disk_full"
-        if self.code in (10, 12, 30, 35) or "connection refused" in text or "no route" in text:
+        if self.code in (10, 12, 30, 35) or any(
+            m in text for m in ("connection refused", "no route", "cannot connect")
+        ):
             return "unreachable"
         return "failed"
 

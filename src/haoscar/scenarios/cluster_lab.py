@@ -1,6 +1,6 @@
 """The cluster side of an HA lab (issue 11): what compute nodes see of the active head.
 
-- ``apply_spec_on_heads``: ``haoscar spec apply`` inside each head before the daemons start, as an administrator
+- ``apply_spec_on``: ``haoscar spec apply`` inside a head before its daemon starts, as an administrator
   does at set-up, so the netboot resources render from a database (the HA ``dnsmasq`` kind renders from it);
 - ``dhcp_lease``: one DHCP exchange of a compute node (busybox udhcpc), with what the server offered;
 - ``haoscar_on``: a haoscar command run inside a lab host with the host's state directory.
@@ -19,9 +19,9 @@ HOST_STATE_DIR = "/var/lib/haoscar"
 HOST_SPEC = "/etc/haoscar/cluster.yaml"
 NETBOOT_KINDS = frozenset({"dnsmasq", "bootserver"})
 # udhcpc calls its script with bound / renew / deconfig; print the lease and what the server offered: siaddr is
-# the DHCP next-server, serverid the server identifier, boot_file the file named for network boot.
+# the DHCP next-server, serverid the server identifier, boot_file the file named for network boot, router option 3.
 UDHCPC_SCRIPT = """#!/bin/sh
-[ "$1" = bound ] && echo "lease ip=$ip server=$serverid siaddr=$siaddr boot_file=$boot_file"
+[ "$1" = bound ] && echo "lease ip=$ip server=$serverid siaddr=$siaddr boot_file=$boot_file router=$router"
 exit 0
 """
 
@@ -35,17 +35,13 @@ def haoscar_on(lab: Lab, host: str, *argv: str, timeout: float = 60.0) -> subpro
     return lab.exec(host, command, check=False, timeout=timeout)
 
 
-def apply_spec_on_heads(lab: Lab, spec: ClusterSpec) -> None:
-    """The spec (already written to each head's /etc/haoscar) applied to each head's database, both at once."""
-    argv = [sys.executable, "-m", "haoscar", "--state-dir", HOST_STATE_DIR, "spec", "apply", HOST_SPEC]
-    procs = {
-        head: lab.popen(head, argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        for head in (spec.heads.primary.hostname, spec.heads.standby.hostname)
-    }
-    for head, proc in procs.items():
-        out, _ = proc.communicate(timeout=120)
-        if proc.returncode != 0:
-            raise RuntimeError(f"spec apply on {head} failed: {out.decode(errors='replace')}")
+def apply_spec_on(lab: Lab, head: str) -> None:
+    """The spec written to ``head``'s /etc/haoscar applied to its database (once: a database that exists stays)."""
+    if (lab.host_dir(head) / HOST_STATE_DIR.lstrip("/") / "haoscar.db").exists():
+        return
+    done = haoscar_on(lab, head, "spec", "apply", HOST_SPEC, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"spec apply on {head} failed: {done.stdout}{done.stderr}")
 
 
 def dhcp_lease(lab: Lab, host: str, iface: str = "eth0") -> str:

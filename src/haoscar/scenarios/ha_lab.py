@@ -31,7 +31,7 @@ from haoscar.errors import UserError
 from haoscar.ha.control import request
 from haoscar.keyring import PURPOSES, WITNESS_PURPOSES, generate_keyrings
 from haoscar.lab.lab import Lab
-from haoscar.scenarios.cluster_lab import apply_spec_on_heads, needs_database
+from haoscar.scenarios.cluster_lab import apply_spec_on, needs_database
 from haoscar.spec.models import ClusterSpec, Fencing
 
 # Heartbeat profiles: ``default`` is the spec's default; ``fast`` has 100 ms heartbeats and a lease as long as the
@@ -162,6 +162,8 @@ class HaLab:
             self._popen(self.witness_host, "witness", ["witness", "run", "--spec", HOST_SPEC])
 
     def start_daemon(self, head: str) -> subprocess.Popen[bytes]:
+        if needs_database(self.spec):  # the netboot resources render from the database, as after set-up
+            apply_spec_on(self.lab, head)
         with contextlib.suppress(FileNotFoundError):
             (self.lab.host_dir(head) / "var/lib/haoscar/ha/control.sock").unlink()
         return self._popen(head, "ha", ["ha", "run", "--node", head, "--spec", HOST_SPEC])
@@ -279,8 +281,6 @@ def start_ha(
             os.chmod(key_file, 0o600)  # before the bytes: never readable by others
             key_file.write_bytes(keys[purpose])
     write_lab_tls(effective, lab.host_dir)  # the cluster CA and the heads' certificates, as set-up writes them
-    if needs_database(effective):  # the netboot resources render from the database, as after set-up
-        apply_spec_on_heads(lab, effective)
     ha = HaLab(lab, effective, keys["heartbeat"], fence)
     try:
         ha.start_witness()

@@ -455,7 +455,7 @@ def check_ha_resources(parts: Parts) -> Iterator[Finding]:
     ha = parts.ha
     if ha is None:
         return
-    for kind in ("dnsmasq", "bootserver", "status-api"):
+    for kind in ("dnsmasq", "bootserver", "status-api", "slurmctld"):
         indexes = [i for i, service in enumerate(ha.services) if service.kind == kind]
         for i in indexes[1:]:
             yield ("ha", "services", i, "kind"), f"a second {kind} service; a head runs one (the first is {indexes[0]})"

@@ -134,3 +134,14 @@ def test_lab_bmcs_belong_to_heads_and_sit_on_a_cluster_network() -> None:
     assert "not a head" in findings[("lab", "bmcs", "node01")]
     assert "none of the cluster's networks" in findings[("lab", "bmcs", "head1")]
     assert "already the BMC of node01" in findings[("lab", "bmcs", "head2")]
+
+
+def test_the_password_never_reaches_the_fence_message(tmp_path: Path) -> None:
+    agent = tmp_path / "fence_chatty"
+    # like fence_ipmilan with verbose=1: it prints the ipmitool command line, password included
+    agent.write_text(
+        '#!/bin/sh\ncat > /dev/null\necho "ipmitool -H 198.18.0.241 -U admin -P s3cret chassis power off"\nexit 1\n'
+    )
+    agent.chmod(0o755)
+    result = asyncio.run(fence(_config(agent, _password_file(tmp_path)), "head1"))
+    assert not result.ok and "s3cret" not in result.message and "-P ***" in result.message

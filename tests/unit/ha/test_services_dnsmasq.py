@@ -4,7 +4,9 @@ side, with assigned MACs and the private alias as next-server; and dnsmasq itsel
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,7 @@ def test_config_is_rendered_from_the_database_for_the_heads_private_side(tmp_pat
     # next-server and the iPXE URL are the private alias, which follows the active head
     assert "dhcp-boot=tag:known,tag:!ipxe,tag:!efi64,undionly.kpxe,,198.18.0.3" in conf
     assert "dhcp-boot=tag:known,tag:ipxe,http://198.18.0.3:8470/boot.ipxe" in conf
+    assert "dhcp-option=option:router,198.18.0.3" in conf  # no private gateway: the alias, not this head's own IP
     # the MAC from the spec and the one assigned in the database later both get their fixed address
     assert paths.host_file("node02").read_text() == "52:54:00:12:34:02,198.18.0.102,node02\n"
     assert paths.host_file("node01").read_text() == "52:54:00:12:34:01,198.18.0.101,node01\n"
@@ -103,3 +106,13 @@ def test_spec_problems_of_the_resource_group_name_the_line() -> None:
     ) in found
     assert any(p.path.startswith("ha.alerts[0]") and "needs smtp_server" in p.message for p in problems)
     assert all(p.line > 0 for p in problems)
+
+
+def test_the_warm_renderer_renders_once_per_line_and_ends_at_eof(tmp_path: Path) -> None:
+    state = applied(tmp_path)
+    argv = [sys.executable, "-m", "haoscar.ha.services.netboot_render", "--warm", str(state)]
+    done = subprocess.run(argv, input="eth3\n", capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    ready, answer = (json.loads(line) for line in done.stdout.splitlines())
+    assert ready == {"ready": True} and answer["ok"] is True
+    assert "interface=eth3" in NetbootPaths.under(state).conf.read_text().splitlines()

@@ -7,6 +7,7 @@ from haoscar.ha.services.base import ResourceError, ServiceEnv, ServiceResource
 from haoscar.ha.services.bootserver import BootServerService
 from haoscar.ha.services.dnsmasq import DnsmasqService
 from haoscar.ha.services.shell import CommandService, ProcessService, TcpService
+from haoscar.ha.services.slurmctld import SlurmctldService
 from haoscar.ha.services.status_api import StatusApiService
 from haoscar.ha.services.systemd import SystemdService
 from haoscar.spec.models import Service
@@ -19,6 +20,7 @@ KINDS: dict[str, type[ServiceResource]] = {
     "dnsmasq": DnsmasqService,
     "bootserver": BootServerService,
     "status-api": StatusApiService,
+    "slurmctld": SlurmctldService,
 }
 
 

@@ -4,10 +4,16 @@ A full ``netboot sync`` (dnsmasq.conf, hosts.d, iPXE scripts, TFTP files) from t
 the head's private ``INTERFACE``, without signalling anything: the resource starts dnsmasq right after. It runs as a
 process of its own so that the HA daemon never imports SQLAlchemy (docs/ha.md). Exit 2 with one line on stderr when
 there is nothing to render from.
+
+``--warm STATE_DIR``: started ahead of need on every head (``DnsmasqService``), it imports what rendering needs and
+then renders once per line read on stdin (the interface), answering one JSON line; it ends at EOF (the daemon died
+or stopped). A takeover then pays for the render itself (tens of ms), not for starting Python and SQLAlchemy
+(~0.7 s measured in the lab).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -31,7 +37,26 @@ def render(state_dir: Path, interface: str) -> str:
     return f"{report.nodes} nodes, {report.written} files written, {report.removed} removed"
 
 
+def serve_warm(state_dir: Path) -> int:
+    # imported now, not at the takeover
+    import haoscar.db.session
+    import haoscar.provision.netboot_sync  # noqa: F401
+
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        try:
+            answer = {"ok": True, "message": render(state_dir, line.strip())}
+        except UserError as exc:
+            answer = {"ok": False, "error": exc.message}
+        except Exception as exc:  # reported by the resource; the next render may work (a database mid-copy)
+            answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(answer), flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--warm":
+        return serve_warm(Path(argv[1]))
     if len(argv) != 2:
         print("usage: python -m haoscar.ha.services.netboot_render STATE_DIR INTERFACE", file=sys.stderr)
         return 2
