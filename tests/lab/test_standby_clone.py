@@ -198,9 +198,13 @@ def test_standby_cloned_from_the_primary_runs_ha_and_takes_over(make_lab: MakeLa
             # Nothing outside /etc/haoscar: lab hosts share the rest of the machine's file system.
             written = [path for host in complete["hosts"] for path in host["written"]]
             assert written and all(path.startswith("/etc/haoscar/") for path in written), written
-            keys = {h: (lab.host_dir(h) / "etc/haoscar/ha.key") for h in (PRIMARY, STANDBY, WITNESS)}
-            assert len({k.read_bytes() for k in keys.values()}) == 1
-            assert all(k.stat().st_mode & 0o777 == 0o600 for k in keys.values())
+            # Keys per purpose: both heads the same three keyrings, the witness the lease keyring only.
+            key_dirs = {h: lab.host_dir(h) / "etc/haoscar/keys" for h in (PRIMARY, STANDBY, WITNESS)}
+            held = {h: {k.name: k.read_bytes() for k in d.iterdir()} for h, d in key_dirs.items()}
+            assert sorted(held[PRIMARY]) == ["heartbeat.key", "lease.key", "replication.key"]
+            assert held[STANDBY] == held[PRIMARY]
+            assert held[WITNESS] == {"lease.key": held[PRIMARY]["lease.key"]}
+            assert all(k.stat().st_mode & 0o777 == 0o600 for d in key_dirs.values() for k in d.iterdir())
             assert (lab.host_dir(STANDBY) / "etc/haoscar/cluster.yaml").read_text() == dump_spec(spec)
 
             # 4. Idempotent: a second Complete Installation writes nothing and starts nothing.

@@ -4,8 +4,9 @@ and the wait until the primary is active and the standby ready.
 What each host receives (``/etc/haoscar`` unless the spec says otherwise):
 
 - ``cluster.yaml``: the cluster spec, byte for byte (it carries the witness, the services and the replicated paths);
-- the HA key (``ha.key_file``): generated once, mode 0600, the same bytes on both heads and the witness; an
-  existing valid key on the primary is kept, so a second run changes nothing;
+- the keys per purpose (``keys/`` beside ``ha.key_file``, 0600, ``commands/key_plan.py``): the heartbeat, lease and
+  replication keyrings on both heads, the lease keyring only on the witness; generated once, the primary's existing
+  keys are kept (an older single ``ha.key`` is split), so a second run changes nothing;
 - on the heads only, ``tls/`` beside ``ha.api_token_file`` (0700): the cluster CA's ``ca.crt`` and the head's own
   ``HEAD.crt`` / ``HEAD.key`` (0600) for the token API and the encrypted replication channels; the CA key
   ``ca.key`` (0600) stays on the primary only (``commands/cluster_tls.py``);
@@ -21,7 +22,6 @@ only what is missing is started, so the command is idempotent.
 
 from __future__ import annotations
 
-import secrets
 import shlex
 import subprocess
 import time
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from haoscar.commands.cluster_tls import plan_tls
+from haoscar.commands.key_plan import plan_keys
 from haoscar.errors import UserError
 from haoscar.keys import write_secret
 from haoscar.spec.models import ClusterSpec
@@ -191,13 +192,11 @@ class FileWrite:
     mode: int
 
 
-def plan_files(spec: ClusterSpec, spec_text: bytes, key: bytes, *, systemd: bool) -> list[FileWrite]:
-    """Every file each host must hold after Complete Installation."""
+def plan_files(spec: ClusterSpec, spec_text: bytes, *, systemd: bool) -> list[FileWrite]:
+    """The spec and the units each host must hold after Complete Installation (keys: ``commands.key_plan``)."""
     writes: list[FileWrite] = []
-    key_path = str(spec.ha.key_file)
     for host in hosts_of(spec):
         writes.append(FileWrite(host.name, SPEC_PATH, spec_text, 0o600))  # fence passwords: root only
-        writes.append(FileWrite(host.name, key_path, key, 0o600))
         what = "witness" if host.role == "witness" else "ha"
         # The systemd units and their environment file only when HA is started through systemd: with another
         # start command (the lab's), everything stays in /etc/haoscar.
@@ -273,8 +272,7 @@ def _running(transport: Transport, port: int) -> bool:
     return code == 0 and bool(output.strip())
 
 
-def _start_command(template: str, host: Host, key_path: str) -> str:
-    del key_path  # the daemons read the key's path from the spec
+def _start_command(template: str, host: Host) -> str:
     what = "witness" if host.role == "witness" else "ha"
     run = f"witness run --spec {SPEC_PATH}" if what == "witness" else f"ha run --node {host.name} --spec {SPEC_PATH}"
     return template.replace("{run}", run).replace("{what}", what).replace("{node}", host.name)
@@ -294,47 +292,12 @@ def complete_installation(
     ready standby. ``transports`` maps each host name (``hosts_of(spec)``) to its door."""
     say: Progress = progress or (lambda what: None)
     started_at = time.monotonic()
-    hosts = hosts_of(spec)
-    missing = [h.name for h in hosts if h.name not in transports]
-    if missing:
-        raise UserError(f"no way to reach {', '.join(missing)}; give an address for each head and the witness")
-    if spec.heads.primary.alias_ip != spec.heads.standby.alias_ip:
-        raise UserError("the heads' alias_ip differ; the standby's public alias IP must be the primary's")
-    primary = hosts[0]
-    key_path = str(spec.ha.key_file)
-    say(f"reading the HA key on {primary.name}")
-    key = transports[primary.name].read(key_path)
-    generated = not _valid_key(key)
-    if key is None or generated:
-        key = (secrets.token_hex(32) + "\n").encode()
-    systemd = start_command == SYSTEMD_START
+    hosts = _checked_hosts(spec, transports)
     results = {h.name: HostResult(h.name, h.role) for h in hosts}
-    for write in [*plan_files(spec, spec_text, key, systemd=systemd), *plan_tls(spec, transports, FileWrite)]:
-        transport = transports[write.host]
-        if transport.read(write.path) == write.data:
-            results[write.host].unchanged.append(write.path)
-            continue
-        say(f"writing {write.path} on {write.host}")
-        transport.write(write.path, write.data, write.mode)
-        results[write.host].written.append(write.path)
-    # Witness first (the heads need its lease), then the primary, so it is the one that comes up active.
-    for host in [hosts[-1], *hosts[:-1]] if len(hosts) == 3 else hosts:
-        transport = transports[host.name]
-        what = "witness" if host.role == "witness" else "ha"
-        result = results[host.name]
-        port = spec.ha.witness.port if host.role == "witness" and spec.ha.witness else spec.ha.port
-        if _running(transport, port):
-            result.was_running = True
-            continue
-        say(f"starting the {what} daemon on {host.name}")
-        code, output = transport.run(_start_command(start_command, host, key_path))
-        if code != 0:
-            raise UserError(f"starting the {what} daemon on {host.name} failed ({code}): {output}")
-        result.started = True
-        if host.role == "primary":
-            # The primary is given a head start so that a cold start makes it the active head.
-            _wait(lambda: (status(primary) or {}).get("state") == "active", min(wait_s, 20.0))
-    standby = hosts[1]
+    run = _Run(spec, transports, hosts, results, start_command, say)
+    generated = _write_configuration(run, spec_text)
+    _start_daemons(run, status, wait_s)
+    primary, standby = hosts[0], hosts[1]
     say("waiting for an active primary and a ready standby")
     states: dict[str, str | None] = {}
 
@@ -356,6 +319,84 @@ def complete_installation(
         ready=ok,
         local_status=status(primary),
     )
+
+
+def _checked_hosts(spec: ClusterSpec, transports: dict[str, Transport]) -> list[Host]:
+    hosts = hosts_of(spec)
+    missing = [h.name for h in hosts if h.name not in transports]
+    if missing:
+        raise UserError(f"no way to reach {', '.join(missing)}; give an address for each head and the witness")
+    if spec.heads.primary.alias_ip != spec.heads.standby.alias_ip:
+        raise UserError("the heads' alias_ip differ; the standby's public alias IP must be the primary's")
+    return hosts
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One Complete Installation: the spec, the doors to the hosts, and the results being gathered."""
+
+    spec: ClusterSpec
+    transports: dict[str, Transport]
+    hosts: list[Host]
+    results: dict[str, HostResult]
+    start_command: str
+    say: Progress
+
+
+def _write_configuration(run: _Run, spec_text: bytes) -> bool:
+    """Every file each host must hold (spec, per-purpose keys, TLS, units); returns whether a key was made.
+
+    Keys per purpose (issue 10, finding 2): both heads get the heartbeat, lease and replication keyrings, the
+    witness only the lease keyring, and a shared ``ha.key_file`` the witness still holds from an older release
+    is removed there."""
+    spec, transports, hosts, results, say = run.spec, run.transports, run.hosts, run.results, run.say
+    primary = hosts[0]
+    say(f"reading the HA keys on {primary.name}")
+    keys = plan_keys(spec, transports[primary.name].read, [(h.name, h.role) for h in hosts])
+    key_writes = [FileWrite(k.host, k.path, k.data, k.mode) for k in keys.files]
+    systemd = run.start_command == SYSTEMD_START
+    plan = [*plan_files(spec, spec_text, systemd=systemd), *key_writes, *plan_tls(spec, transports, FileWrite)]
+    for write in plan:
+        transport = transports[write.host]
+        if transport.read(write.path) == write.data:
+            results[write.host].unchanged.append(write.path)
+            if write.mode == 0o600:
+                # An older release wrote some of these 0644 (the spec with its fence passwords): narrowed even
+                # when the content is the same.
+                transport.run(f"chmod 600 {shlex.quote(write.path)}")
+            continue
+        say(f"writing {write.path} on {write.host}")
+        transport.write(write.path, write.data, write.mode)
+        results[write.host].written.append(write.path)
+    for name in keys.remove_shared_from:
+        shared = str(spec.ha.key_file)
+        if transports[name].read(shared) is not None:
+            say(f"removing the shared HA key from {name} (a witness holds the lease key only)")
+            transports[name].run(f"rm -f {shlex.quote(shared)}")
+            results[name].written.append(f"{shared} (removed)")
+    return bool(keys.generated)
+
+
+def _start_daemons(run: _Run, status: StatusReader, wait_s: float) -> None:
+    """Witness first (the heads need its lease), then the primary, so it is the one that comes up active."""
+    spec, transports, hosts, results, say = run.spec, run.transports, run.hosts, run.results, run.say
+    primary = hosts[0]
+    for host in [hosts[-1], *hosts[:-1]] if len(hosts) == 3 else hosts:
+        transport = transports[host.name]
+        what = "witness" if host.role == "witness" else "ha"
+        result = results[host.name]
+        port = spec.ha.witness.port if host.role == "witness" and spec.ha.witness else spec.ha.port
+        if _running(transport, port):
+            result.was_running = True
+            continue
+        say(f"starting the {what} daemon on {host.name}")
+        code, output = transport.run(_start_command(run.start_command, host))
+        if code != 0:
+            raise UserError(f"starting the {what} daemon on {host.name} failed ({code}): {output}")
+        result.started = True
+        if host.role == "primary":
+            # The primary is given a head start so that a cold start makes it the active head.
+            _wait(lambda: (status(primary) or {}).get("state") == "active", min(wait_s, 20.0))
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, period: float = 0.2) -> bool:

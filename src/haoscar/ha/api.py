@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from haoscar.errors import UserError
 from haoscar.ha.httpserve import CappedServer, Handler, Limits, Request, Response
 from haoscar.ha.status_public import public_status
+from haoscar.keys import write_secret
 from haoscar.tlsca import client_context
 
 DEFAULT_CA = Path("/etc/haoscar/tls/ca.crt")
@@ -49,34 +50,37 @@ class ApiProvider(Protocol):
 
 
 def read_token(path: Path) -> str:
-    """The token of a 0600 file; UserError naming the fix when the file is missing, readable by others, or empty."""
+    """The token of a 0600 file; UserError naming the fix when the file is missing, readable by others, or empty.
+
+    Opened without following a link and checked on the open file (owner, type, mode), so a local user cannot swap
+    in a file of their own between the check and the read."""
     try:
-        st = path.stat()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         raise UserError(f"API token file {path} does not exist; create it with `haoscar ha api-token`") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise UserError(f"API token file {path} is not a regular file")
-    if st.st_mode & 0o077:
-        raise UserError(
-            f"API token file {path} has mode {stat.S_IMODE(st.st_mode):04o}, readable by others; run `chmod 600 {path}`"
-        )
-    token = path.read_text().strip()
+    except OSError as exc:
+        raise UserError(f"API token file {path} cannot be opened ({exc.strerror}); it must be a regular file") from None
+    with os.fdopen(fd) as handle:
+        st = os.fstat(handle.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"API token file {path} is not a regular file")
+        if st.st_uid not in (0, os.geteuid()):
+            raise UserError(f"API token file {path} belongs to uid {st.st_uid}, not root; remove it and recreate it")
+        if st.st_mode & 0o077:
+            mode = stat.S_IMODE(st.st_mode)
+            raise UserError(f"API token file {path} has mode {mode:04o}, readable by others; run `chmod 600 {path}`")
+        token = handle.read().strip()
     if len(token) < 16:
         raise UserError(f"API token file {path} holds no token of at least 16 characters; recreate it")
     return token
 
 
 def ensure_token(path: Path) -> str:
-    """The token in ``path``, created (mode 0600, from the kernel's CSPRNG) when the file does not exist yet."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return read_token(path)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(32) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    """The token in ``path``, created (mode 0600, from the kernel's CSPRNG) when the file does not exist yet,
+    through ``keys.write_secret`` (no link followed, no directory a local user could write)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not os.path.lexists(path):
+        write_secret(path, secrets.token_urlsafe(32) + "\n", force=False, what="API token file")
     return read_token(path)
 
 

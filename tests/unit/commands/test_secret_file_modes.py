@@ -13,16 +13,18 @@ import stat
 from pathlib import Path
 
 from haoscar.commands.install_complete import SPEC_PATH, LocalTransport, plan_files
+from haoscar.commands.key_plan import plan_keys
 from haoscar.lab.defaults import default_spec
 
 
 def test_the_spec_and_the_key_are_written_0600_root_whatever_the_umask(tmp_path: Path) -> None:
     spec = default_spec()
     spec_text = b"ha:\n  fencing: {method: fence-agents, agent: fence_ipmilan, options: {password: s3cret}}\n"
-    writes = plan_files(spec, spec_text, b"0" * 64 + b"\n", systemd=False)
+    writes = plan_files(spec, spec_text, systemd=False)
     modes = {w.path: w.mode for w in writes}
     assert modes[SPEC_PATH] == 0o600
-    assert modes[str(spec.ha.key_file)] == 0o600
+    keys = plan_keys(spec, lambda path: None, [("head1", "primary"), ("witness", "witness")])
+    assert keys.files and all(k.mode == 0o600 for k in keys.files)
 
     transport = LocalTransport("head1")
     target = tmp_path / "etc" / "haoscar" / "cluster.yaml"

@@ -202,3 +202,16 @@ def test_status_api_service_serves_and_is_checked_over_https(tmp_path: Path) -> 
 
     run(scenario)
     assert daemon.calls == ["switchover"]
+
+
+def test_a_token_file_that_is_a_link_or_another_users_file_is_refused(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.write_text("a" * 32 + "\n")
+    theirs.chmod(0o600)
+    link = tmp_path / "api.token"
+    link.symlink_to(theirs)
+    with pytest.raises(UserError, match="cannot be opened"):
+        read_token(link)  # a planted link is not followed, even to a well-formed token
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(UserError, match="belongs to uid 65534"):
+        read_token(theirs)

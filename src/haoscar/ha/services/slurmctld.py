@@ -53,7 +53,10 @@ class SlurmctldService(ServiceResource):
         binary = shutil.which("slurmctld") or shutil.which("slurmctld", path="/usr/sbin:/sbin")
         if binary is None:
             raise self.fail("slurmctld is not installed; install the Debian package slurmctld")
-        return [binary, "-D", "-f", self.conf_path]
+        # -i: a state copied by asynchronous replication may hold a job whose script had not arrived yet; without
+        # -i slurmctld refuses to start at all ("missing or corrupted"), with it only that job is lost (within the
+        # documented bound) and the cluster has a controller.
+        return [binary, "-D", "-i", "-f", self.conf_path]
 
     async def start(self) -> None:
         if self.pid() is not None:
