@@ -13,7 +13,7 @@ APT_PACKAGES := iproute2 nftables dnsmasq-base rsync iputils-ping arping busybox
 	openssh-server openssh-client keepalived qemu-system-x86 ipxe debootstrap \
 	procps psmisc acl attr util-linux cpio xz-utils kmod python3-venv \
 	extlinux syslinux-common syslinux-efi fdisk e2fsprogs ovmf openssl \
-	fence-agents openipmi ipmitool
+	fence-agents openipmi ipmitool slurmctld slurmd slurm-client munge
 
 .PHONY: all deps apt venv demo test lint typecheck unit lab clean
 

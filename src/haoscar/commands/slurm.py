@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import shlex
+import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from haoscar.provision.slurm_nodes import compute_names, record_hardware, slurm_
 from haoscar.spec.models import ClusterSpec
 
 SPEC_PATH = "/etc/haoscar/cluster.yaml"
+CLIENT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,14 @@ def report_hardware(env: Env, request: ReportHardware) -> bool:
 
 
 def _slurm(env: Env, conf_path: str, *argv: str) -> tuple[int, str]:
-    done = env.run(["env", f"SLURM_CONF={conf_path}", *argv], timeout=20.0)
+    """A Slurm client with haoscar's config. Never without one: a client with no config looks for a controller in
+    DNS SRV records (configless mode), which would send queries off the cluster."""
+    if not Path(conf_path).is_file():
+        return 1, f"no {conf_path}; run `haoscar slurm sync` on the active head"
+    try:
+        done = env.run(["env", f"SLURM_CONF={conf_path}", *argv], timeout=CLIENT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return 1, f"{argv[0]} got no answer within {CLIENT_TIMEOUT_S:g} s"
     return done.returncode, (done.stdout + done.stderr).decode(errors="replace").strip()
 
 
