@@ -34,20 +34,26 @@ MAX_CONNECTIONS = 8  # rsync runs per batch, one per tree; the peer is the only 
 
 async def _copy_in(reader: asyncio.StreamReader, proc: asyncio.subprocess.Process) -> None:
     assert proc.stdin is not None
-    with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
+    try:
         while data := await reader.read(65536):
             proc.stdin.write(data)
             await proc.stdin.drain()
+        print("DBG copy_in EOF", file=sys.stderr, flush=True)
+    except BaseException as e:
+        print("DBG copy_in exc", repr(e), file=sys.stderr, flush=True)
     with contextlib.suppress(OSError):
         proc.stdin.close()
 
 
 async def _copy_out(proc: asyncio.subprocess.Process, writer: asyncio.StreamWriter) -> None:
     assert proc.stdout is not None
-    with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
+    try:
         while data := await proc.stdout.read(65536):
             writer.write(data)
             await writer.drain()
+        print("DBG copy_out EOF", file=sys.stderr, flush=True)
+    except BaseException as e:
+        print("DBG copy_out exc", repr(e), file=sys.stderr, flush=True)
 
 
 async def _session(
@@ -153,9 +159,10 @@ async def _connect(peer: str, port: int, tls_dir: Path, node: str, timeout: floa
         # the first read brings its alert.
         if not received:
             raise
-    except (OSError, ConnectionError):
-        pass
+    except (OSError, ConnectionError) as e:
+        print("DBG client exc", repr(e), file=sys.stderr, flush=True)
     finally:
+        print("DBG client end", received, file=sys.stderr, flush=True)
         sending.cancel()
         writer.close()
     return 0

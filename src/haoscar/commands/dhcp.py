@@ -89,15 +89,9 @@ def configure(env: Env, request: ConfigureDhcp) -> DhcpConfigured:
         port=request.port,
     )
     report = netboot_sync(env.database, env.state_dir)
-    action = "reloaded" if report.reloaded_pid is not None else "unchanged"
-    before = dhcp_server.running_pid(paths)
-    if before is None:
-        pid, action = dhcp_server.start(paths), "started"
-    elif report.main_changed:
-        dhcp_server.stop(paths)
-        pid, action = dhcp_server.start(paths), "restarted"
-    else:
-        pid = before
+    pid, action = dhcp_server.ensure_running(
+        paths, main_changed=report.main_changed, reloaded=report.reloaded_pid is not None
+    )
     env.progress(f"dnsmasq {action} (pid {pid})")
     return DhcpConfigured(report, pid, action, str(paths.conf))
 

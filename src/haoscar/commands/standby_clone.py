@@ -240,14 +240,9 @@ def _dhcp(env: CloneEnv) -> str:
         url = _boot_server_url(db)
     finally:
         db.close()
-    before = dhcp_server.running_pid(paths)
-    if before is None:
-        pid, action = dhcp_server.start(paths), "started"
-    elif report.main_changed:
-        dhcp_server.stop(paths)
-        pid, action = dhcp_server.start(paths), "restarted"
-    else:
-        pid, action = before, "reloaded" if report.reloaded_pid is not None else "unchanged"
+    pid, action = dhcp_server.ensure_running(
+        paths, main_changed=report.main_changed, reloaded=report.reloaded_pid is not None
+    )
     try:
         with urllib.request.urlopen(f"{url}/boot.ipxe", timeout=3) as response:
             response.read()

@@ -128,6 +128,18 @@ def stop(paths: NetbootPaths, timeout: float = 5.0) -> int | None:
     return pid
 
 
+def ensure_running(paths: NetbootPaths, *, main_changed: bool, reloaded: bool) -> tuple[int, str]:
+    """After a netboot sync: start dnsmasq when it is not running, restart it when its main config changed (a
+    SIGHUP does not re-read that), else leave it as the sync left it. Returns its pid and what happened."""
+    before = running_pid(paths)
+    if before is None:
+        return start(paths), "started"
+    if main_changed:
+        stop(paths)
+        return start(paths), "restarted"
+    return before, "reloaded" if reloaded else "unchanged"
+
+
 def read_leases(paths: NetbootPaths) -> list[Lease]:
     """dnsmasq's lease file: ``EXPIRY MAC IP HOSTNAME CLIENT-ID`` per line."""
     leases: list[Lease] = []
