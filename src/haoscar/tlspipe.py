@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import select
 import socket
 import ssl
 import sys
@@ -30,30 +31,42 @@ from haoscar.tlsca import accepted_streams, client_context, listening_socket, no
 
 HANDSHAKE_TIMEOUT = 5.0
 MAX_CONNECTIONS = 8  # rsync runs per batch, one per tree; the peer is the only client
+EXIT_TIMEOUT = 10.0  # rsync closed its output (or lost its peer): it has this long to exit before it is killed
+CHUNK = 65536
 
 
 async def _copy_in(reader: asyncio.StreamReader, proc: asyncio.subprocess.Process) -> None:
+    """The client's bytes into rsync's stdin until the client's stream ends or breaks (an ``ssl.SSLError`` is an
+    ``OSError``); then rsync's stdin is closed, which rsync takes as its peer's end: the half-close, while its output
+    is still copied out (rsync itself says "connection unexpectedly closed" if that end came too early)."""
     assert proc.stdin is not None
     try:
-        while data := await reader.read(65536):
-            proc.stdin.write(data)
-            await proc.stdin.drain()
-        print("DBG copy_in EOF", file=sys.stderr, flush=True)
-    except BaseException as e:
-        print("DBG copy_in exc", repr(e), file=sys.stderr, flush=True)
-    with contextlib.suppress(OSError):
-        proc.stdin.close()
+        with contextlib.suppress(OSError):
+            while data := await reader.read(CHUNK):
+                proc.stdin.write(data)
+                await proc.stdin.drain()
+    finally:
+        with contextlib.suppress(OSError):
+            proc.stdin.close()
 
 
-async def _copy_out(proc: asyncio.subprocess.Process, writer: asyncio.StreamWriter) -> None:
+async def _copy_out(
+    proc: asyncio.subprocess.Process, writer: asyncio.StreamWriter, inbound: asyncio.Future[None]
+) -> None:
+    """rsync's output to the client until rsync closes it, every byte drained into the TLS transport. If the
+    client's side breaks first, nobody is left to answer rsync: its input is ended (``inbound`` cancelled, so it
+    stops) and the rest of its output is read and dropped, so that it never blocks writing it."""
     assert proc.stdout is not None
-    try:
-        while data := await proc.stdout.read(65536):
+    broken = False
+    while data := await proc.stdout.read(CHUNK):
+        if broken:
+            continue
+        try:
             writer.write(data)
             await writer.drain()
-        print("DBG copy_out EOF", file=sys.stderr, flush=True)
-    except BaseException as e:
-        print("DBG copy_out exc", repr(e), file=sys.stderr, flush=True)
+        except OSError:
+            broken = True
+            inbound.cancel()
 
 
 async def _session(
@@ -63,16 +76,23 @@ async def _session(
         *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env
     )
     inbound = asyncio.ensure_future(_copy_in(reader, proc))
-    await _copy_out(proc, writer)  # until rsync closes its output: the transfer is over
-    writer.close()  # the client's rsync sees the end of the stream
-    inbound.cancel()
-    if proc.stdin is not None:
-        proc.stdin.close()
     try:
-        await asyncio.wait_for(proc.wait(), HANDSHAKE_TIMEOUT)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
+        await _copy_out(proc, writer, inbound)
+        # rsync closed its output, so it is finishing; its input stays joined to the client until it has exited,
+        # so that its last reads still get the client's last bytes.
+        try:
+            await asyncio.wait_for(proc.wait(), EXIT_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    finally:
+        inbound.cancel()
+        await asyncio.gather(inbound, return_exceptions=True)
+        # Only now the end of the stream: close() flushes what is still buffered, then TLS's close_notify; the client
+        # answers it once it has read everything (asyncio gives that its ssl_shutdown_timeout).
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
 
 
 async def serve(address: str, port: int, tls_dir: Path, node: str, *, allow: set[str], argv: list[str]) -> None:
@@ -117,6 +137,71 @@ def connect(peer: str, port: int, tls_dir: Path, node: str, timeout: float = 10.
     return asyncio.run(_connect(peer, port, tls_dir, node, timeout))
 
 
+class ChannelBroken(Exception):
+    """The TLS stream broke, or rsync's end of stdout went away, after the transfer had begun: never a success."""
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    # rsync gives its remote shell a non-blocking stdout (it only makes stdin blocking): a full socket buffer is
+    # EAGAIN, which means "wait until rsync has read some", not "rsync is gone".
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [])
+
+
+def _read_some(fd: int) -> bytes:
+    while True:
+        try:
+            return os.read(fd, CHUNK)
+        except BlockingIOError:  # a non-blocking stdin: wait for data the same way
+            select.select([fd], [], [])
+
+
+def _pump_stdin(loop: asyncio.AbstractEventLoop, incoming: asyncio.Queue[bytes]) -> None:
+    # stdin is read in a thread of its own with plain blocking calls (whatever it is: a pipe, a socket, /dev/null);
+    # the TLS connection itself is only ever touched by the loop's thread. b"" marks the end (or a failed read).
+    with contextlib.suppress(RuntimeError):  # the loop has closed: the connection is over anyway
+        try:
+            while data := _read_some(0):
+                asyncio.run_coroutine_threadsafe(incoming.put(data), loop).result()
+        except OSError:
+            pass
+        asyncio.run_coroutine_threadsafe(incoming.put(b""), loop).result()
+
+
+async def _upload(incoming: asyncio.Queue[bytes], writer: asyncio.StreamWriter) -> None:
+    # At the end of stdin there is nothing to send: an asyncio TLS transport cannot half-close (no write_eof), and
+    # rsync's own protocol has told the server it is done; the download goes on until the server ends the stream.
+    with contextlib.suppress(OSError):  # the server is gone: the download finds out and says so
+        while data := await incoming.get():
+            writer.write(data)
+            await writer.drain()
+
+
+async def _download(reader: asyncio.StreamReader) -> None:
+    """Copy the server's stream to stdout until the server ends it; a break after the first byte is ChannelBroken."""
+    loop = asyncio.get_running_loop()
+    received = 0
+    try:
+        while data := await reader.read(CHUNK):
+            received += len(data)
+            try:
+                await loop.run_in_executor(None, _write_all, 1, data)
+            except OSError as exc:  # EPIPE: the local rsync has gone
+                raise ChannelBroken(f"writing to rsync after {received} bytes: {exc.strerror or exc}") from exc
+    except ssl.SSLError as exc:
+        # With TLS 1.3 a server that refuses this head's certificate says so after the client's handshake ended:
+        # the first read brings its alert.
+        if not received:
+            raise
+        raise ChannelBroken(f"TLS error after {received} bytes: {exc.reason or exc}") from exc
+    except OSError as exc:
+        raise ChannelBroken(f"{exc.strerror or exc} after {received} bytes") from exc
+
+
 async def _connect(peer: str, port: int, tls_dir: Path, node: str, timeout: float) -> int:
     # One thread, one event loop: an SSL connection must not be read and written from two threads at once (a pull,
     # where both directions are busy, broke the stream that way).
@@ -124,47 +209,17 @@ async def _connect(peer: str, port: int, tls_dir: Path, node: str, timeout: floa
     reader, writer = await asyncio.wait_for(
         asyncio.open_connection(peer, port, ssl=ctx, server_hostname=peer, ssl_handshake_timeout=timeout), timeout
     )
-    loop = asyncio.get_running_loop()
-
-    def write_out(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(1, view) :]
-
     incoming: asyncio.Queue[bytes] = asyncio.Queue(maxsize=16)  # bounded: a slow link slows the reading of stdin
-
-    def read_in() -> None:
-        # stdin is read in a thread of its own with plain blocking calls (whatever it is: a pipe, a socket,
-        # /dev/null); the TLS connection itself is only ever touched by the loop's thread.
-        with contextlib.suppress(OSError, RuntimeError):
-            while data := os.read(0, 65536):
-                asyncio.run_coroutine_threadsafe(incoming.put(data), loop).result()
-            asyncio.run_coroutine_threadsafe(incoming.put(b""), loop).result()
-
-    async def upload() -> None:
-        with contextlib.suppress(OSError, ssl.SSLError, ConnectionError):
-            while data := await incoming.get():
-                writer.write(data)
-                await writer.drain()
-
-    threading.Thread(target=read_in, daemon=True).start()  # a daemon: a blocked read never holds up the exit
-    sending = asyncio.ensure_future(upload())
-    received = False
+    # A daemon thread: a read blocked on stdin never holds up the exit.
+    threading.Thread(target=_pump_stdin, args=(asyncio.get_running_loop(), incoming), daemon=True).start()
+    sending = asyncio.ensure_future(_upload(incoming, writer))
     try:
-        while data := await reader.read(65536):
-            received = True
-            await loop.run_in_executor(None, write_out, data)
-    except ssl.SSLError:
-        # With TLS 1.3 a server that refuses this head's certificate says so after the client's handshake ended:
-        # the first read brings its alert.
-        if not received:
-            raise
-    except (OSError, ConnectionError) as e:
-        print("DBG client exc", repr(e), file=sys.stderr, flush=True)
+        await _download(reader)  # the server ended the stream: rsync's output has all been written to stdout
     finally:
-        print("DBG client end", received, file=sys.stderr, flush=True)
         sending.cancel()
-        writer.close()
+        writer.close()  # close_notify: the server waits for it before it lets the connection go
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
     return 0
 
 
@@ -178,6 +233,11 @@ def _connect_cli(peer: str, port: int, tls_dir: Path, node: str, timeout: float)
         return 255
     try:
         return connect(peer, port, tls_dir, node, timeout)
+    except ChannelBroken as exc:
+        # rsync's own code for "error in socket IO", which the replication counts as an unreachable peer (retried):
+        # a link broken mid-transfer is that, and never a success (rsync also reports the stream's end itself).
+        print(f"tlspipe: connection with {peer}:{port} broken: {exc}", file=sys.stderr)
+        return 10
     except (ssl.SSLCertVerificationError, ssl.SSLError) as exc:
         print(f"tlspipe: TLS auth failed with {peer}:{port}: {exc.reason or exc}", file=sys.stderr)
     except OSError as exc:

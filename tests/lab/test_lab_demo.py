@@ -65,5 +65,6 @@ def test_demo_install_act_installs_a_vm_client_that_boots_from_its_disk(tmp_path
     checks = {c.what: c for c in report.acts[0].checks}
     assert report.ok, (report.to_dict(), screen.getvalue()[-3000:])
     assert checks["installed over the network"].detail.startswith("installed, ")
+    assert checks["installed over the network"].source == "head2"  # the new head, after head1 crashed
     assert "host=node01 ip=198.18.0.101" in checks["its marker names its host and address"].detail
     assert _leftovers(name) == [] and known_labs(tmp_path) == []

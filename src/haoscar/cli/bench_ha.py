@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from haoscar.cli.bench_save import NoteOption, OutOption, SaveOption, keep
 from haoscar.cli.context import cli_context
 from haoscar.cli.groups import bench_app
 from haoscar.cli.render import console, err_console, print_json, table
@@ -53,12 +54,17 @@ def _fmt(value: Any) -> str:
 @bench_app.command("failover")
 def failover(
     ctx: typer.Context,
+    *,
     runs: Annotated[int, typer.Option("--runs", min=1, help="Crashes per contender and profile.")] = 5,
     vs: Annotated[
-        str | None, typer.Option("--vs", help="Also measure a peer on the same lab: keepalived (advert_int 1 and 0.1).")
+        str | None,
+        typer.Option("--vs", help="Also measure a peer on the same lab: keepalived, tuned (advert_int 1, 0.1, 0.05)."),
     ] = None,
     spec_file: SpecOption = None,
     as_json: JsonOption = False,
+    save: SaveOption = False,
+    out: OutOption = None,
+    note: NoteOption = None,
 ) -> None:
     """Primary crash -> VIP answering from the standby (ping every 10 ms) and DHCP from the new head."""
     from haoscar.scenarios.bench.failover import BenchOptions, run_failover_bench
@@ -67,8 +73,9 @@ def failover(
         raise UserError(f"--vs {vs!r} is not a known peer; the only one is --vs keepalived")
     spec = _spec(spec_file)
     options = BenchOptions(runs=runs, vs_keepalived=vs == "keepalived")
-    with _progress("bench failover") as note:
-        result = run_failover_bench(spec, cli_context(ctx).state_dir, options, note)
+    with _progress("bench failover") as progress:
+        result = run_failover_bench(spec, cli_context(ctx).state_dir, options, progress)
+    keep("failover", result, save, out, note)
     if as_json:
         print_json(result)
         return
@@ -86,21 +93,47 @@ def failover(
 @bench_app.command("soak")
 def soak(
     ctx: typer.Context,
-    minutes: Annotated[float, typer.Option("--minutes", min=0.05, help="How long to run (fractions allowed).")] = 5.0,
+    *,
+    minutes: Annotated[
+        float, typer.Option("--minutes", min=0.05, help="How long each scenario runs (fractions allowed).")
+    ] = 5.0,
+    profile: Annotated[
+        list[str] | None, typer.Option("--profile", help="default or fast (repeat it; default: both).")
+    ] = None,
+    stress: Annotated[
+        list[str] | None, typer.Option("--stress", help="cpu-hog or loss-20 (repeat it; default: both).")
+    ] = None,
     spec_file: SpecOption = None,
     as_json: JsonOption = False,
+    save: SaveOption = False,
+    out: OutOption = None,
+    note: NoteOption = None,
 ) -> None:
-    """Both cores loaded by a CPU hog, HA at its default profile: false failovers and the worst event-loop lag."""
-    from haoscar.scenarios.bench.soak import run_soak
+    """Shipped configuration under a CPU hog and under 20 % frame loss on one network, for each profile: wrongful
+    death declarations, refused takeovers, false failovers and the worst event-loop lag."""
+    from haoscar.scenarios.bench.soak import PROFILES, STRESSES, run_soak
 
+    for name in profile or []:
+        if name not in PROFILES:
+            raise UserError(f"--profile {name!r} is not a profile; use {' or '.join(PROFILES)}")
     spec = _spec(spec_file)
-    with _progress("bench soak") as note:
-        result = run_soak(spec, cli_context(ctx).state_dir, minutes, note)
+    with _progress("bench soak") as progress:
+        result = run_soak(
+            spec,
+            cli_context(ctx).state_dir,
+            minutes,
+            progress,
+            profiles=tuple(profile or PROFILES),
+            stresses=tuple(stress or STRESSES),
+        )
+    keep("soak", result, save, out, note)
     if as_json:
         print_json(result)
         return
-    rows = [(key, _fmt(value)) for key, value in result.items() if not isinstance(value, (dict, list))]
-    console.print(table("Soak under a CPU hog", ["measure", "value"], rows))
+    keys = ("wrongful_death_declarations", "refused_takeovers", "false_failovers", "max_loop_lag_ms")
+    rows = [(label, *(_fmt(s[k]) for k in keys)) for label, s in result["scenarios"].items()]
+    headers = ["scenario", "death declarations", "refused takeovers", "false failovers", "worst lag ms"]
+    console.print(table("Soak, primary alive throughout", headers, rows))
 
 
 def register(app: typer.Typer) -> None:

@@ -37,6 +37,7 @@ def _show(kind: str, payload: Any) -> None:
 
 def demo(
     ctx: typer.Context,
+    *,
     spec: Annotated[
         Path | None, typer.Option("--spec", help="A cluster spec to demo instead of the built-in lab.yaml.")
     ] = None,
@@ -46,6 +47,10 @@ def demo(
         bool,
         typer.Option("--install", help="Add the network install act: a qemu VM client installs and boots (~2 min)."),
     ] = False,
+    slurm: Annotated[
+        bool,
+        typer.Option("--slurm/--no-slurm", help="The cluster act: Slurm jobs through a crash of the active head."),
+    ] = True,
 ) -> None:
     """Bring the demo cluster up in network namespaces, prove who reaches whom, fail the head over, tear it down."""
     from haoscar.lab import require_root
@@ -57,11 +62,11 @@ def demo(
     install_state = state if install else None
     if as_json:
         # Live views of the acts go to stderr so that stdout stays one JSON document.
-        report = run_demo(cluster, state, name, acts=default_acts(err_console, install_state))
+        report = run_demo(cluster, state, name, acts=default_acts(err_console, install_state, slurm))
         print_json(report.to_dict())
     else:
         console.print(f"[bold]haoscar demo[/]: cluster {cluster.cluster.name} as a virtual lab named {name}")
-        report = run_demo(cluster, state, name, acts=default_acts(console, install_state), observe=_show)
+        report = run_demo(cluster, state, name, acts=default_acts(console, install_state, slurm), observe=_show)
         verdict = "[green]✓ every check passed[/]" if report.ok else "[red]✗ some checks failed[/]"
         console.print(verdict)
     if not report.ok:

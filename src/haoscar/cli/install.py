@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
+from haoscar.cli.bench_save import NoteOption, OutOption, SaveOption, keep
 from haoscar.cli.context import cli_context
 from haoscar.cli.groups import bench_app
 from haoscar.cli.netboot import netboot_app
@@ -258,12 +259,16 @@ def build_installer_command(
 def bench_install(
     ctx: typer.Context,
     as_json: JsonOption = False,
+    save: SaveOption = False,
+    out: OutOption = None,
+    note: NoteOption = None,
 ) -> None:
     """Install one VM over the network in a fresh lab: time per stage, image MB/s from the boot server, and the
     same image copied with plain rsync in the same run."""
     from haoscar.scenarios.bench.install import run_bench
 
     result = run_bench(cli_context(ctx).state_dir)
+    keep("install", result, save, out, note)
     if as_json:
         print_json(result)
         return

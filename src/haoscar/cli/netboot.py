@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from haoscar.cli.bench_save import NoteOption, OutOption, SaveOption, keep
 from haoscar.cli.context import cli_context
 from haoscar.cli.groups import bench_app
 from haoscar.cli.render import console, flags, print_json, warn
@@ -114,11 +115,15 @@ def serve(
 def bench_netboot_sync(
     nodes: Annotated[int, typer.Option("--nodes", help="How many nodes to define.", min=1)] = 10000,
     as_json: JsonOption = False,
+    save: SaveOption = False,
+    out: OutOption = None,
+    note: NoteOption = None,
 ) -> None:
     """Full regeneration of DHCP / iPXE files for N nodes and a one-node change (targets 2 s and 50 ms)."""
     from haoscar.scenarios.bench.netboot_sync import run_bench
 
     result = run_bench(nodes)
+    keep("netboot-sync", result, save, out, note)
     if as_json:
         print_json(result)
         return

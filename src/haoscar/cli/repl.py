@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from haoscar.cli.bench_save import NoteOption, OutOption, SaveOption, keep
 from haoscar.cli.context import cli_context
 from haoscar.cli.groups import bench_app
 from haoscar.cli.render import console, print_json, table
@@ -102,6 +103,9 @@ def bench_replication(
     rate: Annotated[float, typer.Option("--rate", help="Files written per second on the active head.")] = 100.0,
     db_changes: Annotated[int, typer.Option("--db-changes", help="Database changes per run.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the JSON result.")] = False,
+    save: SaveOption = False,
+    out: OutOption = None,
+    note: NoteOption = None,
 ) -> None:
     """Two heads in a lab: file lag p50/p99 at a steady write rate, then a crash of the active head in the middle
     of a second run, counting acknowledged files and database changes missing on the standby."""
@@ -109,6 +113,7 @@ def bench_replication(
 
     result = run_bench(cli_context(ctx).state_dir, seconds=seconds, rate=rate, db_changes=db_changes,
                        progress=not as_json)  # fmt: skip
+    keep("replication", result, save, out, note)
     print_json(result)
 
 

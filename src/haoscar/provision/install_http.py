@@ -34,11 +34,13 @@ from haoscar.provision.image_checksum import tar_argv
 from haoscar.provision.images import ImageStore
 from haoscar.provision.install_plan import install_plan, node_for_mac, node_image
 from haoscar.provision.netboot_snapshot import Database
+from haoscar.provision.slurm_conf import MUNGE_KEY_PATH
 from haoscar.spec.types import parse_mac
 
 DB_KEY = web.AppKey("install_db", Database)
 STATE_KEY = web.AppKey("install_state_dir", Path)
 LIMITS_KEY = web.AppKey("limits", BootLimits)
+MUNGE_KEY = web.AppKey("install_munge_key_path", Path)  # where this head keeps the cluster's munge key
 WATCH_INTERVAL = 2.0
 CHUNK = 1 << 20
 
@@ -89,7 +91,8 @@ async def _form(request: web.Request) -> dict[str, str]:
 async def plan(request: web.Request) -> web.StreamResponse:
     mac = authorize(request.app[DB_KEY], request.match_info["mac"], request.headers.get(install_tokens.HEADER))
     # The first plan of an image version computes its stream's checksum (seconds for a big image): not in the loop.
-    result = await asyncio.to_thread(install_plan, request.app[DB_KEY], request.app[STATE_KEY], mac)
+    app = request.app
+    result = await asyncio.to_thread(install_plan, app[DB_KEY], app[STATE_KEY], mac, app[MUNGE_KEY])
     return web.Response(text=result.as_shell(), content_type="text/plain")
 
 
@@ -223,6 +226,7 @@ async def _watch(app: web.Application) -> AsyncIterator[None]:
 def add_install_routes(app: web.Application, db: Database, state_dir: Path) -> None:
     app[DB_KEY] = db
     app[STATE_KEY] = state_dir
+    app[MUNGE_KEY] = Path(MUNGE_KEY_PATH)
     app.router.add_get("/install/{mac}/plan", plan)
     app.router.add_post("/install/{mac}/progress", progress)
     app.router.add_post("/install/{mac}/done", done)

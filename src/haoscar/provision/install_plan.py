@@ -7,6 +7,7 @@ with the reason, so the installer can report it to the head node in its own word
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import shlex
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from haoscar.errors import NotFound, UserError
 from haoscar.provision.image_checksum import stream_sha256
 from haoscar.provision.images import ImageStore
 from haoscar.provision.netboot_snapshot import Database
+from haoscar.provision.slurm_conf import MUNGE_KEY_PATH
 from haoscar.spec.types import parse_mac
 
 
@@ -45,6 +47,9 @@ class InstallPlan:
     post_install: str
     hosts: str
     authorized_keys: str  # haoscar's public key for root on the node (the image carries no /root of a head)
+    # The cluster's munge key, base64: only in this per-node plan, which only this node's install token opens; never
+    # in an image (any booting node can download those, and the key forges any user's Slurm credentials).
+    munge_key: str = ""
 
     def as_shell(self) -> str:
         lines = [
@@ -109,7 +114,7 @@ def _image_facts(state_dir: Path, name: str | None, node: str) -> tuple[bool, st
     return True, "", version, meta.bytes, meta.files, meta.ip_assignment, meta.post_install
 
 
-def install_plan(db: Database, state_dir: Path, mac: str) -> InstallPlan:
+def install_plan(db: Database, state_dir: Path, mac: str, munge_key_path: Path = Path(MUNGE_KEY_PATH)) -> InstallPlan:
     try:
         mac = parse_mac(mac)
     except ValueError as exc:
@@ -151,6 +156,7 @@ def install_plan(db: Database, state_dir: Path, mac: str) -> InstallPlan:
         post_install=post_install,
         hosts=hosts,
         authorized_keys=_public_key(state_dir),
+        munge_key=_munge_key(munge_key_path),
     )
 
 
@@ -158,5 +164,13 @@ def _public_key(state_dir: Path) -> str:
     """haoscar's ssh public key (``STATE/ssh/id_ed25519.pub``) when it has one; never made here."""
     try:
         return (state_dir / "ssh" / "id_ed25519.pub").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _munge_key(path: Path) -> str:
+    """The cluster's munge key (made by the first ``slurm sync``) as base64, or "" while there is none."""
+    try:
+        return base64.b64encode(path.read_bytes()).decode("ascii")
     except OSError:
         return ""

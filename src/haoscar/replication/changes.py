@@ -2,8 +2,10 @@
 written.
 
 A regular file is shipped when its writer closed it (IN_CLOSE_WRITE) and its size and mtime did not change since
-then; a write without a close (mmap, a log held open) only once it has been still for ``quiet_s``. Attribute
-changes, links, symlinks and deletions are ready at once. Renames arrive as a deletion plus a creation. Hard links
+then; a write without a close (mmap, a log held open) only once it has been still for ``quiet_s``. A new name
+that saw no write (made by ``link()`` of a file written and closed under another name) is complete, and ready at
+once, unless a process holds its inode open for writing (``writers.held_for_writing``). Attribute changes, links,
+symlinks and deletions are ready at once. Renames arrive as a deletion plus a creation. Hard links
 are only kept by ``rsync -H`` among names of one transfer, so every known name of a multiply linked inode joins
 the batch. Everything here is thread-safe: the watcher thread notes, the replication task takes batches.
 """
@@ -19,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from haoscar.replication.writers import Inode, held_for_writing
 
 Kind = Literal["file", "write", "delete", "dir"]
 StatSig = tuple[int, int, int]  # size, mtime_ns, mode
@@ -65,6 +69,8 @@ class Pending:
     since: float  # monotonic time of the first unshipped change: the lag clock starts here
     updated: float  # monotonic time of the last change or stat check
     sig: StatSig | None = None
+    # Created (IN_CREATE) and not written since: complete unless a process holds it open for writing.
+    fresh: bool = False
 
 
 @dataclass
@@ -94,11 +100,13 @@ class ChangeSet:
         excludes: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
         lstat: Callable[[str], os.stat_result] = os.lstat,
+        writers: Callable[[Iterable[Inode]], set[Inode]] = held_for_writing,
     ) -> None:
         self.root = Path(root)
         self.excludes = Excludes(excludes)
         self._clock = clock
         self._lstat = lstat
+        self._writers = writers
         self._pending: dict[str, Pending] = {}
         self._links: dict[tuple[int, int], set[str]] = {}
         self._lock = threading.Lock()
@@ -115,7 +123,8 @@ class ChangeSet:
             return None
         return rel
 
-    def note(self, kind: Kind, path: str | os.PathLike[str]) -> None:
+    def note(self, kind: Kind, path: str | os.PathLike[str], fresh: bool = False) -> None:
+        """``fresh``: a ``write`` note for a newly created name (no write seen on it yet)."""
         rel = self.relative(path)
         if rel is None:
             return
@@ -131,7 +140,7 @@ class ChangeSet:
             # A deletion or re-creation replaces what was pending; the lag clock keeps its first start.
             if old is not None and kind == "write" and old.kind == "dir":
                 kind = "dir"
-            self._pending[rel] = Pending(kind, old.since if old else now, now, sig)
+            self._pending[rel] = Pending(kind, old.since if old else now, now, sig, fresh and kind == "write")
         self.wakeup()
 
     def note_link_names(self, names: dict[tuple[int, int], set[str]]) -> None:
@@ -146,6 +155,7 @@ class ChangeSet:
         now = self._clock()
         batch = Batch()
         with self._lock:
+            fresh: list[tuple[str, Pending, os.stat_result]] = []
             for rel, entry in list(self._pending.items()):
                 if entry.kind in ("delete", "dir"):
                     self._ship(batch, rel, entry, None)
@@ -159,13 +169,28 @@ class ChangeSet:
                 sig = signature(st)
                 if sig != entry.sig:
                     # Changed since its close (or since the last look): someone is writing it again.
-                    entry.kind, entry.sig, entry.updated = "write", sig, now
+                    entry.kind, entry.sig, entry.updated, entry.fresh = "write", sig, now, False
                     continue
                 if entry.kind == "write" and now - entry.updated < quiet_s:
+                    if entry.fresh:
+                        fresh.append((rel, entry, st))
                     continue
                 self._ship(batch, rel, entry, st)
+            self._ship_fresh(batch, fresh)
             self._add_link_names(batch)
         return batch
+
+    def _ship_fresh(self, batch: Batch, fresh: list[tuple[str, Pending, os.stat_result]]) -> None:
+        """New names nobody writes: complete (one /proc scan for all). Those with a writer wait for its close
+        or for quiet, as any write does, and are not scanned again."""
+        if not fresh:
+            return
+        held = self._writers({(st.st_dev, st.st_ino) for _rel, _entry, st in fresh})
+        for rel, entry, st in fresh:
+            entry.fresh = False
+            if (st.st_dev, st.st_ino) not in held:
+                entry.kind = "file"
+                self._ship(batch, rel, entry, st)
 
     def _ship(self, batch: Batch, rel: str, entry: Pending, st: os.stat_result | None) -> None:
         del self._pending[rel]

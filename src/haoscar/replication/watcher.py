@@ -60,7 +60,8 @@ def classify(event: FileSystemEvent, lstat: Callable[[str], os.stat_result] = os
             st = lstat(src)
         except OSError:
             return [("delete", src)]
-        # A regular file with one name is being written: its close ships it. Links, symlinks, fifos are complete.
+        # A regular file with one name may be being written: its close ships it, or the writer check when the batch
+        # is taken (the handler marks it fresh). Links, symlinks, fifos are complete.
         complete = not stat.S_ISREG(st.st_mode) or st.st_nlink > 1
         return [("file" if complete else "write", src)]
     if isinstance(event, DirCreatedEvent):
@@ -82,8 +83,12 @@ class _Handler(FileSystemEventHandler):
         self.changes = changes
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        # A created name gets no close event when it was made by link() of a file closed under another name
+        # (slurmctld's job_state): marked fresh, it ships with the next batch unless a process holds it open for
+        # writing (changes.ChangeSet.take); a write or close event on it replaces the mark.
+        created = isinstance(event, FileCreatedEvent)
         for kind, path in classify(event):
-            self.changes.note(kind, path)
+            self.changes.note(kind, path, fresh=created)
 
 
 OnLost = Callable[[str], None]

@@ -7,7 +7,6 @@ VM client installed over the network (``install_act``).
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -16,7 +15,6 @@ from typing import Any
 
 from rich.console import Console
 
-from haoscar.errors import UserError
 from haoscar.lab import Lab, LabStatus, down_lab
 from haoscar.lab.defaults import default_spec
 from haoscar.provision.install_states import InstallState
@@ -159,76 +157,85 @@ def failover_act(console: Console) -> Act:
     return Act(FAILOVER, run)
 
 
-def default_acts(console: Console, install_state_dir: Path | None = None) -> list[Act]:
-    """The demo's acts; with ``install_state_dir`` (``haoscar demo --install``) also the network install act,
-    which caches the installer's kernel under ``install_state_dir/cache/installer``."""
+CLUSTER = "The cluster through a head crash: Slurm jobs keep running, the queue answers from the new head"
+
+
+def cluster_act(console: Console) -> Act:
+    """The Slurm act of ``haoscar demo`` (``make demo``): the checks of ``demo_cluster.run_cluster_act``."""
+
+    def run(lab: Lab, spec: ClusterSpec) -> ActResult:
+        from haoscar.scenarios.demo_cluster import PRIVATE_ALIAS, run_cluster_act
+
+        measured = run_cluster_act(lab, spec, console)
+        primary, standby = measured["primary"], measured["standby"]
+        ready, jobs, ran = measured["ready_ms"], measured["submitted"], measured["ran"]
+        twice = len(ran) - len(set(ran))
+        missing = sorted(set(jobs) - set(ran))
+        checks = [
+            Check(
+                "squeue answers from the new head through the private alias", standby, standby, PRIVATE_ALIAS,
+                True, ready is not None, f"after {ready} ms" if ready is not None else "never",
+            ),
+            Check(
+                "every job submitted before the crash ran, once", standby, "compute", PRIVATE_ALIAS, True,
+                not missing and twice == 0, f"{len(jobs) - len(missing)}/{len(jobs)} ran, {twice} twice",
+            ),
+            Check(
+                "slurmctld never on both heads", primary, standby, PRIVATE_ALIAS, True,
+                measured["both_samples"] == 0, f"{measured['both_samples']} of {measured['samples']} samples",
+            ),
+        ]  # fmt: skip
+        return ActResult(CLUSTER, checks)
+
+    return Act(CLUSTER, run)
+
+
+def default_acts(console: Console, install_state_dir: Path | None = None, slurm: bool = False) -> list[Act]:
+    """The demo's acts; with ``slurm`` (``haoscar demo``, ``make demo``) the cluster act (Slurm through a crash,
+    scenarios/demo_cluster.py); with ``install_state_dir`` (``haoscar demo --install``) also the network install
+    act, which caches the installer's kernel under ``install_state_dir/cache/installer``."""
     acts = [Act(REACHABILITY, reachability), failover_act(console)]
+    if slurm:
+        acts.append(cluster_act(console))
     if install_state_dir is not None:
         acts.append(install_act(console, install_state_dir))
     return acts
 
 
-INSTALL = "Network install: a VM client installs over the network, boots from its disk and answers"
+INSTALL = "Network install after a head crash: a VM client installs from the new head, boots from its disk"
 DEMO_MAC = "52:54:00:5e:de:01"
 
 
 def install_act(console: Console, state_dir: Path) -> Act:
-    """A qemu VM takes the first compute client's place (its namespace stand-in is switched off), network-boots,
-    installs the tiny image with the install monitor's progress on screen, powers off, boots from its own disk
-    and answers the head node with its host name and address."""
+    """The active head crashes; a qemu VM takes the first compute client's place (its namespace stand-in is switched
+    off), network-boots from the new active head (scenarios/demo_install.py), installs the tiny image with the install
+    monitor's progress on screen, powers off, boots from its own disk and answers the new head with its host name
+    and address. The installer's kernel is cached under ``state_dir/cache/installer``."""
 
     def run(lab: Lab, spec: ClusterSpec) -> ActResult:
-        import os
-        import tempfile
+        from haoscar.scenarios.demo_install import run_install_after_crash
 
-        from haoscar.scenarios.install_lab import prepare_head
-        from haoscar.scenarios.install_vm import Vm, make_disk
-
-        primary = spec.heads.primary.hostname
         node = next(n for n in all_nodes(spec) if n.role == "compute")
         ip = str(next(i.ip for i in node.interfaces if i.network == "private"))
-        if node.name in lab.hosts:
-            lab.crash(node.name)  # the VM answers for this client's name and address from now on
-        work = Path(tempfile.mkdtemp(prefix="haoscar-demo-install-"))
-        head = prepare_head(
-            lab, spec, [(node.name, DEMO_MAC)], work, cache_dir=state_dir / "cache" / "installer", head=primary,
-            stall_timeout=60,
-        )  # fmt: skip
-        vm: Vm | None = None
-        try:
-            head.start()
-            tap = lab.add_tap("private", f"dm{os.getpid() % 100000}")
-            vm = Vm(lab.switch_netns, tap, DEMO_MAC, make_disk(work / "disk.raw", 256), work / "serial.log")
-            started = time.monotonic()
-            vm.start("n")
-            state = _watch_install(console, head.state, node.name, vm)
-            took = time.monotonic() - started
-            installed = state == InstallState.INSTALLED
-            came_up = False
-            if installed:
-                vm.start("c")
-                came_up = vm.wait_for_log(f"tiny image: {node.name} up", 120)
-            answered = came_up and _pings(lab, primary, ip, True)
-            marker = ""
-            if answered:
-                try:
-                    marker = head.http_get(f"http://{ip}/", timeout=15)
-                except UserError as exc:
-                    marker = str(exc)
-            checks = [
-                Check("installed over the network", primary, node.name, ip, True, installed, f"{state}, {took:.0f} s"),
-                Check("booted from its own disk and answers ping", primary, node.name, ip, True, answered),
-                Check(
-                    "its marker names its host and address", primary, node.name, ip, True,
-                    f"host={node.name} ip={ip}" in marker, marker.strip()[:60] or "no answer",
-                ),
-            ]  # fmt: skip
-            return ActResult(INSTALL, checks)
-        finally:
-            if vm is not None:
-                vm.kill()
-            head.stop()
-            shutil.rmtree(work, ignore_errors=True)
+        cache = state_dir / "cache" / "installer"
+        seen = run_install_after_crash(lab, spec, console, cache_dir=cache, mac=DEMO_MAC, watch=_watch_install)
+        new, state, marker = seen["new"], seen["state"], seen["marker"]
+        installed = state == InstallState.INSTALLED
+        checks = [
+            Check(
+                "installed over the network", new, node.name, ip, True, installed, f"{state}, {seen['took_s']:.0f} s"
+            ),
+            Check(
+                "the installer's head is the private alias of the new head", seen["old"], new, ip, True,
+                seen["via_alias"],
+            ),
+            Check("booted from its own disk and answers ping", new, node.name, ip, True, seen["answered"]),
+            Check(
+                "its marker names its host and address", new, node.name, ip, True,
+                f"host={node.name} ip={ip}" in marker, marker.strip()[:60] or "no answer",
+            ),
+        ]  # fmt: skip
+        return ActResult(INSTALL, checks)
 
     return Act(INSTALL, run)
 

@@ -290,6 +290,16 @@ write_network() {
     fi
 }
 
+install_munge_key() { # the cluster's munge key from this node's plan (never in an image): 0400, owned by munge
+    [ -n "${MUNGE_KEY:-}" ] || return 0 # the head has no key yet: slurm sync --push-key brings it later
+    key="$TARGET/etc/haoscar/slurm/munge.key"
+    mkdir -p "${key%/*}" && rm -f "$key" &&
+        (umask 277 && printf '%s' "$MUNGE_KEY" | base64 -d >"$key") || fail configure "cannot write the munge key $key"
+    # The image's munge account when it has one (its uid, not the installer's), else root.
+    owner=$(awk -F: '$1 == "munge" { print $3 ":" $4; exit }' "$TARGET/etc/passwd" 2>/dev/null)
+    chown "${owner:-0:0}" "$key" && chmod 400 "$key" || fail configure "cannot set the owner of the munge key $key"
+}
+
 configure() {
     report configure 91 0 "host name, addresses, /etc/hosts, fstab"
     echo "$NODE" >"$TARGET/etc/hostname"
@@ -304,6 +314,7 @@ configure() {
             printf '%s\n' "$AUTHORIZED_KEYS" >>"$TARGET/root/.ssh/authorized_keys"
         chmod 600 "$TARGET/root/.ssh/authorized_keys"
     fi
+    install_munge_key
     if [ -x "$TARGET/usr/bin/ssh-keygen" ]; then
         report configure 93 0 "fresh ssh host keys"
         rm -f "$TARGET"/etc/ssh/ssh_host_*

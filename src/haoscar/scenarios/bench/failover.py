@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
-import statistics
 import subprocess
 import tempfile
 import time
@@ -27,7 +27,9 @@ from haoscar.errors import UserError
 from haoscar.events import events_path
 from haoscar.lab.lab import Lab
 from haoscar.scenarios.bench.failover_probe import ProbeStream, dhcp_argv, icmp_argv
+from haoscar.scenarios.bench.failover_report import KEEPALIVED_SERIES, Series, new_series, report
 from haoscar.scenarios.bench.keepalived_peer import KeepalivedPair
+from haoscar.scenarios.bench.shipped import shipped_overrides
 from haoscar.scenarios.ha_lab import HaLab, ha_spec, start_ha, wait_until
 from haoscar.spec import ClusterSpec, all_nodes
 from haoscar.spec.models import Service
@@ -39,13 +41,6 @@ IDLE_SAMPLE_S = 10.0
 SETTLE_TIMEOUT_S = 30.0
 MAX_UNSTEADY_STARTS = 5
 
-# The floors of the HA issue: what "fast and safe" means in numbers.
-DEFAULT_LIMIT_MS = 1000.0
-DEFAULT_VS_KEEPALIVED_LIMIT = 0.3
-FAST_VS_KEEPALIVED_FAST_LIMIT = 1.0
-IDLE_CPU_LIMIT_PCT = 2.0
-RSS_LIMIT_MB = 80.0
-
 
 class Contender(Protocol):
     """Something that keeps the alias IP on one head of the lab: haoscar, or keepalived."""
@@ -56,6 +51,10 @@ class Contender(Protocol):
     def settle_s(self) -> float:
         """How long to let a freshly started pair run before the crash, so that the standby has left its startup
         timers behind and heard the active head: the crash must hit a steady state."""
+
+    @property
+    def period_s(self) -> float:
+        """The heartbeat (advert) interval: the crash comes at a uniformly random phase within it."""
 
     def steady(self) -> bool:
         """Whether the primary alone holds the VIP (checked after the settle time, just before the crash)."""
@@ -119,6 +118,7 @@ class CrashResult:
     dhcp_ms: float | None
     new_owner_mac: str
     t0: float = 0.0  # the crash, on the monotonic clock the lab hosts share
+    crash_delay_s: float = 0.0  # the random wait before it (the crash phase)
 
 
 @contextlib.contextmanager
@@ -131,8 +131,10 @@ def probe(lab: Lab, host: str, argv: list[str]) -> Iterator[ProbeStream]:
         stream.close()
 
 
-def measure_crash(lab: Lab, topo: Topology, with_dhcp: bool) -> CrashResult:
-    """Crash the primary once and time the VIP (and DHCP) moving to the standby."""
+def measure_crash(lab: Lab, topo: Topology, with_dhcp: bool, period_s: float = 0.0) -> CrashResult:
+    """Crash the primary once and time the VIP (and DHCP) moving to the standby. The crash waits a uniformly random
+    part of ``period_s`` (the heartbeat or advert interval) first: whatever the phase of the heartbeats before, the
+    crash then falls at a uniformly random phase of them, as a real failure would."""
     with contextlib.ExitStack() as stack:
         icmp = stack.enter_context(probe(lab, topo.client, icmp_argv(topo.vip, topo.client_iface)))
         if icmp.wait(lambda e: e.who == topo.primary_mac, READY_TIMEOUT_S) is None:
@@ -142,6 +144,8 @@ def measure_crash(lab: Lab, topo: Topology, with_dhcp: bool) -> CrashResult:
             dhcp = stack.enter_context(probe(lab, topo.compute, dhcp_argv(topo.compute_iface)))
             if dhcp.wait(lambda e: e.who == topo.primary_private_ip, READY_TIMEOUT_S) is None:
                 raise RuntimeError(f"{topo.primary} serves no DHCP to {topo.compute} before the crash")
+        delay = random.uniform(0.0, period_s)
+        time.sleep(delay)
         t0 = time.monotonic()
         lab.crash(topo.primary)
         moved = icmp.wait(lambda e: e.t > t0 and e.who == topo.standby_mac, REPLY_TIMEOUT_S)
@@ -153,7 +157,7 @@ def measure_crash(lab: Lab, topo: Topology, with_dhcp: bool) -> CrashResult:
             if acked is None:
                 raise RuntimeError(f"{topo.standby} served no DHCP within {REPLY_TIMEOUT_S:g} s of the crash")
             dhcp_ms = (acked.t - t0) * 1000
-        return CrashResult((moved.t - t0) * 1000, dhcp_ms, moved.who, t0)
+        return CrashResult((moved.t - t0) * 1000, dhcp_ms, moved.who, t0, delay)
 
 
 # --- haoscar on the lab -----------------------------------------------------------------------------------------
@@ -185,7 +189,8 @@ class HaoscarPair:
         self.lab = lab
         self.spec = spec
         self.profile = profile
-        self.overrides = ha_overrides
+        # The shipped default configuration (replication, the token API; issue 15), then the bench's own.
+        self.overrides = {**shipped_overrides(spec), **ha_overrides}
         self.label = f"haoscar {profile}"
         self.ha: HaLab | None = None
 
@@ -193,6 +198,10 @@ class HaoscarPair:
     def settle_s(self) -> float:
         ha = self.effective.ha
         return max(1.0, 3 * ha.dead_time)
+
+    @property
+    def period_s(self) -> float:
+        return self.effective.ha.heartbeat_interval
 
     @property
     def effective(self) -> ClusterSpec:
@@ -303,23 +312,6 @@ def idle_cost(pids: list[int], seconds: float = IDLE_SAMPLE_S) -> tuple[float, f
 
 
 @dataclass
-class Series:
-    label: str
-    vip_ms: list[float] = field(default_factory=list)
-    dhcp_ms: list[float] = field(default_factory=list)
-    new_owners: list[str] = field(default_factory=list)
-    unsteady_starts: int = 0
-    # per run, where the time went (haoscar only): step -> ms after the crash
-    breakdowns: list[dict[str, float]] = field(default_factory=list)
-
-    def median(self) -> float | None:
-        return round(statistics.median(self.vip_ms), 1) if self.vip_ms else None
-
-    def dhcp_median(self) -> float | None:
-        return round(statistics.median(self.dhcp_ms), 1) if self.dhcp_ms else None
-
-
-@dataclass
 class BenchOptions:
     runs: int = 5
     vs_keepalived: bool = False
@@ -342,7 +334,7 @@ def run_series(
         try:
             time.sleep(contender.settle_s)
             if contender.steady():
-                result = measure_crash(lab, topo, with_dhcp)
+                result = measure_crash(lab, topo, with_dhcp, contender.period_s)
                 explain = getattr(contender, "breakdown", None)
                 if explain is not None:
                     series.breakdowns.append(explain(result.t0, result.vip_ms))
@@ -359,26 +351,10 @@ def run_series(
             continue
         index += 1
         series.vip_ms.append(round(result.vip_ms, 1))
+        series.crash_delay_ms.append(round(result.crash_delay_s * 1000, 1))
         series.new_owners.append(topo.standby if result.new_owner_mac == topo.standby_mac else result.new_owner_mac)
         if result.dhcp_ms is not None:
             series.dhcp_ms.append(round(result.dhcp_ms, 1))
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 3) if a is not None and b else None
-
-
-def _median_steps(runs: list[dict[str, float]]) -> dict[str, float]:
-    steps = {name for run in runs for name in run}
-    return {
-        name: round(statistics.median(run[name] for run in runs if name in run), 1)
-        for name in sorted(steps, key=lambda n: statistics.median(r[n] for r in runs if n in r))
-    }
-
-
-def _floor(value: float | None, limit: float) -> dict[str, Any]:
-    shown = None if value is None else round(value, 3)
-    return {"value": shown, "limit": limit, "pass": value is not None and value <= limit}
 
 
 def run_failover_bench(
@@ -387,12 +363,7 @@ def run_failover_bench(
     """Every series of the bench on one lab (always taken down); the JSON document ``--json`` prints."""
     if options.runs < 1:
         raise UserError(f"--runs {options.runs} must be at least 1")
-    series = {
-        "haoscar_default": Series("haoscar default"),
-        "haoscar_fast": Series("haoscar fast"),
-        "keepalived_default": Series("keepalived advert_int 1"),
-        "keepalived_fast": Series("keepalived advert_int 0.1"),
-    }
+    series = new_series()
     idle_cpu = rss = None
     workdir = Path(tempfile.mkdtemp(prefix="haoscar-bench-failover-"))
     spec = bench_spec(spec)
@@ -413,71 +384,13 @@ def run_failover_bench(
             fast = HaoscarPair(lab, spec, "fast")
             run_series(lab, topo, fast, series["haoscar_fast"], runs=options.runs, with_dhcp=True, note=note)
         if options.vs_keepalived:
-            for key, advert in (("keepalived_default", 1.0), ("keepalived_fast", 0.1)):
-                pair = KeepalivedPair(lab, spec, advert, workdir / key)
+            for key, advert in KEEPALIVED_SERIES.items():
+                pair = KeepalivedPair(lab, spec, advert, workdir / key, tuned=True)
                 run_series(lab, topo, pair, series[key], runs=options.runs, with_dhcp=False, note=note)
     finally:
         note(f"lab {options.lab_name} down")
         lab.down()
     shutil.rmtree(workdir, ignore_errors=True)  # kept after a failure: keepalived's logs tell why
-    return report(spec, options, series, idle_cpu, rss)
-
-
-def report(
-    spec: ClusterSpec, options: BenchOptions, series: dict[str, Series], idle_cpu: float | None, rss: float | None
-) -> dict[str, Any]:
-    default_ms = series["haoscar_default"].median()
-    fast_ms = series["haoscar_fast"].median()
-    out: dict[str, Any] = {
-        "haoscar_default_median_ms": default_ms,
-        "haoscar_fast_median_ms": fast_ms,
-    }
-    floors: dict[str, Any] = {
-        "haoscar_default_le_1000_ms": _floor(default_ms, DEFAULT_LIMIT_MS),
-        "idle_cpu_le_2_pct": _floor(idle_cpu, IDLE_CPU_LIMIT_PCT),
-        "rss_le_80_mb": _floor(rss, RSS_LIMIT_MB),
-    }
-    if options.vs_keepalived:
-        ka_default = series["keepalived_default"].median()
-        ka_fast = series["keepalived_fast"].median()
-        out["keepalived_default_median_ms"] = ka_default
-        out["keepalived_fast_median_ms"] = ka_fast
-        out["default_vs_keepalived_ratio"] = _ratio(default_ms, ka_default)
-        out["fast_vs_keepalived_fast_ratio"] = _ratio(fast_ms, ka_fast)
-        floors["default_le_0.3_x_keepalived"] = _floor(out["default_vs_keepalived_ratio"], DEFAULT_VS_KEEPALIVED_LIMIT)
-        floors["fast_le_keepalived_fast"] = _floor(out["fast_vs_keepalived_fast_ratio"], FAST_VS_KEEPALIVED_FAST_LIMIT)
-    default_ha = ha_spec(spec, profile="default").ha
-    fast_ha = ha_spec(spec, profile="fast").ha
-    out |= {
-        "dhcp_default_median_ms": series["haoscar_default"].dhcp_median(),
-        "dhcp_fast_median_ms": series["haoscar_fast"].dhcp_median(),
-        "idle_cpu_pct": None if idle_cpu is None else round(idle_cpu, 2),
-        "rss_mb": None if rss is None else round(rss, 1),
-        "runs": options.runs,
-        "runs_ms": {key: s.vip_ms for key, s in series.items() if s.vip_ms},
-        "dhcp_runs_ms": {key: s.dhcp_ms for key, s in series.items() if s.dhcp_ms},
-        "vip_owner_after_crash": {key: s.new_owners for key, s in series.items() if s.new_owners},
-        "unsteady_starts": {key: s.unsteady_starts for key, s in series.items() if s.vip_ms},
-        # ms after the crash: last heartbeat heard, dead declared, lease granted (takeover), ARP probe done, VIP
-        # added, first gratuitous ARP, services up, first echo reply from the new head at the public client
-        "breakdown_ms": {key: s.breakdowns for key, s in series.items() if s.breakdowns},
-        "breakdown_median_ms": {key: _median_steps(s.breakdowns) for key, s in series.items() if s.breakdowns},
-        "profiles": {
-            "default": {
-                "heartbeat_interval": default_ha.heartbeat_interval,
-                "dead_time": default_ha.dead_time,
-                "lease_s": default_ha.lease_s,
-            },
-            "fast": {
-                "heartbeat_interval": fast_ha.heartbeat_interval,
-                "dead_time": fast_ha.dead_time,
-                "lease_s": fast_ha.lease_s,
-            },
-            "keepalived": {"default_advert_int": 1.0, "fast_advert_int": 0.1},
-        },
-        "floors": floors,
-        "all_floors_pass": all(f["pass"] for f in floors.values()),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "cpus": os.cpu_count(),
-    }
-    return out
+    return report(
+        spec, runs=options.runs, vs_keepalived=options.vs_keepalived, series=series, idle_cpu=idle_cpu, rss=rss
+    )

@@ -1,11 +1,22 @@
-"""``haoscar bench soak``: HA at its default profile while a CPU hog keeps every core busy; no fault is injected,
-so every attempt to move the role is a false failover.
+"""``haoscar bench soak``: HA in its shipped configuration (replication, dnsmasq, the token API) under stress,
+for both profiles: a CPU hog keeping every core busy, and 20 % frame loss on one network. No head is crashed or
+cut off, so the primary is alive throughout and every death declaration, refused takeover or attempt to move the
+role is wrong.
 
 The hog is one busy-looping process per core, started by the bench at nice 0 (the daemons' own priority) and ended
-by pid. The role changes come from each head's event store (``state_dir/ha/events.jsonl`` inside the host), so a
-flap between two status polls is not missed; the public client's ping every 10 ms says independently whether the
-head answering on the VIP ever changed. The worst event-loop lag is the daemons' own measurement (their status,
-and the ``loop.lag`` warnings they log).
+by pid; the loss is the lab's ``numgen random`` drop on the primary's private interface (heartbeats, witness lease
+and replication all cross it; the heartbeat and public networks stay clean). What the heads did comes from each
+head's event store (``state_dir/ha/events.jsonl`` inside the host), so a flap between two status polls is not
+missed:
+
+- a **death declaration** is a ``peer`` warning ("PEER is silent on every network"), which a head raises at a tick
+  once the peer has been silent on every network for the dead time;
+- a **refused takeover** is a ``lease.denied`` warning (the witness kept refusing the lease because the peer still
+  renews it), a ``replication.refused`` warning (a stale copy), or a role change with cause ``not-entitled``;
+- a **false failover** is a head entering ``takeover`` or ``stopping``.
+
+The public client's ping every 10 ms says independently whether the head answering on the VIP ever changed. The
+worst event-loop lag is the daemons' own measurement (their status, and the ``loop.lag`` warnings they log).
 """
 
 from __future__ import annotations
@@ -26,8 +37,8 @@ from haoscar.events import events_path
 from haoscar.lab.lab import Lab
 from haoscar.scenarios.bench.failover import HaoscarPair, bench_spec, probe, topology
 from haoscar.scenarios.bench.failover_probe import ProbeEvent, icmp_argv
+from haoscar.scenarios.bench.shipped import config_block, shipped_overrides
 from haoscar.spec import ClusterSpec
-from haoscar.spec.models import HA
 
 POLL_S = 1.0
 # The daemons log a ``loop.lag`` warning (with their running maximum) for any lag above ``ha.loop_lag_warning``, at
@@ -37,6 +48,13 @@ LAG_RECORD_S = 0.005
 # A role change into one of these is the start of an attempt to move the role: the standby going for the lease,
 # or the active head stepping down.
 MOVES = ("takeover", "stopping")
+# A standby's (or active head's) declaration that its peer is dead, and the refusals of a takeover.
+DEATH_KINDS = ("peer",)
+REFUSAL_KINDS = ("lease.denied", "replication.refused")
+REFUSAL_CAUSES = ("not-entitled",)
+PROFILES = ("default", "fast")
+STRESSES = ("cpu-hog", "loss-20")
+LOSS_PERCENT = 20
 
 Progress = Callable[[str], None]
 
@@ -100,104 +118,167 @@ def owner_changes(replies: list[ProbeEvent]) -> tuple[int, float]:
     return changes, round(gap * 1000, 1)
 
 
+@contextlib.contextmanager
+def stress(lab: Lab, spec: ClusterSpec, kind: str) -> Iterator[str]:
+    """One stress for the duration of the block; yields what it is, in words."""
+    if kind == "cpu-hog":
+        with cpu_hog(os.cpu_count() or 2) as hogs:
+            yield f"{len(hogs)} busy-looping processes at nice 0"
+        return
+    if kind == "loss-20":
+        head = spec.heads.primary
+        lab.loss(head.hostname, head.private_interface, LOSS_PERCENT)
+        try:
+            yield f"{LOSS_PERCENT} % of the frames dropped in and out of {head.hostname} {head.private_interface}"
+        finally:
+            lab.loss(head.hostname, head.private_interface, 0)
+        return
+    raise UserError(f"unknown stress {kind!r}; use one of {', '.join(STRESSES)}")
+
+
+def count_events(events: list[dict[str, Any]], settled: float, ended: float) -> dict[str, Any]:
+    """What both heads' events say about one soak window [settled, ended) (monotonic; lab hosts share the clock)."""
+    window = [e for e in events if settled <= float(e.get("mono", 0.0)) < ended]
+    roles = [e for e in window if e.get("kind") == "role"]
+    moves = [e for e in roles if e.get("data", {}).get("new") in MOVES]
+    deaths = [e for e in window if e.get("kind") in DEATH_KINDS]
+    refusals = [e for e in window if e.get("kind") in REFUSAL_KINDS]
+    refusals += [e for e in roles if e.get("data", {}).get("cause") in REFUSAL_CAUSES]
+
+    def said(found: list[dict[str, Any]]) -> list[str]:
+        return [f"{e.get('node')}: {e.get('kind')} {e.get('message')}" for e in found]
+
+    return {
+        "false_failovers": len(moves),
+        "wrongful_death_declarations": len(deaths),
+        "refused_takeovers": len(refusals),
+        "death_declarations": said(deaths),
+        "refusals": said(refusals),
+        "role_changes": [f"{e.get('node')}: {e.get('message')}" for e in roles],
+        "loop_lag_records": [
+            float(e.get("data", {}).get("lag_ms", 0.0)) for e in window if e.get("kind") == "loop.lag"
+        ],
+    }
+
+
 def run_soak(
-    spec: ClusterSpec, state_dir: Path, minutes: float, note: Progress = lambda _m: None, lab_name: str | None = None
+    spec: ClusterSpec,
+    state_dir: Path,
+    minutes: float,
+    note: Progress = lambda _m: None,
+    *,
+    lab_name: str | None = None,
+    profiles: tuple[str, ...] = PROFILES,
+    stresses: tuple[str, ...] = STRESSES,
 ) -> dict[str, Any]:
+    """``minutes`` of each stress at each profile on one lab (always taken down); the JSON ``--json`` prints."""
     if minutes <= 0:
         raise UserError(f"--minutes {minutes:g} must be positive (fractions such as 0.5 are fine)")
+    for kind in stresses:
+        if kind not in STRESSES:
+            raise UserError(f"unknown stress {kind!r}; use one of {', '.join(STRESSES)}")
     name = lab_name or f"bs{os.getpid() % 100000}"
     spec = bench_spec(spec)
+    scenarios: dict[str, dict[str, Any]] = {}
     note(f"lab {name} up")
     lab = Lab.up(spec, name, state_dir)
     try:
-        topo = topology(lab, spec)
-        pair = HaoscarPair(lab, spec, "default", loop_lag_warning=LAG_RECORD_S)
-        note("HA starting")
-        pair.start()
-        heads = (topo.primary, topo.standby)
+        for profile in profiles:
+            for kind in stresses:
+                label = f"{profile}/{kind}"
+                scenarios[label] = _one_scenario(lab, spec, profile, kind, minutes=minutes, note=_prefixed(note, label))
+    finally:
+        note(f"lab {name} down")
+        lab.down()
+    return _soak_report(spec, minutes, scenarios)
+
+
+def _prefixed(note: Progress, prefix: str) -> Progress:
+    return lambda message: note(f"{prefix}: {message}")
+
+
+def _one_scenario(
+    lab: Lab, spec: ClusterSpec, profile: str, kind: str, *, minutes: float, note: Progress
+) -> dict[str, Any]:
+    topo = topology(lab, spec)
+    pair = HaoscarPair(lab, spec, profile, loop_lag_warning=LAG_RECORD_S, **shipped_overrides(spec))
+    note("HA starting")
+    pair.start()
+    heads = (topo.primary, topo.standby)
+    statuses: dict[str, dict[str, Any]] = {}
+    status_lags: list[float] = []
+    probing_polls = 0
+    try:
         settled = time.monotonic()
-        statuses: dict[str, dict[str, Any]] = {}
-        status_lags: list[float] = []
-        with (
-            probe(lab, topo.client, icmp_argv(topo.vip, topo.client_iface)) as icmp,
-            cpu_hog(os.cpu_count() or 2) as hogs,
-        ):
+        with probe(lab, topo.client, icmp_argv(topo.vip, topo.client_iface)) as icmp, stress(lab, spec, kind) as what:
             end = settled + minutes * 60
             while (now := time.monotonic()) < end:
-                note(f"{len(hogs)} hogs, {end - now:.0f} s left")
+                note(f"{what}, {end - now:.0f} s left")
                 time.sleep(min(POLL_S, max(0.0, end - now)))
                 for host in heads:
                     status = pair.status(host)
                     if status is not None:
                         statuses[host] = status
                         status_lags.extend(soak_lag(status, settled))
+                        probing_polls += status.get("probing") is not None
             ended = time.monotonic()
             replies = [e for e in icmp.events if settled <= e.t < ended]
-        pair.stop()
-        role_events, lag_events = _soak_events(lab, heads, settled, ended)
+        alive = {host: pair.running().proc(host).poll() is None for host in heads}
     finally:
-        note(f"lab {name} down")
-        lab.down()
-    return _soak_report(
-        minutes=minutes,
-        ha=pair.effective.ha,
-        replies=replies,
-        status_lags=status_lags,
-        role_events=role_events,
-        lag_events=lag_events,
-        statuses=statuses,
-    )
-
-
-def _soak_events(
-    lab: Lab, heads: tuple[str, str], settled: float, ended: float
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The role changes and loop-lag records both heads stored during the soak window."""
-    role_events: list[dict[str, Any]] = []
-    lag_events: list[dict[str, Any]] = []
-    for host in heads:
-        for event in read_events(events_path(lab.host_dir(host) / "var/lib/haoscar")):
-            if not settled <= float(event.get("mono", 0.0)) < ended:
-                continue  # startup and the final shutdown are not part of the soak
-            if event.get("kind") == "role":
-                role_events.append(event)
-            if event.get("kind") == "loop.lag":
-                lag_events.append(event)
-    return role_events, lag_events
-
-
-def _soak_report(
-    *,
-    minutes: float,
-    ha: HA,
-    replies: list[ProbeEvent],
-    status_lags: list[float],
-    role_events: list[dict[str, Any]],
-    lag_events: list[dict[str, Any]],
-    statuses: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
+        pair.stop()
+    events = [e for host in heads for e in read_events(events_path(lab.host_dir(host) / "var/lib/haoscar"))]
+    counted = count_events(events, settled, ended)
     changes, gap = owner_changes(replies)
-    # The daemons' status is the source; the ``loop.lag`` events cover the first window after the settle point,
-    # whose status figures would also include the start-up.
-    lags = status_lags + [float(e.get("data", {}).get("lag_ms", 0.0)) for e in lag_events]
-    moves = [e for e in role_events if e.get("data", {}).get("new") in MOVES]
+    lags = status_lags + counted.pop("loop_lag_records")
     return {
-        "false_failovers": len(moves),
-        "max_loop_lag_ms": round(max(lags), 1) if lags else None,
-        "minutes": minutes,
-        "heartbeat_interval": ha.heartbeat_interval,
-        "dead_time": ha.dead_time,
-        "lease_s": ha.lease_s,
-        "hog_processes": os.cpu_count() or 2,
-        "role_changes": [f"{e.get('node')}: {e.get('message')}" for e in role_events],
+        "stress": what,
+        "config": config_block(pair.effective.ha, profile=profile),
+        **counted,
+        "daemons_alive_throughout": alive,
+        "probing_polls": probing_polls,
         "vip_owner_changes": changes,
         "vip_replies": len(replies),
         "longest_reply_gap_ms": gap,
-        "loop_lag_source": "status window_max_lag_ms (every second) + loop.lag events of the first window",
+        "max_loop_lag_ms": round(max(lags), 1) if lags else None,
         "status_lag_polls": len(status_lags),
-        "loop_lag_records": len(lag_events),
-        "loop_lag_record_threshold_ms": LAG_RECORD_S * 1000,
         "final_states": {host: s.get("state") for host, s in statuses.items()},
+    }
+
+
+def _soak_report(spec: ClusterSpec, minutes: float, scenarios: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def total(name: str) -> int:
+        return sum(int(s[name]) for s in scenarios.values())
+
+    lags = [s["max_loop_lag_ms"] for s in scenarios.values() if s["max_loop_lag_ms"] is not None]
+    floors = {
+        name: {"value": total(name), "limit": 0, "pass": total(name) == 0}
+        for name in ("wrongful_death_declarations", "refused_takeovers", "false_failovers")
+    }
+    first = next(iter(scenarios.values()), None)
+    return {
+        "config": first["config"] if first else None,
+        "minutes_per_scenario": minutes,
+        "scenarios": scenarios,
+        "wrongful_death_declarations": total("wrongful_death_declarations"),
+        "refused_takeovers": total("refused_takeovers"),
+        "false_failovers": total("false_failovers"),
+        "vip_owner_changes": total("vip_owner_changes"),
+        "max_loop_lag_ms": max(lags) if lags else None,
+        "floors": floors,
+        "all_floors_pass": all(f["pass"] for f in floors.values()),
+        "counted_as": {
+            "wrongful_death_declarations": "`peer` warnings (peer silent on every network for the dead time, raised "
+            "at a tick) on either head; the primary is never crashed, so each one is wrong. A silence shorter than "
+            "the dead time plus one heartbeat interval may end before a tick sees it; probing_polls (the status's "
+            "lease probe, polled every second) is a second, sampled source",
+            "refused_takeovers": "lease.denied and replication.refused warnings, and role changes with cause "
+            "not-entitled",
+            "false_failovers": "a head entering takeover or stopping",
+        },
+        "hog_processes": os.cpu_count() or 2,
+        "loss": f"{LOSS_PERCENT} % on {spec.heads.primary.hostname} {spec.heads.primary.private_interface}",
+        "loop_lag_source": "status window_max_lag_ms (every second) + loop.lag events of the first window",
+        "loop_lag_record_threshold_ms": LAG_RECORD_S * 1000,
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "cpus": os.cpu_count(),
     }

@@ -1,0 +1,126 @@
+"""``haoscar demo --install``'s act: after a crash of the active head, a compute node that was never installed
+network-boots and installs from the **new** active head (issue 11).
+
+The demo lab gets the private alias and the netboot group (dnsmasq rendered from the database, the boot server) as
+HA services, with replication: the tiny image imported on the active head reaches the standby's image store, and
+the node's MAC, assigned on the active head just before the crash, reaches the standby's database. Each head builds
+its own installer (``STATE/netboot/boot`` is not replicated). Then the active head crashes, a qemu VM takes the
+first compute client's place (its namespace stand-in is crashed) and iPXE -> the new head's dnsmasq -> the boot
+server on the private alias -> the image -> installed -> it boots from its own disk and answers the new head.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from haoscar.errors import UserError
+from haoscar.lab.lab import Lab
+from haoscar.provision.images import ImageStore
+from haoscar.provision.installer_build import build_installer
+from haoscar.provision.installer_kernel import META_PACKAGE, fetch_kernel, resolve_package
+from haoscar.scenarios.cluster_lab import haoscar_on
+from haoscar.scenarios.ha_lab import HOST_STATE_DIR, HaLab, start_ha, wait_until
+from haoscar.scenarios.install_lab import InstallHead
+from haoscar.scenarios.install_vm import Vm, make_disk
+from haoscar.scenarios.tinyimage import build_tiny_tree
+from haoscar.spec import ClusterSpec, all_nodes
+
+PRIVATE_ALIAS = "198.18.0.3"
+IMAGE = "oscarimage"
+# (console, the new head's state directory, node, vm) -> the node's final install state; demo._watch_install
+Watch = Callable[[Any, Path, str, Any], str]
+
+
+def install_spec(spec: ClusterSpec) -> ClusterSpec:
+    raw = spec.model_dump(mode="json", exclude_none=True)
+    for head in raw["heads"].values():
+        head["private_alias_ip"] = PRIVATE_ALIAS
+    raw["ha"]["services"] = [
+        {"name": "dhcp", "kind": "dnsmasq", "interval": 0.5},
+        {"name": "boot", "kind": "bootserver", "interval": 0.5},
+    ]
+    return ClusterSpec.model_validate(raw)
+
+
+def _state(lab: Lab, head: str) -> Path:
+    return lab.host_dir(head) / HOST_STATE_DIR.lstrip("/")
+
+
+def _set_up(ha: HaLab, node: str, mac: str, work: Path, cache_dir: Path) -> None:
+    """The image on the active head (replicated), the installer on both, the node's MAC assigned on the active."""
+    tree = work / "tiny"
+    build_tiny_tree(fetch_kernel(resolve_package(META_PACKAGE), cache_dir), tree)
+    ImageStore(_state(ha.lab, ha.primary)).import_tree(IMAGE, tree, post_install="shutdown")
+    for head in (ha.primary, ha.standby):
+        build_installer(_state(ha.lab, head), cache_dir=cache_dir)
+    if not wait_until(lambda: IMAGE in {i.name for i in ImageStore(_state(ha.lab, ha.standby)).list()}, 60):
+        raise RuntimeError(f"the image did not reach {ha.standby}'s image store within 60 s")
+    assigned = haoscar_on(ha.lab, ha.primary, "mac", "assign", node, mac)
+    if assigned.returncode != 0:
+        raise RuntimeError(f"mac assign on {ha.primary} failed: {assigned.stdout}{assigned.stderr}")
+
+
+def _install(ha: HaLab, console: Any, node: str, *, ip: str, mac: str, work: Path, watch: Watch) -> dict[str, Any]:
+    new_head = ha.standby
+    tap = ha.lab.add_tap("private", f"dm{os.getpid() % 100000}")
+    vm = Vm(ha.lab.switch_netns, tap, mac, make_disk(work / "disk.raw", 256), work / "serial.log")
+    try:
+        started = time.monotonic()
+        vm.start("n")
+        state = watch(console, _state(ha.lab, new_head), node, vm)
+        took = time.monotonic() - started
+        # the installer's kernel command line names its head; read before the next boot rewrites the serial log
+        from_new_head = f"haoscar.server=http://{PRIVATE_ALIAS}:8470" in vm.log.read_text(errors="replace")
+        came_up = False
+        if state == "installed":
+            vm.start("c")
+            came_up = vm.wait_for_log(f"tiny image: {node} up", 120)
+        answered = came_up and ha.lab.exec(new_head, ["ping", "-c", "1", "-W", "5", ip], check=False).returncode == 0
+        marker = ""
+        if answered:
+            head_ip = str(ha.spec.heads.standby.private_ip)
+            try:
+                marker = InstallHead(ha.lab, new_head, head_ip, work).http_get(f"http://{ip}/", timeout=15)
+            except UserError as exc:
+                marker = str(exc)
+        return {"state": state, "took_s": took, "answered": answered, "marker": marker, "via_alias": from_new_head}
+    finally:
+        vm.kill()
+
+
+def run_install_after_crash(
+    lab: Lab, spec: ClusterSpec, console: Any, *, cache_dir: Path, mac: str, watch: Watch
+) -> dict[str, Any]:
+    """What the act observed: the node's state, how long it took, whether it answered, its marker, the heads."""
+    cluster = install_spec(spec)
+    node = next(n for n in all_nodes(cluster) if n.role == "compute")
+    ip = str(next(i.ip for i in node.interfaces if i.network == "private"))
+    if node.name in lab.hosts and lab.host(node.name).state != "crashed":
+        lab.crash(node.name)  # the VM answers for this client's name and address from now on
+    work = Path(tempfile.mkdtemp(prefix="hdi", dir="/tmp"))
+    ha: HaLab | None = None
+    try:
+        ha = start_ha(lab, cluster, replication=True, replication_ack_timeout_s=1.0)
+        console.print(f"Image and installer on {ha.primary}, replicated to {ha.standby}; {node.name}'s MAC assigned")
+        _set_up(ha, node.name, mac, work, cache_dir)
+        console.print(f"[bold]Crashing the active head {ha.primary}[/]; {node.name} then boots from the network")
+        lab.crash(ha.primary)
+        ha.wait_for(ha.standby, "active", 20)
+        time.sleep(0.5)
+        return {
+            **_install(ha, console, node.name, ip=ip, mac=mac, work=work, watch=watch),
+            "old": ha.primary,
+            "new": ha.standby,
+        }
+    finally:
+        if ha is not None:
+            ha.stop()
+        if lab.host(cluster.heads.primary.hostname).state == "crashed":
+            lab.restore(cluster.heads.primary.hostname)
+        shutil.rmtree(work, ignore_errors=True)
