@@ -64,6 +64,15 @@ def _set_up(ha: HaLab, node: str, mac: str, work: Path, cache_dir: Path) -> None
     assigned = haoscar_on(ha.lab, ha.primary, "mac", "assign", node, mac)
     if assigned.returncode != 0:
         raise RuntimeError(f"mac assign on {ha.primary} failed: {assigned.stdout}{assigned.stderr}")
+    if not wait_until(lambda: in_sync(ha), 60, 0.1):
+        raise RuntimeError(f"{ha.standby} was not in sync with {ha.primary} within 60 s")
+
+
+def in_sync(ha: HaLab) -> bool:
+    """The standby may take over: replication has nothing pending and the witness does not mark it stale (a
+    previous HA session of the demo's lab may have moved the role without replication)."""
+    repl = (ha.status(ha.primary, timeout=1.0) or {}).get("replication") or {}
+    return repl.get("files_pending") == 0 and not repl.get("standby_stale") and bool(repl.get("db_connected"))
 
 
 def _install(ha: HaLab, console: Any, node: str, *, ip: str, mac: str, work: Path, watch: Watch) -> dict[str, Any]:

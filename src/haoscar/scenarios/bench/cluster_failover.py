@@ -100,7 +100,8 @@ def state_on_standby(ha: HaLab, run: SlurmLab) -> bool:
     state = "var/lib/haoscar/scheduler/slurmctld/job_state"
     here, there = run.lab.host_dir(ha.primary) / state, run.lab.host_dir(ha.standby) / state
     same = here.exists() and there.exists() and here.read_bytes() == there.read_bytes()
-    return repl.get("files_pending") == 0 and same
+    # not stale: the witness would refuse the standby a takeover (a lab whose previous HA session moved the role)
+    return repl.get("files_pending") == 0 and not repl.get("standby_stale") and same
 
 
 def fill_queue(ha: HaLab, run: SlurmLab) -> Queue:
