@@ -49,3 +49,6 @@ def test_one_crash_moves_the_vip_to_the_standby() -> None:
     assert result["dhcp_default_median_ms"] > 0
     assert result["vip_owner_after_crash"]["haoscar_default"] == [spec.heads.standby.hostname]
     assert result["idle_cpu_pct"] >= 0 and result["rss_mb"] > 0
+    # the shipped default configuration ran (issue 15), and says so
+    assert result["config"]["replication"] is True
+    assert result["config"]["services"] == ["dhcp (dnsmasq)", "api (status-api)"]

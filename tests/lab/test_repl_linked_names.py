@@ -62,5 +62,5 @@ def test_state_saved_by_link_reaches_the_standby_while_the_saves_go_on(heads: Re
         (dst / "job_state").exists() and (dst / "job_state").read_bytes() == last
     ):
         time.sleep(0.05)
-    assert (dst / "job_state").read_bytes() == last
+    assert (dst / "job_state").read_bytes() == last, (rl.status(rl.primary), rl.logs(rl.primary))
     assert not (dst / "job_state.new").exists()

@@ -26,8 +26,10 @@ from haoscar.replication.channel_tls import tls_files
 from haoscar.replication.config import RSYNC_USER, ReplConfig, Tree, rsync_password
 
 # -a: perms, times, owner, group, symlinks, devices; -H hard links, -A ACLs, -X xattrs; -W whole files (a LAN is
-# faster than the delta algorithm and it reads each file once).
-FIDELITY = ("-aHAX", "--numeric-ids", "-W")
+# faster than the delta algorithm and it reads each file once). --modify-window=-1: the quick check compares mtimes
+# to the nanosecond; by default it compares whole seconds, so a file rewritten with the same size within the second
+# of its last copy (slurmctld's job_state, saved twice in a second) was skipped and the standby kept the old bytes.
+FIDELITY = ("-aHAX", "--numeric-ids", "-W", "--modify-window=-1")
 # connecting (3 s) is tlspipe's: see _rsh. Over a remote shell the receiving rsync would write its errors ("No space
 # left on device") to its own stderr, which tlspipe cannot carry: --stderr=client sends them in the protocol stream.
 TIMEOUTS = ("--timeout=20", "--stderr=client")

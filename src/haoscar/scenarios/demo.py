@@ -192,10 +192,12 @@ def cluster_act(console: Console) -> Act:
 
 def default_acts(console: Console, install_state_dir: Path | None = None, slurm: bool = False) -> list[Act]:
     """The demo's acts; with ``slurm`` (``haoscar demo``, ``make demo``) the cluster act (Slurm through a crash,
-    scenarios/demo_cluster.py); with ``install_state_dir`` (``haoscar demo --install``) also the network install
-    act, which caches the installer's kernel under ``install_state_dir/cache/installer``."""
+    scenarios/demo_cluster.py); with ``install_state_dir`` (``haoscar demo --install``) the network install act
+    after a crash instead, which caches the installer's kernel under ``install_state_dir/cache/installer``."""
     acts = [Act(REACHABILITY, reachability), failover_act(console)]
-    if slurm:
+    # Not both crash acts in one run: the third HA session on one lab, after two crashes, has been seen to start
+    # with no head active (both heads' replicated copies marked stale); `--install` shows the install act instead.
+    if slurm and install_state_dir is None:
         acts.append(cluster_act(console))
     if install_state_dir is not None:
         acts.append(install_act(console, install_state_dir))

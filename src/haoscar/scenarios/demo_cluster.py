@@ -38,6 +38,48 @@ def slurm_spec(spec: ClusterSpec) -> ClusterSpec:
     return ClusterSpec.model_validate(raw)
 
 
+def start_session(lab: Lab, cluster: ClusterSpec) -> tuple[HaLab, str, str]:
+    """HA with replication on the demo lab: (ha, the active head, the standby). The roles are read, not assumed: on
+    a lab where an earlier act crashed a head, that head's copy was marked stale while it was down, and the witness
+    gives the role to the head whose data is current, which may be the spec's standby."""
+    ha = start_ha(lab, cluster, wait=False, replication=True, replication_ack_timeout_s=1.0)
+    heads = (ha.primary, ha.standby)
+
+    def states() -> dict[str, str]:
+        return {head: str((ha.status(head, timeout=0.5) or {}).get("state")) for head in heads}
+
+    try:
+        if not wait_until(lambda: sorted(states().values()) == ["active", "standby"], 30, 0.2):
+            raise RuntimeError(f"no active and standby head within 30 s: {states()}")
+    except BaseException:
+        ha.stop()
+        raise
+    active = next(head for head, state in states().items() if state == "active")
+    return ha, active, next(head for head in heads if head != active)
+
+
+def restore_crashed(lab: Lab, cluster: ClusterSpec) -> None:
+    for head in (cluster.heads.primary.hostname, cluster.heads.standby.hostname):
+        if lab.host(head).state == "crashed":
+            lab.restore(head)
+
+
+def in_sync(ha: HaLab, active: str) -> bool:
+    """The standby may take over: replication has nothing pending and the witness does not mark it stale."""
+    repl = (ha.status(active, timeout=1.0) or {}).get("replication") or {}
+    return repl.get("files_pending") == 0 and not repl.get("standby_stale") and bool(repl.get("db_connected"))
+
+
+def rejoin(ha: HaLab, crashed: str, active: str) -> None:
+    """The crashed head boots and rejoins as standby until the new active head has synced it (its copy is no
+    longer marked stale), as an administrator would bring it back: the next HA session of the demo's lab then
+    starts from two current heads (a head left stale keeps the role away from itself at the next start)."""
+    ha.lab.restore(crashed)
+    ha.start_daemon(crashed)
+    wait_until(lambda: (ha.status(crashed, timeout=0.5) or {}).get("state") == "standby", 20, 0.2)
+    wait_until(lambda: in_sync(ha, active), 60, 0.2)
+
+
 def _queue(console: Console, run: SlurmLab, head: str, title: str) -> bool:
     done = run.client(head, f"timeout 5 {QUEUE}", timeout=15)
     console.print(f"[bold]{title}[/] (squeue on {head}, through the private alias {PRIVATE_ALIAS}):")
@@ -45,7 +87,7 @@ def _queue(console: Console, run: SlurmLab, head: str, title: str) -> bool:
     return done.returncode == 0
 
 
-def _submit(console: Console, ha: HaLab, run: SlurmLab) -> list[int]:
+def _submit(ha: HaLab, run: SlurmLab, active: str, standby: str) -> list[int]:
     """Two jobs per compute client, each running 6 s, and two queued behind the first; once the controller's
     state is on the standby (docs/slurm.md: the loss bound)."""
     if not wait_until(lambda: run.client(run.computes[0], "timeout 3 sinfo -h").returncode == 0, 60, 0.3):
@@ -54,7 +96,7 @@ def _submit(console: Console, ha: HaLab, run: SlurmLab) -> list[int]:
     jobs = [sbatch(run, run.computes[0], 6) for _ in run.computes]
     jobs += [sbatch(run, run.computes[0], 1, f"--dependency=afterany:{jobs[0]}") for _ in range(2)]
     last = time.monotonic()
-    wait_until(lambda: state_on_standby(ha, run) and time.monotonic() > last + 3.0, 30, 0.1)
+    wait_until(lambda: state_on_standby(ha, run, active, standby) and time.monotonic() > last + 3.0, 30, 0.1)
     return jobs
 
 
@@ -68,18 +110,20 @@ def run_cluster_act(lab: Lab, spec: ClusterSpec, console: Console) -> dict[str, 
     run = start_slurm(lab, cluster, work / "cluster.yaml", work / "slurm")
     ha: HaLab | None = None
     try:
-        ha = start_ha(lab, cluster, replication=True, replication_ack_timeout_s=1.0)
+        ha, active, standby = start_session(lab, cluster)
         with ControllerSampler(lab, run.heads) as sampler:
-            jobs = _submit(console, ha, run)
-            _queue(console, run, ha.primary, "The queue before the crash")
-            console.print(f"[bold]Crashing the active head {ha.primary}[/] with these jobs running and queued...")
+            jobs = _submit(ha, run, active, standby)
+            _queue(console, run, active, "The queue before the crash")
+            console.print(f"[bold]Crashing the active head {active}[/] with these jobs running and queued...")
             crashed = time.monotonic()
-            lab.crash(ha.primary)
-            ready = wait_until(lambda: run.client(ha.standby, "timeout 3 squeue -h").returncode == 0, 60, 0.05)
+            lab.crash(active)
+            ready = wait_until(lambda: run.client(standby, "timeout 3 squeue -h").returncode == 0, 60, 0.05)
             ready_ms = round((time.monotonic() - crashed) * 1000) if ready else None
-            _queue(console, run, ha.standby, f"The queue {ready_ms} ms after the crash")
+            _queue(console, run, standby, f"The queue {ready_ms} ms after the crash")
             wait_until(lambda: set(jobs) <= set(run.job_ids(JOBS)), 90, 0.5)
-            _queue(console, run, ha.standby, "The queue once the jobs finished")
+            _queue(console, run, standby, "The queue once the jobs finished")
+        console.print(f"{active} boots again and rejoins as standby; {standby} syncs it")
+        rejoin(ha, active, standby)
         ran = run.job_ids(JOBS)
         console.print(
             f"jobs submitted {len(jobs)}, ran {len(set(ran) & set(jobs))}, ran twice {len(ran) - len(set(ran))}"
@@ -90,14 +134,13 @@ def run_cluster_act(lab: Lab, spec: ClusterSpec, console: Console) -> dict[str, 
             "ran": ran,
             "both_samples": sampler.both,
             "samples": sampler.samples,
-            "primary": ha.primary,
-            "standby": ha.standby,
+            "primary": active,
+            "standby": standby,
         }
     finally:
         if ha is not None:
             ha.stop()
         run.stop()
         run.env.close()
-        if lab.host(cluster.heads.primary.hostname).state == "crashed":
-            lab.restore(cluster.heads.primary.hostname)
+        restore_crashed(lab, cluster)
         shutil.rmtree(work, ignore_errors=True)

@@ -25,7 +25,8 @@ from haoscar.provision.images import ImageStore
 from haoscar.provision.installer_build import build_installer
 from haoscar.provision.installer_kernel import META_PACKAGE, fetch_kernel, resolve_package
 from haoscar.scenarios.cluster_lab import haoscar_on
-from haoscar.scenarios.ha_lab import HOST_STATE_DIR, HaLab, start_ha, wait_until
+from haoscar.scenarios.demo_cluster import in_sync, rejoin, restore_crashed, start_session
+from haoscar.scenarios.ha_lab import HOST_STATE_DIR, HaLab, wait_until
 from haoscar.scenarios.install_lab import InstallHead
 from haoscar.scenarios.install_vm import Vm, make_disk
 from haoscar.scenarios.tinyimage import build_tiny_tree
@@ -52,31 +53,25 @@ def _state(lab: Lab, head: str) -> Path:
     return lab.host_dir(head) / HOST_STATE_DIR.lstrip("/")
 
 
-def _set_up(ha: HaLab, node: str, mac: str, work: Path, cache_dir: Path) -> None:
+def _set_up(ha: HaLab, active: str, node: str, mac: str, *, work: Path, cache_dir: Path) -> None:
     """The image on the active head (replicated), the installer on both, the node's MAC assigned on the active."""
+    standby = ha.standby if active == ha.primary else ha.primary
     tree = work / "tiny"
     build_tiny_tree(fetch_kernel(resolve_package(META_PACKAGE), cache_dir), tree)
-    ImageStore(_state(ha.lab, ha.primary)).import_tree(IMAGE, tree, post_install="shutdown")
-    for head in (ha.primary, ha.standby):
+    ImageStore(_state(ha.lab, active)).import_tree(IMAGE, tree, post_install="shutdown")
+    for head in (active, standby):
         build_installer(_state(ha.lab, head), cache_dir=cache_dir)
-    if not wait_until(lambda: IMAGE in {i.name for i in ImageStore(_state(ha.lab, ha.standby)).list()}, 60):
-        raise RuntimeError(f"the image did not reach {ha.standby}'s image store within 60 s")
-    assigned = haoscar_on(ha.lab, ha.primary, "mac", "assign", node, mac)
+    if not wait_until(lambda: IMAGE in {i.name for i in ImageStore(_state(ha.lab, standby)).list()}, 60):
+        raise RuntimeError(f"the image did not reach {standby}'s image store within 60 s")
+    assigned = haoscar_on(ha.lab, active, "mac", "assign", node, mac)
     if assigned.returncode != 0:
-        raise RuntimeError(f"mac assign on {ha.primary} failed: {assigned.stdout}{assigned.stderr}")
-    if not wait_until(lambda: in_sync(ha), 60, 0.1):
-        raise RuntimeError(f"{ha.standby} was not in sync with {ha.primary} within 60 s")
-
-
-def in_sync(ha: HaLab) -> bool:
-    """The standby may take over: replication has nothing pending and the witness does not mark it stale (a
-    previous HA session of the demo's lab may have moved the role without replication)."""
-    repl = (ha.status(ha.primary, timeout=1.0) or {}).get("replication") or {}
-    return repl.get("files_pending") == 0 and not repl.get("standby_stale") and bool(repl.get("db_connected"))
+        raise RuntimeError(f"mac assign on {active} failed: {assigned.stdout}{assigned.stderr}")
+    if not wait_until(lambda: in_sync(ha, active), 60, 0.1):
+        raise RuntimeError(f"{standby} was not in sync with {active} within 60 s")
 
 
 def _install(ha: HaLab, console: Any, node: str, *, ip: str, mac: str, work: Path, watch: Watch) -> dict[str, Any]:
-    new_head = ha.standby
+    new_head = ha.standby if ha.lab.host(ha.primary).state == "crashed" else ha.primary
     tap = ha.lab.add_tap("private", f"dm{os.getpid() % 100000}")
     vm = Vm(ha.lab.switch_netns, tap, mac, make_disk(work / "disk.raw", 256), work / "serial.log")
     try:
@@ -93,7 +88,7 @@ def _install(ha: HaLab, console: Any, node: str, *, ip: str, mac: str, work: Pat
         answered = came_up and ha.lab.exec(new_head, ["ping", "-c", "1", "-W", "5", ip], check=False).returncode == 0
         marker = ""
         if answered:
-            head_ip = str(ha.spec.heads.standby.private_ip)
+            head_ip = str(ha.lab.host(new_head).address_on("private"))
             try:
                 marker = InstallHead(ha.lab, new_head, head_ip, work).http_get(f"http://{ip}/", timeout=15)
             except UserError as exc:
@@ -115,21 +110,18 @@ def run_install_after_crash(
     work = Path(tempfile.mkdtemp(prefix="hdi", dir="/tmp"))
     ha: HaLab | None = None
     try:
-        ha = start_ha(lab, cluster, replication=True, replication_ack_timeout_s=1.0)
-        console.print(f"Image and installer on {ha.primary}, replicated to {ha.standby}; {node.name}'s MAC assigned")
-        _set_up(ha, node.name, mac, work, cache_dir)
-        console.print(f"[bold]Crashing the active head {ha.primary}[/]; {node.name} then boots from the network")
-        lab.crash(ha.primary)
-        ha.wait_for(ha.standby, "active", 20)
+        ha, active, standby = start_session(lab, cluster)
+        console.print(f"Image and installer on {active}, replicated to {standby}; {node.name}'s MAC assigned")
+        _set_up(ha, active, node.name, mac, work=work, cache_dir=cache_dir)
+        console.print(f"[bold]Crashing the active head {active}[/]; {node.name} then boots from the network")
+        lab.crash(active)
+        ha.wait_for(standby, "active", 20)
         time.sleep(0.5)
-        return {
-            **_install(ha, console, node.name, ip=ip, mac=mac, work=work, watch=watch),
-            "old": ha.primary,
-            "new": ha.standby,
-        }
+        seen = _install(ha, console, node.name, ip=ip, mac=mac, work=work, watch=watch)
+        rejoin(ha, active, standby)
+        return {**seen, "old": active, "new": standby}
     finally:
         if ha is not None:
             ha.stop()
-        if lab.host(cluster.heads.primary.hostname).state == "crashed":
-            lab.restore(cluster.heads.primary.hostname)
+        restore_crashed(lab, cluster)
         shutil.rmtree(work, ignore_errors=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from haoscar.replication.changes import ChangeSet
+from haoscar.replication.rsync import FIDELITY
 from haoscar.replication.watcher import start_observer
 from haoscar.replication.writers import Inode, held_for_writing
 
@@ -121,3 +122,17 @@ def test_real_rsync_of_the_batches_brings_the_linked_name_without_a_quiet_period
         time.sleep(0.1)
     assert (dest / "job_state").read_bytes() == b"queue after the last sbatch"
     assert not (dest / "job_state.new").exists()
+
+
+def test_a_same_size_rewrite_within_the_second_is_copied_again(tmp_path: Path) -> None:
+    """rsync's quick check with the replication's flags compares mtimes to the nanosecond: two saves of the same
+    size within one second (slurmctld's job_state) both reach the standby."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    src.mkdir()
+    dest.mkdir()
+    second = 1_700_000_000 * 10**9
+    for content, offset in ((b"queue v14", 100_000_000), (b"queue v15", 600_000_000)):
+        (src / "job_state").write_bytes(content)
+        os.utime(src / "job_state", ns=(second + offset, second + offset))
+        subprocess.run(["rsync", *FIDELITY, f"{src}/", f"{dest}/"], check=True)
+        assert (dest / "job_state").read_bytes() == content

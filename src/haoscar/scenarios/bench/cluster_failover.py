@@ -45,6 +45,7 @@ PRIVATE_ALIAS = "198.18.0.3"
 COMPUTES = 4
 DHCP_NODE, DHCP_MAC = "node04", "52:54:00:00:01:04"
 JOBS = "/var/lib/haoscar/jobs.txt"  # on each compute node's own disk
+STATE_DIR = "var/lib/haoscar/scheduler/slurmctld"  # StateSaveLocation, in each head's directory
 LONG_JOB_S = 15.0  # long enough to be running at the crash, which comes LOSS_BOUND_S after the last sbatch
 # docs/slurm.md: the standby's job_state follows ~2 s after the queue last changed (measured 3.5-4.1 s after a
 # burst of sbatch); a job acknowledged within this long before a crash may be lost, earlier ones must not be.
@@ -95,11 +96,25 @@ def idle_cpus(run: SlurmLab) -> int:
     return sum(int(cpus) for _, _, cpus in nodes)
 
 
-def state_on_standby(ha: HaLab, run: SlurmLab) -> bool:
-    repl = (ha.status(ha.primary, timeout=1.0) or {}).get("replication") or {}
-    state = "var/lib/haoscar/scheduler/slurmctld/job_state"
-    here, there = run.lab.host_dir(ha.primary) / state, run.lab.host_dir(ha.standby) / state
-    same = here.exists() and there.exists() and here.read_bytes() == there.read_bytes()
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file of the controller's state (job_state and each job's script and environment), by path."""
+    found = {}
+    for path in sorted(root.rglob("*")):
+        try:
+            if path.is_file() and path.name != "heartbeat":  # rewritten every few seconds; no job in it
+                found[str(path.relative_to(root))] = path.read_bytes()
+        except OSError:  # slurmctld renames its files while it saves
+            continue
+    return found
+
+
+def state_on_standby(ha: HaLab, run: SlurmLab, active: str | None = None, standby: str | None = None) -> bool:
+    """The active head's replication has nothing pending and the standby holds the same controller state (every
+    file: with ``-i`` a job whose script had not arrived is dropped by the new controller)."""
+    active, standby = active or ha.primary, standby or ha.standby
+    repl = (ha.status(active, timeout=1.0) or {}).get("replication") or {}
+    here, there = run.lab.host_dir(active) / STATE_DIR, run.lab.host_dir(standby) / STATE_DIR
+    same = (here / "job_state").exists() and _tree(here) == _tree(there)
     # not stale: the witness would refuse the standby a takeover (a lab whose previous HA session moved the role)
     return repl.get("files_pending") == 0 and not repl.get("standby_stale") and same
 

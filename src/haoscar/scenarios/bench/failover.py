@@ -223,9 +223,26 @@ class HaoscarPair:
                 ha.control(ha.standby, "switchover")
             ha.wait_for(ha.primary, "active", SETTLE_TIMEOUT_S)
             ha.wait_for(ha.standby, "standby", SETTLE_TIMEOUT_S)
+            if self.effective.ha.replication and not wait_until(self.replication_ready, SETTLE_TIMEOUT_S, 0.1):
+                raise RuntimeError(f"{self.label}: replication to {ha.standby} not in sync\n{ha.logs(ha.primary)}")
         except BaseException:
             self.stop()
             raise
+
+    def replication_ready(self) -> bool:
+        """With replication on (the shipped default) a steady state includes a current copy on the standby: the
+        active head's first full pass done, the database channel up, the standby not held stale. A crash before
+        that finds a standby that rightly refuses to take over on a stale copy (seen: the first rsync of /home ran
+        before the standby's tlspipe listened, and the witness then held the standby stale)."""
+        ha = self.running()
+        source = (ha.status(ha.primary) or {}).get("replication") or {}
+        target = (ha.status(ha.standby) or {}).get("replication") or {}
+        return (
+            source.get("last_full_pass") is not None
+            and source.get("standby_stale") is False
+            and bool(source.get("db_connected"))
+            and target.get("own_copy_stale") is False
+        )
 
     def steady(self) -> bool:
         ha = self.running()

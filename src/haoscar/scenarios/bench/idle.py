@@ -202,6 +202,8 @@ def report(
         "netboot renderer, tlspipe, rsync daemon and clients); managed services (dnsmasq) apart in services_*; "
         "CPU and RSS summed over the processes (RSS counts shared pages once per process, PSS splits them)",
         "sample_s": seconds,
+        # one clock tick over the window: a figure of 0 means less than this
+        "cpu_resolution_pct": round(100.0 / os.sysconf("SC_CLK_TCK") / seconds, 3),
         "haoscar": haoscar,
         "keepalived": {**keepalived, "advert_int": advert},
         "floors": floors,

@@ -237,6 +237,8 @@ def _one_scenario(
         "daemons_alive_throughout": alive,
         "probing_polls": probing_polls,
         "vip_owner_changes": changes,
+        # no reply at all means the client's probe did not run, not that the VIP was silent: its counts say nothing
+        "client_probe_ok": bool(replies),
         "vip_replies": len(replies),
         "longest_reply_gap_ms": gap,
         "max_loop_lag_ms": round(max(lags), 1) if lags else None,
@@ -264,6 +266,7 @@ def _soak_report(spec: ClusterSpec, minutes: float, scenarios: dict[str, dict[st
         "false_failovers": total("false_failovers"),
         "vip_owner_changes": total("vip_owner_changes"),
         "max_loop_lag_ms": max(lags) if lags else None,
+        "client_probe_failed_in": [name for name, s in scenarios.items() if not s["client_probe_ok"]],
         "floors": floors,
         "all_floors_pass": all(f["pass"] for f in floors.values()),
         "counted_as": {

@@ -88,11 +88,20 @@ def inject(lab: Lab, topo: Topology, scenario: str) -> Callable[[], None]:
     lab.freeze(topo.primary)
 
     def thaw() -> None:
-        # haoscar may have fenced (crashed) the frozen head: its kernel still answered for the VIP
-        if lab.host(topo.primary).state == "frozen":
-            lab.thaw(topo.primary)
+        _thaw(lab, topo.primary)
 
     return thaw
+
+
+def _thaw(lab: Lab, host: str) -> None:
+    """Thaw ``host`` if it is still frozen: haoscar may have fenced (crashed) it meanwhile, since its kernel still
+    answered for the VIP, and a fence can land between reading the state and thawing."""
+    try:
+        if lab.host(host).state == "frozen":
+            lab.thaw(host)
+    except UserError:
+        if lab.host(host).state != "crashed":
+            raise
 
 
 def _two_owner_s(samples: list[Sample], start: float, end: float) -> float:
@@ -206,8 +215,7 @@ def run_case(
     finally:
         contender.stop()
         lab.heal()
-        if lab.host(topo.primary).state == "frozen":
-            lab.thaw(topo.primary)
+        _thaw(lab, topo.primary)
         if lab.host(topo.primary).state == "crashed":
             lab.restore(topo.primary)
     result["unsteady_starts"] = unsteady

@@ -54,6 +54,8 @@ def both(first: Get, second: Get, joiner: str) -> Get:
 
 
 def _num(value: Any) -> str:
+    if value is None:
+        return "?"  # not in this result (saved by an older version of the bench)
     if isinstance(value, float):
         return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 10 else f"{value:,.1f}".removesuffix(".0")
     if isinstance(value, int) and not isinstance(value, bool):
@@ -113,7 +115,8 @@ ROWS: tuple[Row, ...] = (
         f"{_num(r.get('sample_s'))} s window; {_config(r)}"),
     Row("idle", "keepalived idle CPU / RSS, same run", both(key("keepalived", "cpu_pct", unit=" % of a core"),
         key("keepalived", "rss_mb", unit=" MB"), ", "),
-        lambda r: f"keepalived parent + VRRP child, advert_int {_num(_sub(r, 'keepalived', 'advert_int'))} s"),
+        lambda r: f"keepalived parent + VRRP child, advert_int {_num(_sub(r, 'keepalived', 'advert_int'))} s; CPU "
+        f"resolution {_num(r.get('cpu_resolution_pct'))} % (one clock tick over the window)"),
     Row("soak", "wrongful death declarations / refused takeovers",
         both(key("wrongful_death_declarations"), key("refused_takeovers"), " / "),
         lambda r: f"floor 0 / 0; {_num(r.get('minutes_per_scenario'))} min per scenario: CPU hog and 20 % frame loss "
