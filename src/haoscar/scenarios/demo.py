@@ -228,7 +228,7 @@ def install_act(console: Console, state_dir: Path) -> Act:
                 "installed over the network", new, node.name, ip, True, installed, f"{state}, {seen['took_s']:.0f} s"
             ),
             Check(
-                "the installer's head is the private alias of the new head", seen["old"], new, ip, True,
+                "the installer's head is the private alias of the new head", seen["old"], new, seen["alias"], True,
                 seen["via_alias"],
             ),
             Check("booted from its own disk and answers ping", new, node.name, ip, True, seen["answered"]),

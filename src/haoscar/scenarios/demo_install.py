@@ -119,7 +119,7 @@ def run_install_after_crash(
         time.sleep(0.5)
         seen = _install(ha, console, node.name, ip=ip, mac=mac, work=work, watch=watch)
         rejoin(ha, active, standby)
-        return {**seen, "old": active, "new": standby}
+        return {**seen, "old": active, "new": standby, "alias": PRIVATE_ALIAS}
     finally:
         if ha is not None:
             ha.stop()
