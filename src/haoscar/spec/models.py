@@ -117,9 +117,9 @@ class Service(SpecModel):
     """A head-node service: started in order on the active head, stopped in reverse on demotion."""
 
     name: HostName
-    kind: Literal[
-        "command", "systemd", "tcp", "process", "dnsmasq", "bootserver", "status-api", "slurmctld"
-    ] = "command"
+    kind: Literal["command", "systemd", "tcp", "process", "dnsmasq", "bootserver", "status-api", "slurmctld"] = (
+        "command"
+    )
     start: Text | None = None
     stop: Text | None = None
     monitor: Text | None = None
