@@ -6,7 +6,9 @@ and only a writer's open file descriptor tells a finished file from one just cre
 scan answers for every candidate of a batch, and only such candidates trigger it (a file written through its own
 name is settled by its IN_MODIFY / IN_CLOSE_WRITE events), so an untar does not scan /proc per file.
 
-A process writing the inode only through a shared writable mmap after closing its descriptor is not seen here.
+A process writing the inode only through a shared writable mmap after closing its descriptor is not seen here. A
+daemon that is not in the machine's initial PID namespace cannot see every writer, so there every candidate
+counts as held (names made by link() then wait for quiet, as before).
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from collections.abc import Iterable
 
 Inode = tuple[int, int]  # st_dev, st_ino
 PROC = "/proc"
+# The kernel's fixed inode number of the initial PID namespace (PROC_PID_INIT_INO). Only from there does /proc list
+# every process of the machine (a parent namespace sees its children's processes, not the other way round).
+INIT_PID_NS_INO = 0xEFFFFFFC
+
+
+def sees_every_process(proc: str = PROC) -> bool:
+    try:
+        return os.stat(f"{proc}/self/ns/pid").st_ino == INIT_PID_NS_INO
+    except OSError:
+        return False
 
 
 def _flags(pid: str, fd: str) -> int | None:
@@ -35,6 +47,10 @@ def held_for_writing(inodes: Iterable[Inode]) -> set[Inode]:
     found: set[Inode] = set()
     if not wanted:
         return found
+    if not sees_every_process():
+        # In a child PID namespace (a container, a lab host) a writer outside it is invisible here, and a file
+        # being written would look finished: treat every candidate as still being written (the quiet wait).
+        return wanted
     try:
         pids = [p for p in os.listdir(PROC) if p.isdigit()]
     except OSError:

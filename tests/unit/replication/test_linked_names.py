@@ -136,3 +136,14 @@ def test_a_same_size_rewrite_within_the_second_is_copied_again(tmp_path: Path) -
         os.utime(src / "job_state", ns=(second + offset, second + offset))
         subprocess.run(["rsync", *FIDELITY, f"{src}/", f"{dest}/"], check=True)
         assert (dest / "job_state").read_bytes() == content
+
+
+def test_outside_the_initial_pid_namespace_every_new_name_counts_as_still_written(tmp_path: Path) -> None:
+    """A daemon in a container or lab host cannot see a writer outside it in /proc: no name is called finished."""
+    from haoscar.replication import writers
+
+    fake_proc = tmp_path / "proc"
+    (fake_proc / "self" / "ns").mkdir(parents=True)
+    (fake_proc / "self" / "ns" / "pid").write_text("")  # any inode but the initial namespace's
+    assert not writers.sees_every_process(str(fake_proc))
+    assert writers.sees_every_process()  # the tests run in the machine's own namespace
