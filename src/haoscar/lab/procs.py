@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterable
 
@@ -81,3 +82,20 @@ def stop_until_stable(find: Callable[[], set[int]], timeout: float = 5.0) -> set
         if time.monotonic() > deadline:
             raise TimeoutError(f"processes kept running after SIGSTOP: {sorted(states)}")
         time.sleep(0.002)
+
+
+def stop_started(procs: Iterable[subprocess.Popen[bytes]], grace: float = 5.0) -> None:
+    """Stop processes this program started itself (by their Popen, so by pid): SIGTERM to all, then wait for each,
+    SIGKILL after ``grace`` seconds. Safe to call twice."""
+    started = list(procs)
+    for proc in started:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(grace)

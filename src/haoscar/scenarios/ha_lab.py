@@ -31,6 +31,7 @@ from haoscar.errors import UserError
 from haoscar.ha.control import request
 from haoscar.keyring import PURPOSES, WITNESS_PURPOSES, generate_keyrings
 from haoscar.lab.lab import Lab
+from haoscar.lab.procs import stop_started
 from haoscar.scenarios.cluster_lab import apply_spec_on, needs_database
 from haoscar.spec.models import ClusterSpec, Fencing
 
@@ -218,17 +219,7 @@ class HaLab:
 
     def stop(self) -> None:
         """Stop every process started here (by pid) and the fence server; safe to call twice."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(5)
+        stop_started(self.procs.values())
         if self.fence is not None:
             self.fence.close()
             self.fence = None

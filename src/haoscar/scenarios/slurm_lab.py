@@ -10,9 +10,7 @@ is each lab host's own (/run is private), so Slurm's ``AuthInfo=socket=`` is the
 
 from __future__ import annotations
 
-import contextlib
 import shlex
-import signal
 import subprocess
 import threading
 import time
@@ -25,6 +23,7 @@ from haoscar.commands.env import Env
 from haoscar.db.session import open_database
 from haoscar.fsutil import atomic_write
 from haoscar.lab.lab import Lab
+from haoscar.lab.procs import stop_started
 from haoscar.provision.slurm_conf import CONF_PATH, MUNGE_KEY_PATH
 from haoscar.spec.models import ClusterSpec
 
@@ -149,17 +148,7 @@ class SlurmLab:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(5)
+        stop_started(self.procs.values())
 
 
 def start_slurm(lab: Lab, spec: ClusterSpec, spec_file: Path, state_dir: Path) -> SlurmLab:

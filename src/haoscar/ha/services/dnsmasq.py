@@ -23,7 +23,7 @@ import shutil
 import sys
 
 from haoscar.ha.services.base import ServiceEnv, ServiceResource
-from haoscar.ha.services.proc import read_pid_file, run_shell, spawn, terminate, within
+from haoscar.ha.services.proc import read_pid_file, run_shell, spawn, stop_child, within
 from haoscar.provision.netboot_files import NetbootPaths
 from haoscar.spec.models import Service
 
@@ -133,11 +133,7 @@ class DnsmasqService(ServiceResource):
 
     async def stop(self) -> bool:
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return True
-        gone = await terminate(proc.pid, self.spec.stop_timeout, self.spec.kill_timeout)
-        if gone:
-            with contextlib.suppress(TimeoutError):
-                await within(proc.wait(), self.spec.kill_timeout)
+        gone = await stop_child(proc, self.spec.stop_timeout, self.spec.kill_timeout)
+        if gone and proc is not None:
             self.paths.pid_file.unlink(missing_ok=True)
         return gone

@@ -214,3 +214,15 @@ async def tcp_open(host: str, port: int, timeout: float) -> str | None:
     with contextlib.suppress(Exception):
         await writer.wait_closed()
     return None
+
+
+async def stop_child(proc: asyncio.subprocess.Process | None, term_timeout: float, kill_timeout: float) -> bool:
+    """Stop a service's own child (SIGTERM, then SIGKILL, to its process group) and reap it. True when it is gone
+    (or was never running)."""
+    if proc is None or proc.returncode is not None:
+        return True
+    gone = await terminate(proc.pid, term_timeout, kill_timeout)
+    if gone:
+        with contextlib.suppress(TimeoutError):
+            await within(proc.wait(), kill_timeout)
+    return gone

@@ -13,7 +13,6 @@ on one head at a time, so two controllers never run at once (docs/slurm.md; the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import shlex
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from haoscar.events import Event
 from haoscar.ha.services.base import ServiceEnv, ServiceResource
-from haoscar.ha.services.proc import run_shell, spawn, terminate, within
+from haoscar.ha.services.proc import run_shell, spawn, stop_child
 from haoscar.provision.slurm_conf import CONF_PATH
 from haoscar.spec.models import Service
 
@@ -97,13 +96,7 @@ class SlurmctldService(ServiceResource):
 
     async def stop(self) -> bool:
         proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return True
-        gone = await terminate(proc.pid, self.spec.stop_timeout, self.spec.kill_timeout)
-        if gone:
-            with contextlib.suppress(TimeoutError):
-                await within(proc.wait(), self.spec.kill_timeout)
-        return gone
+        return await stop_child(proc, self.spec.stop_timeout, self.spec.kill_timeout)
 
     def describe(self) -> str:
         return shlex.join(self.argv())
