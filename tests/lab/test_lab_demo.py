@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from haoscar.lab import Lab, known_labs
 from haoscar.lab.defaults import default_spec
 from haoscar.lab.names import NETNS_DIR, netns_prefix
-from haoscar.scenarios.demo import Act, ActResult, install_act, run_demo
+from haoscar.scenarios.demo import Act, ActResult, run_demo
 from haoscar.scenarios.lab_fixtures import unique_lab_name
 from haoscar.spec import ClusterSpec
 
 pytestmark = pytest.mark.lab
-
-INSTALLER_CACHE = Path("/var/tmp/haoscar-test-cache/installer")  # shared with the other install tests
 
 
 def _leftovers(name: str) -> list[str]:
@@ -50,21 +46,4 @@ def test_demo_tears_down_when_an_act_fails(tmp_path: Path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         run_demo(default_spec(), tmp_path, name, acts=[Act("broken", broken)])
-    assert _leftovers(name) == [] and known_labs(tmp_path) == []
-
-
-def test_demo_install_act_installs_a_vm_client_that_boots_from_its_disk(tmp_path: Path) -> None:
-    # `haoscar demo --install`'s third act on its own: the installer's kernel comes from the tests' shared cache.
-    state = tmp_path / "state"
-    (state / "cache").mkdir(parents=True)
-    INSTALLER_CACHE.mkdir(parents=True, exist_ok=True)
-    (state / "cache" / "installer").symlink_to(INSTALLER_CACHE)
-    screen = io.StringIO()
-    name = unique_lab_name("d")
-    report = run_demo(default_spec(), tmp_path, name, acts=[install_act(Console(file=screen, width=120), state)])
-    checks = {c.what: c for c in report.acts[0].checks}
-    assert report.ok, (report.to_dict(), screen.getvalue()[-3000:])
-    assert checks["installed over the network"].detail.startswith("installed, ")
-    assert checks["installed over the network"].source == "head2"  # the new head, after head1 crashed
-    assert "host=node01 ip=198.18.0.101" in checks["its marker names its host and address"].detail
     assert _leftovers(name) == [] and known_labs(tmp_path) == []

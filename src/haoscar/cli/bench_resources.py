@@ -1,4 +1,5 @@
-"""``haoscar bench self-heal``: a killed head-node service restarted in place, measured (see docs/ha-resources.md)."""
+"""``haoscar bench self-heal`` (a killed head-node service restarted in place, docs/ha-resources.md) and ``haoscar
+bench install-fanout`` (N lab hosts pulling their image at once, beside N parallel rsyncs; docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,34 @@ def self_heal(
         print_json(result)
         return
     console.print(table("self-heal", ["measure", "value"], [(k, v) for k, v in result.items()]))
+
+
+@bench_app.command("install-fanout")
+def install_fanout(
+    *,
+    nodes: Annotated[int, typer.Option("--nodes", min=1, max=500, help="Lab hosts pulling the image at once.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    save: SaveOption = False,
+    out: OutOption = None,
+    note: NoteOption = None,
+) -> None:
+    """NODES lab hosts pull their image at once through the installer's own fetch path, then the same hosts rsync
+    the same tree from an rsync daemon: aggregate MB/s, slowest node, server CPU, every tree verified."""
+    from haoscar.scenarios.bench.install_fanout import run_bench
+
+    with err_console.status(f"install-fanout: {nodes} hosts, haoscar then rsync"):
+        result = run_bench(nodes)
+    keep("install-fanout", result, save, out, note)
+    if as_json:
+        print_json(result)
+        return
+    rows = [
+        (system, result[system]["aggregate_mb_per_s"], result[system]["slowest_node_s"],
+         result[system]["server_cpu_pct_of_one_core"], f"{result[system]['nodes_verified']}/{nodes}")
+        for system in ("haoscar", "rsync")
+    ]  # fmt: skip
+    title = f"install-fanout: {nodes} nodes, image {result['image_mb']} MB in {result['image_files']} files"
+    console.print(table(title, ["system", "aggregate MB/s", "slowest node s", "server CPU %", "verified"], rows))
 
 
 def register(app: typer.Typer) -> None:

@@ -78,6 +78,9 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "repl": ("repl",),
     "keys": ("keys",),
     "slurm": ("slurm",),
+    "exec": ("exec",),
+    "copy": ("exec",),
+    "groups": ("exec",),
 }
 
 _loaded: set[str] = set()  # CLI modules registered so far ("bench" once the bench group is added)

@@ -63,8 +63,9 @@ class LongActions:
         d, t = self.d, self.d.cfg.timings
         must_fence = (not d.cfg.witness and action.fence) or d.peer.state == State.FAILED
         # Probed after a handover too (it costs one probe timeout): the old owner said it dropped the VIP, and
-        # the probe makes sure no kernel still answers before we announce.
-        holder = await d.vip.probe(t.probe_timeout)
+        # the probe makes sure no kernel still answers before we announce. A failover with the lease held probes
+        # shorter (``decide.short_probe``); a re-probe below always waits the full timeout.
+        holder = await d.vip.probe(t.failover_probe_timeout if action.short_probe else t.probe_timeout)
         self.timeline["probe_done"] = time.monotonic()
         if holder is not None and action.fence:
             d.bus.event("vip.conflict", f"{holder} still answers for {d.cfg.vip}: fencing", "warning")

@@ -172,6 +172,7 @@ class Daemon:
             await asyncio.sleep(max(0.0, delay))
 
     def _tick(self) -> None:
+        self.transport.drain()  # heartbeats queued during a stall of ours first: never our stall taken for the peer's
         now = time.monotonic()
         self.send_heartbeats(now)
         self.lease_client.send(now)
@@ -278,6 +279,8 @@ class Daemon:
         )
 
     def evaluate(self, now: float | None = None) -> None:
+        if now is None:  # a timer (the peer's dead time, the lease's end): queued heartbeats count first, as in _tick
+            self.transport.drain()
         now = time.monotonic() if now is None else now
         for _ in range(4):  # a transition can enable the next one (e.g. TAKEOVER -> STARTING) in the same instant
             actions = decide(self.view(now))
@@ -313,10 +316,10 @@ class Daemon:
             self._wake = None
         deadline: float | None = None
         if self.sm.state == State.STANDBY:
-            # A standby declares its peer dead the moment the dead time after the last heartbeat ends, not at the
-            # next tick (up to one interval later): the lease probe starts at once.
+            # A standby declares its peer dead the moment the dead time after the last heartbeat ends (+0.1 ms: a timer
+            # firing a hair early is set again), not at the next tick (up to one interval later): probe at once.
             newest = self.peer.newest()
-            deadline = None if newest is None else newest + self.cfg.timings.dead + 0.001
+            deadline = None if newest is None else newest + self.cfg.timings.dead + 0.0001
         elif self.sm.state in HOLDS_VIP:
             deadlines = [d for d in (self.lease.until, self._peer_guard_until()) if d is not None and d > now]
             deadline = max(deadlines) if deadlines else None

@@ -109,12 +109,13 @@ class Go:
 @dataclass(frozen=True)
 class Promote:
     """Start the takeover task: fence the peer if needed, probe that nobody answers for the VIP, add the VIP,
-    announce it, start services."""
+    announce it, start services. ``short_probe``: the probe may use the failover timeout (``short_probe()``)."""
 
     reason: str
     fence: bool
     handover: bool
     cause: Cause = field(default=Cause.START, compare=False)
+    short_probe: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,10 +224,8 @@ def _takeover(v: View) -> list[Action]:
         if v.lease_valid:
             # A live peer that handed over has dropped the VIP itself; any other peer may still hold it.
             fence = v.fencing_configured and not handover
-            return [
-                Go(State.STARTING, "holds the witness lease", cause),
-                Promote("holds the witness lease", fence=fence, handover=handover, cause=cause),
-            ]
+            promote = Promote("holds the witness lease", fence, handover, cause, short_probe(v, cause))
+            return [Go(State.STARTING, "holds the witness lease", cause), promote]
         if v.now - v.state_since > v.handover_timeout:
             return [Go(State.STANDBY, "the witness did not grant the lease", Cause.NOT_ENTITLED)]
         return []
@@ -311,6 +310,16 @@ def public_side_lost(v: View) -> bool:
     than there (each already counted with hysteresis). A peer that reports nothing, or as bad, changes nothing:
     moving the role would not help the users."""
     return v.public_score < v.public_max and v.peer_public_score is not None and v.peer_public_score > v.public_score
+
+
+def short_probe(v: View, cause: Cause) -> bool:
+    """May the takeover's ARP probe use the short failover timeout? Only for a failover proper: the peer was
+    declared dead (silent on every network for the dead time, not a handover, not a cold start), it is still
+    silent, and this head holds the witness lease. The grant proves the old holder's own view of its lease ended
+    (docs/ha-safety.md), so a live daemon there has dropped the VIP; what the probe still looks for is a kernel
+    whose daemon cannot act (killed, frozen), and such a kernel answers ARP at once. Every other probe (a
+    handover, a cold start, no witness, a re-probe while an old owner's lifetime runs out) keeps the full one."""
+    return v.witness_configured and v.lease_valid and cause.peer_was_dead and not v.peer_alive
 
 
 def lease_probe(v: View) -> str | None:

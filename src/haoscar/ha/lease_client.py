@@ -86,10 +86,11 @@ class LeaseClient:
         for address in self.cfg.witness:
             self.endpoint.transport.sendto(data, (str(address), self.cfg.witness_port))
 
-    async def confirm_peer_stale(self) -> bool:
+    async def confirm_peer_stale(self, stale: bool = True) -> bool:
         """Before a change the standby lacks is acknowledged: the witness has recorded that the standby is stale
         (so it will not grant the standby the lease without --force). False when it could not be told within one
-        lease: this head is then cut from both its peer and the witness and is about to step down."""
+        lease: this head is then cut from both its peer and the witness and is about to step down. With ``stale``
+        False: the witness has dropped the mark (before the standby is told that its copy is current)."""
         if not self.cfg.witness or self.endpoint is None:
             return True  # fencing only: nobody to tell (docs/replication.md)
         deadline = time.monotonic() + self.cfg.timings.lease
@@ -100,7 +101,7 @@ class LeaseClient:
             self.send(now)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._marked_reply.wait(), min(self.cfg.timings.interval, deadline - now))
-            if self._peer_marked is not None and self._peer_marked[0] and self._peer_marked[1] >= now:
+            if self._peer_marked is not None and self._peer_marked[0] == stale and self._peer_marked[1] >= now:
                 return True
         return False
 

@@ -55,7 +55,7 @@ class ManagerPort(Protocol):
     def may_take_over(self, force: bool = False) -> tuple[bool, str]: ...
     def drained_now(self) -> bool: ...
     def mark_own_copy_stale(self, reason: str) -> None: ...
-    def set_stale_confirmer(self, confirm: Callable[[], Awaitable[bool]]) -> None: ...
+    def set_stale_confirmer(self, confirm: Callable[[bool], Awaitable[bool]]) -> None: ...
 
 
 class ReplicationGlue:
@@ -106,9 +106,9 @@ class ReplicationGlue:
         if not self.own_copy_stale:
             self.manager.mark_own_copy_stale(f"the witness says so: {reason}")
 
-    def set_stale_confirmer(self, confirm: Callable[[], Awaitable[bool]]) -> None:
-        """The daemon's ``confirm_peer_stale``: the manager awaits it before acknowledging a change the standby
-        lacks."""
+    def set_stale_confirmer(self, confirm: Callable[[bool], Awaitable[bool]]) -> None:
+        """The daemon's ``confirm_peer_stale``: the manager awaits it (True) before acknowledging a change the standby
+        lacks, and (False) before telling the standby that its copy is current again."""
         self.manager.set_stale_confirmer(confirm)
 
     def substate(self) -> str | None:

@@ -14,7 +14,7 @@ from haoscar.errors import UserError
 from haoscar.events import EventBus
 from haoscar.ha.alerts import daemon_bus
 from haoscar.ha.api import local_addresses
-from haoscar.ha.apiserver import ApiProcess, spawn
+from haoscar.ha.apiserver import ApiProcess, SharedListener, announce_shared, forget_shared, spawn
 from haoscar.ha.config import node_config
 from haoscar.ha.control import control_path
 from haoscar.ha.daemon import Daemon
@@ -64,6 +64,8 @@ async def run_head(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path
     bus = daemon_bus(spec.ha, cfg.name, state_dir)
     apply_timing_protection(spec.ha, bus)
     provider = _Provider()
+    # The status listener process also serves the token API (status-api services built now wait for it).
+    shared = announce_shared(control_path(state_dir))
     resources = ResourceGroup.from_spec(spec, cfg.name, state_dir, bus, provider)
     # Replication follows the role (ha/replication_glue.py); its failures are events, never a reason to stop.
     replication = make_glue(spec, cfg.name, state_dir, bus, cfg.key_file)
@@ -74,6 +76,7 @@ async def run_head(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path
     lag.start()
     # Started beside the daemon, not before it: the listener process's start (~0.2 s) must not delay heartbeats.
     listener_task = asyncio.ensure_future(_status_listener(spec, daemon, state_dir, bus))
+    listener_task.add_done_callback(lambda task: _share(shared, task))
     try:
         await daemon.run()
     finally:
@@ -81,12 +84,19 @@ async def run_head(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path
             await replication.close()
         if not listener_task.done():
             listener_task.cancel()
+        forget_shared(control_path(state_dir))
         with contextlib.suppress(asyncio.CancelledError):
             listener = await listener_task
             if listener is not None:
                 await listener.close()
         await lag.stop()
         bus.close(5.0)
+
+
+def _share(shared: asyncio.Future[SharedListener | None], task: asyncio.Task[ApiProcess | None]) -> None:
+    if not shared.done():
+        started = None if task.cancelled() or task.exception() is not None else task.result()
+        shared.set_result(SharedListener(started) if started is not None else None)
 
 
 async def _status_listener(spec: ClusterSpec, daemon: Daemon, state_dir: Path, bus: EventBus) -> ApiProcess | None:
@@ -101,7 +111,7 @@ async def _status_listener(spec: ClusterSpec, daemon: Daemon, state_dir: Path, b
         bus.event("status.listen", f"none of {', '.join(candidates)} is up: no status listener", "warning")
         return None
     try:
-        listener = await spawn(control_path(state_dir), addresses, spec.ha.status_port)
+        listener = await spawn(control_path(state_dir), addresses, spec.ha.status_port, commands=True)
     except (OSError, UserError) as exc:
         bus.event("status.listen", f"cannot serve the status on port {spec.ha.status_port}: {exc}", "warning")
         return None

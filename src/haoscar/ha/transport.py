@@ -7,6 +7,7 @@ window and the peer's acknowledgements see one ordered stream. Every rejected pa
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -18,11 +19,34 @@ from haoscar.ha.replay import ReplayWindow, admit
 from haoscar.ha.wire import KIND_HEARTBEAT, Rejected, encode
 from haoscar.keyring import Keyring
 
+# asyncio's datagram transport reads one datagram per socket per turn of the event loop, and a timer that fell due
+# during a stall runs in the same turn: after a stall of the dead time, the tick would see the peer silent while
+# its heartbeats wait in the socket. ``HeartbeatTransport.drain`` reads them first.
+DRAIN_LIMIT = 256
+MAX_DATAGRAM = 65536
+
 
 class Endpoint(asyncio.DatagramProtocol):
-    def __init__(self, on_packet: Callable[[bytes, Any], None]) -> None:
+    def __init__(self, on_packet: Callable[[bytes, Any], None], sock: socket.socket | None = None) -> None:
         self.on_packet = on_packet
         self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock  # the bound socket itself, so that ``drain`` can read what the loop has not yet
+
+    def drain(self, limit: int = DRAIN_LIMIT) -> int:
+        """Deliver the datagrams the kernel already queued for this socket (at most ``limit``: a flood of bad
+        packets must not hold the caller); how many."""
+        count = 0
+        for _ in range(limit if self.sock is not None else 0):
+            assert self.sock is not None
+            try:
+                data, addr = self.sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # an error queued on the socket (a link was cut): nothing to deliver, try the next
+                continue
+            count += 1
+            self.on_packet(data, addr)
+        return count
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A datagram endpoint always gets a DatagramTransport (isinstance fails on the selector's private class).
@@ -95,10 +119,20 @@ class HeartbeatTransport:
             if body is not None:
                 self.on_heartbeat(network, body)
 
-        _, proto = await loop.create_datagram_endpoint(
-            lambda: Endpoint(on_packet), local_addr=(str(link.local), self.cfg.port)
-        )
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((str(link.local), self.cfg.port))
+        except OSError:
+            sock.close()
+            raise
+        _, proto = await loop.create_datagram_endpoint(lambda: Endpoint(on_packet, sock), sock=sock)
         return proto
+
+    def drain(self) -> int:
+        """Deliver every heartbeat the kernel has queued and the event loop not yet read; how many. Called before a
+        decision about the peer's silence, so that a stall of this daemon is never taken for one of the peer."""
+        return sum(endpoint.drain() for endpoint in self.endpoints.values())
 
     def send(self, body_common: dict[str, Any], now: float) -> None:
         for link in self.cfg.links:

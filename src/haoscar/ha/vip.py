@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pyroute2 import IPRoute
 
 from haoscar.ha.config import NodeConfig
+from haoscar.ha.netlink_addr import AddressWriter
 
 ETH_P_ARP = 0x0806
 T = TypeVar("T")
@@ -60,6 +61,7 @@ class Vip:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="haoscar-vip")
         self._tx: tuple[socket.socket, bytes] | None = None
         self._tx_lock = threading.Lock()
+        self._writer = AddressWriter()
 
     def _call(self, fn: Callable[[], T]) -> T:
         return self._pool.submit(fn).result(timeout=5.0)
@@ -70,24 +72,18 @@ class Vip:
         return self._ipr
 
     def _index(self) -> int:
-        found = self._route().link_lookup(ifname=self.ifname)
-        if not found:
-            raise OSError(f"interface {self.ifname} not found")
-        return int(found[0])
+        # One ioctl, asked at every renewal (a recreated interface gets its new index); pyroute2's link_lookup
+        # dumped and decoded every link of the host, most of an idle active head's CPU (docs/benchmarks.md).
+        try:
+            return socket.if_nametoindex(self.ifname)
+        except OSError:
+            raise OSError(f"interface {self.ifname} not found") from None
 
     def add(self) -> None:
-        """Add or renew: ``replace`` resets the lifetimes to their full length."""
-        self._call(self._add)
-
-    def _add(self) -> None:
-        self._route().addr(
-            "replace",
-            index=self._index(),
-            address=str(self.address),
-            prefixlen=32,
-            valid_lft=self.lifetime,
-            preferred_lft=self.lifetime,
-        )
+        """Add or renew: ``replace`` resets the lifetimes to their full length. One netlink request on the calling
+        thread (``netlink_addr``): on a takeover's critical path, a hop to the netlink thread cost 12-50 ms under
+        load."""
+        self._writer.replace(self.ifname, self.address, 32, self.lifetime)
 
     def remove(self) -> bool:
         """Drop the VIP; False when it was not there."""
@@ -113,6 +109,7 @@ class Vip:
 
         self._call(close)
         self._pool.shutdown(wait=False)
+        self._writer.close()
         with self._tx_lock:
             if self._tx is not None:
                 self._tx[0].close()
@@ -162,14 +159,17 @@ class Vip:
         """Ask who has the VIP; the MAC of another host that answers (it still holds the VIP), else None.
 
         On the event loop itself (a non-blocking raw socket), not in a thread: under CPU contention a thread hop
-        cost more than the probe's own timeout. After the deadline the socket's queue is still read without
-        blocking, so an answer that arrived in time but found the loop busy is never missed."""
+        cost more than the probe's own timeout. The timeout counts from the send; after the deadline the socket's
+        queue is still read without blocking, so an answer that arrived in time but found the loop busy is never
+        missed."""
         loop = asyncio.get_running_loop()
         sock, mac = self._socket(ETH_P_ARP)
         sock.setblocking(False)
-        deadline = loop.time() + timeout
         try:
             sock.send(arp_frame(1, mac, self.own_ip, self.address))
+            # Counted from the moment the request has left: a daemon kept from the CPU before its send must not
+            # eat the window in which the old owner's kernel answers.
+            deadline = loop.time() + timeout
             late_reads = 64  # after the deadline: what is already queued, but a flood of ARP cannot keep us here
             while late_reads > 0:
                 left = deadline - loop.time()

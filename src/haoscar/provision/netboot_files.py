@@ -12,6 +12,7 @@ import ctypes
 import fcntl
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,15 +140,21 @@ def stage_dir(target: Path, files: dict[str, bytes]) -> Path:
     return staging
 
 
-def swap_in(staging: Path, target: Path) -> None:
-    """Atomically exchange ``staging`` and ``target`` (renameat2 RENAME_EXCHANGE), then drop the old tree.
+def swap_in(staging: Path, target: Path, *, keep_old: bool = False) -> Path | None:
+    """Atomically exchange ``staging`` and ``target`` (renameat2 RENAME_EXCHANGE), then drop the old tree, or with
+    ``keep_old`` move it aside to a hidden ``.NAME.old-N`` sibling and return that (the caller removes it later).
 
     A reader sees the old directory or the new one, never a mix and never none."""
     if not target.exists():
         os.rename(staging, target)
-        return
+        return None
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.renameat2(_AT_FDCWD, os.fsencode(staging), _AT_FDCWD, os.fsencode(target), _RENAME_EXCHANGE) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, os.strerror(errno), str(target))
-    shutil.rmtree(staging)
+    if not keep_old:
+        shutil.rmtree(staging)
+        return None
+    old = target.with_name(f".{target.name}.old-{time.monotonic_ns()}")
+    os.rename(staging, old)
+    return old

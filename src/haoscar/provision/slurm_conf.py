@@ -40,6 +40,9 @@ SLURMCTLD_PORT = 6817
 SLURMD_PORT = 6818
 MUNGE_KEY_BYTES = 1024
 DEFAULT_PARTITION = "compute"
+# slurmctld drops to this account once started; Debian's slurm-wlm-basic-plugins creates it on every head and node
+# with the same fixed uid (64030), so the state replicated with numeric ids is the controller's on both heads.
+SLURM_USER = "slurm"
 # Until a node has reported its hardware (at install, or `slurmd -C` through `slurm sync`), it is declared with one
 # CPU and 1 MiB: Slurm drains a node that registers with LESS than its configured resources, never with more, so a
 # small default never takes a node out of service; it only under-uses it until the report arrives.
@@ -105,6 +108,7 @@ def render_slurm_conf(
     *,
     partition: str = DEFAULT_PARTITION,
     paths: SlurmPaths | None = None,
+    slurm_user: str = SLURM_USER,
 ) -> str:
     """``slurm.conf`` for the whole cluster (heads and nodes get the same bytes, so Slurm's config hash agrees)."""
     p = paths or SlurmPaths()
@@ -118,7 +122,9 @@ def render_slurm_conf(
         "AuthType=auth/munge",
         f"AuthInfo=socket={p.munge_socket}",
         "CryptoType=crypto/munge",
-        "SlurmUser=root",
+        # The controller runs unprivileged (its state directory is the slurm account's); slurmd stays root: it
+        # starts every job as its user.
+        f"SlurmUser={slurm_user}",
         "SlurmdUser=root",
         f"StateSaveLocation={p.state_save}",
         f"SlurmdSpoolDir={p.slurmd_spool}",

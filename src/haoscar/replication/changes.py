@@ -4,7 +4,7 @@ written.
 A regular file is shipped when its writer closed it (IN_CLOSE_WRITE) and its size and mtime did not change since
 then; a write without a close (mmap, a log held open) only once it has been still for ``quiet_s``. A new name
 that saw no write (made by ``link()`` of a file written and closed under another name) is complete, and ready at
-once, unless a process holds its inode open for writing (``writers.held_for_writing``). Attribute changes, links,
+once, unless a process holds its inode open for writing (``writers.still_written``). Attribute changes, links,
 symlinks and deletions are ready at once. Renames arrive as a deletion plus a creation. Hard links
 are only kept by ``rsync -H`` among names of one transfer, so every known name of a multiply linked inode joins
 the batch. Everything here is thread-safe: the watcher thread notes, the replication task takes batches.
@@ -17,12 +17,12 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from haoscar.replication.writers import Inode, held_for_writing
+from haoscar.replication.writers import Inode, still_written
 
 Kind = Literal["file", "write", "delete", "dir"]
 StatSig = tuple[int, int, int]  # size, mtime_ns, mode
@@ -100,7 +100,7 @@ class ChangeSet:
         excludes: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
         lstat: Callable[[str], os.stat_result] = os.lstat,
-        writers: Callable[[Iterable[Inode]], set[Inode]] = held_for_writing,
+        writers: Callable[[Mapping[Inode, str]], set[Inode]] = still_written,
     ) -> None:
         self.root = Path(root)
         self.excludes = Excludes(excludes)
@@ -181,11 +181,11 @@ class ChangeSet:
         return batch
 
     def _ship_fresh(self, batch: Batch, fresh: list[tuple[str, Pending, os.stat_result]]) -> None:
-        """New names nobody writes: complete (one /proc scan for all). Those with a writer wait for its close
+        """New names nobody writes: complete (one check for all). Those with a writer wait for its close
         or for quiet, as any write does, and are not scanned again."""
         if not fresh:
             return
-        held = self._writers({(st.st_dev, st.st_ino) for _rel, _entry, st in fresh})
+        held = self._writers({(st.st_dev, st.st_ino): str(self.root / rel) for rel, _entry, st in fresh})
         for rel, entry, st in fresh:
             entry.fresh = False
             if (st.st_dev, st.st_ino) not in held:

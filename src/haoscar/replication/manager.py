@@ -38,6 +38,11 @@ from haoscar.spec.models import ClusterSpec
 
 Role = Literal["none", "source", "target"]
 STATUS_EVERY_S = 0.25
+# Both heads booting: the standby's rsync daemon and database listener may come up after this head's first sync.
+# Within this window after start_source, and until the first full sync, an unreachable standby is retried every
+# START_RETRY_S without a failure report: it is marked stale ("not yet synced") already, so waiting loses nothing.
+START_WINDOW_S = 20.0
+START_RETRY_S = 0.3
 
 
 @dataclass
@@ -76,8 +81,14 @@ class ReplicationManager:
         # The HA daemon's "the witness has recorded that the standby is stale" (None: no daemon, e.g. the
         # replication-only daemon); asked once per stale episode, before the first change the standby lacks is
         # acknowledged.
-        self._confirm_stale: Callable[[], Awaitable[bool]] | None = None
+        self._confirm_stale: Callable[[bool], Awaitable[bool]] | None = None
         self._witness_knows = False
+        # As the source: the standby was told its copy is current, after the witness dropped its mark. As the
+        # target: the active head said so in this run. Either way a takeover by the standby would be granted now.
+        self.confirmed_current = False
+        self._announcing: asyncio.Task[None] | None = None
+        self._started = 0.0
+        self._synced_once = False
 
     # -- roles --------------------------------------------------------------------------------------------------
     async def start_source(self, peer: str | None = None) -> None:
@@ -88,6 +99,7 @@ class ReplicationManager:
         key = self.cfg.key()
         self.role = "source"
         self._witness_knows = False
+        self.confirmed_current, self._synced_once, self._started = False, False, time.monotonic()
         # Until the first full sync, nothing says what the standby has.
         self._set_stale(True, f"{self.cfg.node} became active; {self.cfg.peer} not yet synced from it", tell=False)
         # The database exists at the current schema before its first full copy (a no-op when it already does).
@@ -106,6 +118,7 @@ class ReplicationManager:
         prepare_trees(self.cfg)
         key = self.cfg.key()
         self.role = "target"
+        self.confirmed_current = False
         self.persisted.role = "target"
         self.persisted.save(self.cfg.repl_dir)
         await self.rsyncd.start(key, writable=True)
@@ -125,6 +138,10 @@ class ReplicationManager:
                 channel.key = key
 
     async def stop(self) -> None:
+        self.confirmed_current = False
+        if self._announcing is not None:
+            self._announcing.cancel()
+            self._announcing = None
         if self._monitor is not None:
             self._monitor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -238,14 +255,20 @@ class ReplicationManager:
             bytes_pending=size, last_full_pass=last_full,
             last_error=self.last_error or (self.db_source.last_error if self.db_source else None),
             standby_stale=self.persisted.standby_stale, stale_reason=self.persisted.stale_reason,
-            db_lsn=lsn, db_connected=connected,
+            db_lsn=lsn, db_connected=connected, confirmed_current=self.confirmed_current,
             files_shipped=self.files.files_shipped if self.files else 0,
             bytes_shipped=self.files.bytes_shipped if self.files else 0,
         )  # fmt: skip
 
     def _write_status(self) -> None:
+        status = self.status().to_dict()
+        same = {**status, "updated": None}
+        last = getattr(self, "_status_written", (0.0, None))
+        if same == last[1] and time.monotonic() - last[0] < 5.0:
+            return  # unchanged but its time (an idle pair): not rewritten 4 times a second on the daemon's loop
         try:
-            write_json_atomic(self.cfg.repl_dir / STATUS_FILE, self.status().to_dict(), fsync=False)
+            write_json_atomic(self.cfg.repl_dir / STATUS_FILE, status, fsync=False)
+            self._status_written: tuple[float, dict[str, Any] | None] = (time.monotonic(), same)
         except OSError as exc:
             self.bus.log_error(f"replication status not written: {exc}")
 
@@ -266,7 +289,7 @@ class ReplicationManager:
             await asyncio.sleep(STATUS_EVERY_S)
 
     # -- the witness's part ---------------------------------------------------------------------------------------
-    def set_stale_confirmer(self, confirm: Callable[[], Awaitable[bool]]) -> None:
+    def set_stale_confirmer(self, confirm: Callable[[bool], Awaitable[bool]]) -> None:
         self._confirm_stale = confirm
 
     def mark_own_copy_stale(self, reason: str) -> None:
@@ -280,7 +303,7 @@ class ReplicationManager:
             self._set_stale(True, f"{self.cfg.peer} missed a database change: {why}", tell=False)
         if self._confirm_stale is None or self._witness_knows:
             return True
-        self._witness_knows = await self._confirm_stale()
+        self._witness_knows = await self._confirm_stale(True)
         if not self._witness_knows:
             self.bus.event(
                 "replication.unacknowledged",
@@ -295,6 +318,8 @@ class ReplicationManager:
         changed = stale != self.persisted.standby_stale
         if changed or not stale:
             self._witness_knows = False  # a new episode: the witness must hear of it before changes go on alone
+        if stale:
+            self.confirmed_current = False
         self.persisted.standby_stale = stale
         self.persisted.stale_reason = reason if stale else ""
         self.persisted.stale_since = (self.persisted.stale_since if not changed else time.time()) if stale else None
@@ -306,7 +331,23 @@ class ReplicationManager:
             else:
                 self.bus.event("replication.in_sync", f"{self._whose()} data is in sync again")
         if tell and self.db_source is not None:
-            self._spawn(self.db_source.set_peer_stale(stale, reason))
+            if stale:
+                self._spawn(self.db_source.set_peer_stale(True, reason))
+            elif self._announcing is None or self._announcing.done():
+                self._announcing = asyncio.ensure_future(self._announce_current())
+
+    async def _announce_current(self) -> None:
+        """Tell the standby its copy is current only once the witness no longer marks it (it hears the clear on the
+        next renewal): a standby that reports itself current can take over at once. Before, it was told first and
+        a crash within that renewal found the witness still refusing it the lease."""
+        while self.role == "source" and not self.persisted.standby_stale:
+            if self._confirm_stale is None or await self._confirm_stale(False):
+                break
+            await asyncio.sleep(0.2)  # not confirmed within a lease: asked again while this head is the source
+        if self.role != "source" or self.persisted.standby_stale or self.db_source is None:
+            return
+        if await self.db_source.set_peer_stale(False, "") and not self.persisted.standby_stale:
+            self.confirmed_current = True
 
     def _whose(self) -> str:
         return f"standby {self.cfg.peer}'s" if self.role == "source" else f"this head's ({self.cfg.node})"
@@ -317,6 +358,9 @@ class ReplicationManager:
         task.add_done_callback(self._tasks.discard)
 
     def _file_result(self, problem: str, message: str, full: bool) -> None:
+        if problem == "unreachable" and self._starting() and self.files is not None:
+            asyncio.get_running_loop().call_later(START_RETRY_S, self.files.request_full_pass)
+            return
         if problem != "ok":
             self.last_error = message
             if problem != self._last_problem:
@@ -333,7 +377,12 @@ class ReplicationManager:
         if full:
             self.persisted.last_full_pass = time.time()
             if self.db_source is not None and self.db_source.synced:
+                self._synced_once = True
                 self._set_stale(False, "")
+
+    def _starting(self) -> bool:
+        """As the source, before the first full sync and within the start window (``START_WINDOW_S``)."""
+        return self.role == "source" and not self._synced_once and time.monotonic() - self._started < START_WINDOW_S
 
     def _db_degraded(self, reason: str, auth: bool) -> None:
         self.last_error = reason
@@ -348,13 +397,23 @@ class ReplicationManager:
 
     def _told_stale(self, stale: bool, reason: str) -> None:
         self._set_stale(stale, reason or f"told by {self.cfg.peer}", tell=False)
+        self.confirmed_current = not stale
 
 
 def _ensure_database(state_dir: Path) -> None:
-    from haoscar.db.session import open_database
-    from haoscar.replication.dbhook import attach_if_replicating
+    """In a child process, as ``dbtarget._ensure_schema``: the daemon never keeps SQLAlchemy and Alembic (~17 MB)."""
+    import subprocess
+    import sys
 
-    open_database(state_dir, on_open=(attach_if_replicating,)).close()
+    code = (
+        "import sys; from haoscar.db.session import open_database; "
+        "from haoscar.replication.dbhook import attach_if_replicating; "
+        "open_database(sys.argv[1], on_open=(attach_if_replicating,)).close()"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(state_dir)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"could not bring this head's database to the current schema: {last}")
 
 
 def _copy_database(path: Path, into: Path) -> Path | None:

@@ -70,6 +70,9 @@ class ReplicationStatus:
     db_connected: bool
     files_shipped: int = 0
     bytes_shipped: int = 0
+    # source: the standby was told its copy is current after the witness dropped its mark; target: the active
+    # head told this head so in this run. A takeover by the standby would be granted now.
+    confirmed_current: bool = False
     updated: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:

@@ -52,18 +52,17 @@ def classify(event: FileSystemEvent, lstat: Callable[[str], os.stat_result] = os
         return [("file", src)]
     if isinstance(event, FileModifiedEvent):
         return [("write", src)]
-    if isinstance(event, FileAttribEvent | DirAttribEvent):
-        # chmod, chown, xattrs, ACLs and the link count of a new hard link: nothing is half-written here.
+    if isinstance(event, DirAttribEvent):
         return [("file", src)]
-    if isinstance(event, FileCreatedEvent):
+    if isinstance(event, FileAttribEvent | FileCreatedEvent):
         try:
             st = lstat(src)
         except OSError:
             return [("delete", src)]
-        # A regular file with one name may be being written: its close ships it, or the writer check when the batch
-        # is taken (the handler marks it fresh). Links, symlinks, fifos are complete.
-        complete = not stat.S_ISREG(st.st_mode) or st.st_nlink > 1
-        return [("file" if complete else "write", src)]
+        # A regular file may still be written, whatever made the event: a new name (also one made by link(), whose
+        # other name a writer may still hold open), a chmod, or the link count of a new hard link. Its close ships
+        # it, or the writer check when the batch is taken (the handler marks it fresh). Symlinks, fifos: complete.
+        return [("write" if stat.S_ISREG(st.st_mode) else "file", src)]
     if isinstance(event, DirCreatedEvent):
         return [("dir", src)]
     if isinstance(event, FileDeletedEvent | DirDeletedEvent):
@@ -86,7 +85,7 @@ class _Handler(FileSystemEventHandler):
         # A created name gets no close event when it was made by link() of a file closed under another name
         # (slurmctld's job_state): marked fresh, it ships with the next batch unless a process holds it open for
         # writing (changes.ChangeSet.take); a write or close event on it replaces the mark.
-        created = isinstance(event, FileCreatedEvent)
+        created = isinstance(event, FileCreatedEvent | FileAttribEvent)
         for kind, path in classify(event):
             self.changes.note(kind, path, fresh=created)
 

@@ -1,4 +1,4 @@
-"""Which inodes some process holds open for writing, read from /proc.
+"""Which inodes some process holds open for writing: the kernel's answer through a lease, else /proc.
 
 Used only for a new single-link name that saw no write yet when its batch is taken (a name made by ``link()`` of a
 file written and closed under another name, as slurmctld saves its state): inotify reports no close for that name,
@@ -6,15 +6,23 @@ and only a writer's open file descriptor tells a finished file from one just cre
 scan answers for every candidate of a batch, and only such candidates trigger it (a file written through its own
 name is settled by its IN_MODIFY / IN_CLOSE_WRITE events), so an untar does not scan /proc per file.
 
-A process writing the inode only through a shared writable mmap after closing its descriptor is not seen here. A
-daemon that is not in the machine's initial PID namespace cannot see every writer, so there every candidate
-counts as held (names made by link() then wait for quiet, as before).
+The first answer is the kernel's own (``still_written``): a read lease (``fcntl(F_SETLEASE, F_RDLCK)``) is refused
+with EAGAIN while *any* process holds the inode open for writing, whatever its PID namespace, and also while a
+shared writable mmap of it lives on after its descriptor was closed. The lease is given back at once; a writer
+that opens the file in that instant waits for it (microseconds; one that opens with O_NONBLOCK gets EAGAIN), and
+the lease-break signal is SIGURG, which is ignored by default, so it never kills the daemon. Where no lease can be
+taken (a file system without leases, no CAP_LEASE, leases disabled by ``fs.leases-enable``) the /proc scan answers
+(``held_for_writing``); that scan sees every writer only from the machine's initial PID namespace, so elsewhere (a
+container, a lab host) it counts every candidate as held (names made by link() then wait for quiet).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
-from collections.abc import Iterable
+import signal
+from collections.abc import Iterable, Mapping
 
 Inode = tuple[int, int]  # st_dev, st_ino
 PROC = "/proc"
@@ -77,3 +85,44 @@ def held_for_writing(inodes: Iterable[Inode]) -> set[Inode]:
         if found == wanted:
             break
     return found
+
+
+def _lease_says(path: str, inode: Inode) -> bool | None:
+    """True when some process holds ``inode`` (at ``path``) open for writing or the name now holds another file
+    (which is noted on its own), False when no process writes it, None when no lease can be taken here."""
+    try:
+        # O_NONBLOCK: a write lease someone else holds (Samba, NFS server) makes this open fail instead of wait.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True  # gone again: its deletion is noted; nothing to call finished
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != inode:
+            return True
+        fcntl.fcntl(fd, fcntl.F_SETSIG, signal.SIGURG)  # a lease break must not deliver SIGIO (it would kill us)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        except OSError as exc:
+            return True if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) else None
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return False
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def still_written(files: Mapping[Inode, str]) -> set[Inode]:
+    """The ``files`` (inode -> a path of it) that some process holds open for writing: the kernel's lease check
+    first, the /proc scan for those it cannot answer."""
+    found: set[Inode] = set()
+    unknown: set[Inode] = set()
+    for inode, path in files.items():
+        says = _lease_says(path, inode)
+        if says is None:
+            unknown.add(inode)
+        elif says:
+            found.add(inode)
+    return found | held_for_writing(unknown)

@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from haoscar.lab.lab import Lab
@@ -36,12 +38,26 @@ def haoscar_on(lab: Lab, host: str, *argv: str, timeout: float = 60.0) -> subpro
 
 
 def apply_spec_on(lab: Lab, head: str) -> None:
-    """The spec written to ``head``'s /etc/haoscar applied to its database (once: a database that exists stays)."""
-    if (lab.host_dir(head) / HOST_STATE_DIR.lstrip("/") / "haoscar.db").exists():
+    """The spec written to ``head``'s /etc/haoscar applied to its database (once: a database that holds the spec's
+    networks stays). Existing is not enough: an earlier HA session with replication creates an empty database at
+    the current schema (the source's ``_ensure_database``, a full copy), and the netboot group cannot render from it."""
+    if _has_networks(lab.host_dir(head) / HOST_STATE_DIR.lstrip("/") / "haoscar.db"):
         return
     done = haoscar_on(lab, head, "spec", "apply", HOST_SPEC, timeout=120)
     if done.returncode != 0:
         raise RuntimeError(f"spec apply on {head} failed: {done.stdout}{done.stderr}")
+
+
+def _has_networks(path: Path) -> bool:
+    if not path.exists():
+        return False
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return bool(conn.execute("SELECT count(*) FROM networks").fetchone()[0])
+    except sqlite3.Error:  # no schema yet
+        return False
+    finally:
+        conn.close()
 
 
 def dhcp_lease(lab: Lab, host: str, iface: str = "eth0") -> str:

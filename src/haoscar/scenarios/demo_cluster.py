@@ -65,9 +65,11 @@ def restore_crashed(lab: Lab, cluster: ClusterSpec) -> None:
 
 
 def in_sync(ha: HaLab, active: str) -> bool:
-    """The standby may take over: replication has nothing pending and the witness does not mark it stale."""
+    """The standby may take over: replication has nothing pending and the standby was told its copy is current,
+    which the active head does only once the witness dropped its mark (``confirmed_current``)."""
     repl = (ha.status(active, timeout=1.0) or {}).get("replication") or {}
-    return repl.get("files_pending") == 0 and not repl.get("standby_stale") and bool(repl.get("db_connected"))
+    current = not repl.get("standby_stale") and bool(repl.get("confirmed_current"))
+    return repl.get("files_pending") == 0 and current and bool(repl.get("db_connected"))
 
 
 def rejoin(ha: HaLab, crashed: str, active: str) -> None:

@@ -29,6 +29,7 @@ import yaml
 from haoscar.commands.cluster_tls import write_lab_tls
 from haoscar.errors import UserError
 from haoscar.ha.control import request
+from haoscar.ha.scheduling import launch_prefix
 from haoscar.keyring import PURPOSES, WITNESS_PURPOSES, generate_keyrings
 from haoscar.lab.lab import Lab
 from haoscar.lab.procs import stop_started
@@ -150,7 +151,8 @@ class HaLab:
         with open(log, "ab") as out:
             proc = self.lab.popen(
                 host,
-                [sys.executable, "-m", "haoscar", "--state-dir", HOST_STATE_DIR, *argv],
+                # started as the shipped unit starts it (real-time scheduling, reset on fork: ha/scheduling.py)
+                [*launch_prefix(what), sys.executable, "-m", "haoscar", "--state-dir", HOST_STATE_DIR, *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,

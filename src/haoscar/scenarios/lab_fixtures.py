@@ -12,7 +12,9 @@ raises NeedsRoot and the test fails loudly, because lab tests are meant to run (
 from __future__ import annotations
 
 import itertools
+import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -65,6 +67,19 @@ def lab(make_lab: MakeLab) -> Lab:
 
 def pings(lab: Lab, host: str, address: str, deadline: float = 3.0) -> bool:
     """True when ``host`` gets an echo reply from ``address`` within ``deadline`` seconds (one probe every
-    0.2 s, so a fresh ARP resolution or a link coming back has time; returns at the first reply)."""
-    argv = ["ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", f"{deadline:g}", address]
-    return lab.exec(host, argv, check=False, timeout=deadline + 10).returncode == 0
+    0.2 s, so a fresh ARP resolution or a link coming back has time; returns at the first reply).
+
+    ``ping -w`` gives up at the first *error* too: an echo request queued on a neighbour entry whose resolution
+    fails (its last ARP probe went out while a fault still dropped it, ~3 s after an earlier probe started it)
+    comes back as "Destination Host Unreachable" although the path works again. So a ping that ends early
+    without a reply is run again until the deadline: only a deadline without any reply is False.
+    """
+    end = time.monotonic() + deadline
+    while True:
+        wait = max(1, math.ceil(end - time.monotonic()))  # -w takes whole seconds
+        argv = ["ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", str(wait), address]
+        if lab.exec(host, argv, check=False, timeout=wait + 10).returncode == 0:
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.1)  # the error came at once: let the neighbour entry settle (FAILED resolves afresh)

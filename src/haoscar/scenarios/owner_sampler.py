@@ -115,6 +115,11 @@ class OwnerSampler:
         self._stop.set()
         for thread in self._threads:
             thread.join(5)
+        # Each sample stands until the next one: without a closing sample the state the background thread saw
+        # last would count for nothing, and on a busy machine that thread may not run again before the stop (a
+        # two-owner state held until then measured 0 s).
+        if not self._threads[0].is_alive():
+            self.samples.append(self.sample_once())
         for ipr in [*self._ipr.values(), self._client_ipr]:
             if ipr is not None:
                 ipr.close()

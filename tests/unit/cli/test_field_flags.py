@@ -3,51 +3,16 @@ or as the word a command gives it (``--bind`` for ``binds``, a positional argume
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
-from importlib import resources
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from haoscar.cli.main import run
 from haoscar.cli.render import flags, user_error
-from haoscar.commands.apply import apply_spec
-from haoscar.db.session import open_database
 from haoscar.errors import FieldError, ref
-from haoscar.spec import check_text
 
-LAB = (resources.files("haoscar") / "data" / "lab.yaml").read_text()
-
-
-def haoscar(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        run(list(argv))
-    code = exit_info.value.code
-    return (code if isinstance(code, int) else 1), capsys.readouterr().err
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("template")
-    spec, problems = check_text(LAB, "lab.yaml")
-    assert spec is not None, problems
-    db = open_database(directory)
-    apply_spec(db, spec)
-    db.close()
-    return directory
-
-
-@pytest.fixture
-def state(template: Path, tmp_path: Path) -> str:
-    shutil.copytree(template, tmp_path / "state")
-    return str(tmp_path / "state")
-
-
-def dump(state: str) -> list[str]:
-    with sqlite3.connect(Path(state) / "haoscar.db") as connection:
-        return list(connection.iterdump())
-
+Cli = Callable[..., tuple[int, str, str]]  # the fixtures of tests/unit/conftest.py
+Dump = Callable[[str], list[str]]
 
 ADD = ["node", "add", "--image", "oscarimage"]
 
@@ -76,38 +41,36 @@ ADD = ["node", "add", "--image", "oscarimage"]
     ],
 )  # fmt: skip
 def test_field_errors_print_the_flags_as_before(
-    state: str, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+    state: str, haoscar: Cli, dump: Dump, argv: list[str], expected: str
 ) -> None:
     before = dump(state)
-    code, err = haoscar(capsys, "--state-dir", state, *argv)
+    code, _, err = haoscar("--state-dir", state, *argv)
     assert (code, err) == (2, expected + "\n")
     assert dump(state) == before
 
 
-def test_standby_add_prints_its_flags(state: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert haoscar(capsys, "--state-dir", state, "node", "delete", "head2", "--yes")[0] == 0
-    code, err = haoscar(
-        capsys, "--state-dir", state, "standby", "add", "--alias-ip", "198.19.0.10", "--local-ip", "198.18.0.101"
+def test_standby_add_prints_its_flags(state: str, haoscar: Cli) -> None:
+    assert haoscar("--state-dir", state, "node", "delete", "head2", "--yes")[0] == 0
+    code, _, err = haoscar(
+        "--state-dir", state, "standby", "add", "--alias-ip", "198.19.0.10", "--local-ip", "198.18.0.101"
     )
     assert (code, err) == (2, "error: --local-ip 198.18.0.101 is already used by node node01\n")
-    code, err = haoscar(
-        capsys, "--state-dir", state, "standby", "add", "--alias-ip", "198.19.0.10", "--local-ip", "198.18.0.2",
+    code, _, err = haoscar(
+        "--state-dir", state, "standby", "add", "--alias-ip", "198.19.0.10", "--local-ip", "198.18.0.2",
         "--public-ip", "198.19.0.10",
     )  # fmt: skip
     assert (code, err) == (2, "error: --public-ip must differ from --alias-ip: the alias moves between the heads\n")
 
 
-def test_a_field_with_another_word_on_the_command_line_prints_that_word(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_field_with_another_word_on_the_command_line_prints_that_word(tmp_path: Path, haoscar: Cli) -> None:
     # netboot serve's request field is `binds`, its option `--bind`.
-    code, err = haoscar(capsys, "--state-dir", str(tmp_path), "netboot", "serve", "--bind", "nowhere")
+    code, _, err = haoscar("--state-dir", str(tmp_path), "netboot", "serve", "--bind", "nowhere")
     assert (code, err) == (
         2,
         "error: --bind 'nowhere' is not an IP address; give the head's private IP, e.g. 198.18.0.1\n",
     )
     # lab link's `state` is the positional STATE: not an option --state.
-    code, err = haoscar(capsys, "--state-dir", str(tmp_path), "lab", "link", "head1", "eth0", "sideways")
+    code, _, err = haoscar("--state-dir", str(tmp_path), "lab", "link", "head1", "eth0", "sideways")
     assert (code, err) == (2, "error: state 'sideways': say up or down\n")
 
 
@@ -119,16 +82,14 @@ def test_flags_names_fields_for_the_renderer_and_inner_blocks_win(capsys: pytest
     assert str(caught.value) == "--nodeset names 2 nodes; give --count or --ip"  # the error itself is unchanged
 
 
-def test_a_message_that_named_its_field_bare_prints_the_flag_on_the_command_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_message_that_named_its_field_bare_prints_the_flag_on_the_command_line(tmp_path: Path, haoscar: Cli) -> None:
     spec = str(tmp_path / "missing.yaml")
-    code, err = haoscar(capsys, "repl", "run", "--node", "head1", "--spec", spec, "--role", "sourc")
+    code, _, err = haoscar("repl", "run", "--node", "head1", "--spec", spec, "--role", "sourc")
     assert (code, err) == (
         2,
         "error: --role: 'sourc' is not a role; use source (the active head) or target (the standby)\n",
     )
-    code, err = haoscar(capsys, "repl", "run", "--node", "head1", "--spec", spec, "--role", "source", "--catch-up")
+    code, _, err = haoscar("repl", "run", "--node", "head1", "--spec", spec, "--role", "source", "--catch-up")
     assert code == 2
     assert (
         err == "error: --catch-up: catching up is for a returning head, which runs as target; drop it or use target\n"

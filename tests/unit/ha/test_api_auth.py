@@ -55,15 +55,8 @@ def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(coro_fn(), 60))
 
 
-@pytest.fixture(scope="module")
-def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tls")
-    ensure_node_cert(path, "head1", ["127.0.0.1"])
-    return path
-
-
-def tls(tls_dir: Path) -> ssl.SSLContext:
-    return server_context(ensure_node_cert(tls_dir, "head1", ["127.0.0.1"]))
+def tls(cluster_ca: Path) -> ssl.SSLContext:
+    return server_context(ensure_node_cert(cluster_ca, "head1", ["127.0.0.1"]))
 
 
 def test_ensure_token_creates_a_0600_file_once(tmp_path: Path) -> None:
@@ -76,45 +69,45 @@ def test_ensure_token_creates_a_0600_file_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
-def test_a_token_file_others_can_read_is_refused(tmp_path: Path, mode: int, tls_dir: Path) -> None:
+def test_a_token_file_others_can_read_is_refused(tmp_path: Path, mode: int, cluster_ca: Path) -> None:
     path = tmp_path / "api.token"
     ensure_token(path)
     path.chmod(mode)
 
     async def scenario() -> None:
         with pytest.raises(UserError, match=f"has mode 0{mode:o}, readable by others; run `chmod 600 {path}`"):
-            await start_api(["127.0.0.1"], free_port(), path, Daemon(), tls=tls(tls_dir))
+            await start_api(["127.0.0.1"], free_port(), path, Daemon(), tls=tls(cluster_ca))
 
     run(scenario)
 
 
-def test_wildcard_and_missing_addresses_are_refused(tmp_path: Path, tls_dir: Path) -> None:
+def test_wildcard_and_missing_addresses_are_refused(tmp_path: Path, cluster_ca: Path) -> None:
     path = tmp_path / "api.token"
     ensure_token(path)
 
     async def scenario() -> None:
         with pytest.raises(UserError, match="would listen on every interface"):
-            await start_api(["0.0.0.0"], free_port(), path, Daemon(), tls=tls(tls_dir))
+            await start_api(["0.0.0.0"], free_port(), path, Daemon(), tls=tls(cluster_ca))
         with pytest.raises(UserError, match="at least one of the head's own addresses"):
-            await start_api([], free_port(), path, Daemon(), tls=tls(tls_dir))
+            await start_api([], free_port(), path, Daemon(), tls=tls(cluster_ca))
         with pytest.raises(UserError, match="does not exist"):
-            await start_api(["127.0.0.1"], free_port(), tmp_path / "missing.token", Daemon(), tls=tls(tls_dir))
+            await start_api(["127.0.0.1"], free_port(), tmp_path / "missing.token", Daemon(), tls=tls(cluster_ca))
 
     run(scenario)
 
 
-def test_reads_are_open_and_writes_need_the_token(tmp_path: Path, tls_dir: Path) -> None:
+def test_reads_are_open_and_writes_need_the_token(tmp_path: Path, cluster_ca: Path) -> None:
     path = tmp_path / "api.token"
     token = ensure_token(path)
     daemon = Daemon()
     port = free_port()
 
     async def scenario() -> None:
-        runner = await start_api(["127.0.0.1"], port, path, daemon, tls=tls(tls_dir))
+        runner = await start_api(["127.0.0.1"], port, path, daemon, tls=tls(cluster_ca))
         try:
 
             def call(action: str, tok: str | None = None, **body: Any) -> tuple[int, dict[str, Any]]:
-                return call_api("127.0.0.1", port, action, tok, 5.0, ca_file=tls_dir / "ca.crt", **body)
+                return call_api("127.0.0.1", port, action, tok, 5.0, ca_file=cluster_ca / "ca.crt", **body)
 
             assert await asyncio.to_thread(call, "status") == (
                 200,
@@ -140,13 +133,13 @@ def test_reads_are_open_and_writes_need_the_token(tmp_path: Path, tls_dir: Path)
     assert daemon.calls == ["switchover", "takeover force=True", "failback"]
 
 
-def test_it_listens_only_on_the_given_address(tmp_path: Path, tls_dir: Path) -> None:
+def test_it_listens_only_on_the_given_address(tmp_path: Path, cluster_ca: Path) -> None:
     path = tmp_path / "api.token"
     ensure_token(path)
     port = free_port()
 
     async def scenario() -> None:
-        runner = await start_api(["127.0.0.1"], port, path, Daemon(), tls=tls(tls_dir))
+        runner = await start_api(["127.0.0.1"], port, path, Daemon(), tls=tls(cluster_ca))
         try:
             _, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.close()

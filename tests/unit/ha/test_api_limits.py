@@ -46,13 +46,6 @@ def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(asyncio.wait_for(coro_fn(), 60))
 
 
-@pytest.fixture(scope="module")
-def cluster_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tls")
-    ensure_node_cert(path, "head1", ["127.0.0.1"])
-    return path
-
-
 async def closed_by_server(reader: asyncio.StreamReader, within: float = 20.0) -> bool:
     """True when the server closes the connection (EOF or reset) without sending a byte."""
     try:

@@ -4,28 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from decide_views import view
+
 from haoscar.ha.cause import Cause, handover_cause
-from haoscar.ha.decide import Demote, Go, Promote, View, decide
+from haoscar.ha.decide import Demote, Go, Promote, decide
 from haoscar.ha.peer import PeerView
 from haoscar.ha.state import State, StateMachine
-
-
-def view(**changes: object) -> View:
-    base = View(
-        now=100.0,
-        state=State.STANDBY,
-        state_since=90.0,
-        started=90.0,
-        is_primary=False,
-        dead=0.6,
-        startup_wait=0.6,
-        handover_timeout=3.0,
-        witness_configured=True,
-        fencing_configured=True,
-        failback_auto=False,
-        failback_stable=10.0,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def only(actions: list[Go | Promote | Demote]) -> Cause:

@@ -4,26 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from haoscar.ha.decide import Demote, Go, Promote, View, decide, lease_probe, wants_failback
+from decide_views import view
+
+from haoscar.ha.cause import Cause
+from haoscar.ha.decide import Demote, Go, Promote, decide, lease_probe, wants_failback
 from haoscar.ha.state import State
-
-
-def view(**changes: object) -> View:
-    base = View(
-        now=100.0,
-        state=State.STANDBY,
-        state_since=90.0,
-        started=90.0,
-        is_primary=False,
-        dead=0.6,
-        startup_wait=0.6,
-        handover_timeout=3.0,
-        witness_configured=True,
-        fencing_configured=True,
-        failback_auto=False,
-        failback_stable=10.0,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def test_a_standby_that_hears_an_active_peer_stays() -> None:
@@ -184,3 +169,48 @@ def test_a_peer_heard_after_the_start_and_then_silent_is_dead_after_dead_time_al
     # up for 1 s only (less than startup_wait and initdead): the peer was heard, then silent for dead_time
     crashed = view(started=99.0, startup_wait=2.0, initdead=10.0, peer_last_heard=99.35, lease_until=100.7)
     assert decide(crashed)[0] == Go(State.TAKEOVER, "the peer is silent on every network")
+
+
+def test_only_a_failover_with_the_lease_held_probes_short() -> None:
+    # the peer was declared dead (silent for the dead time), the takeover runs for that cause, the lease is held
+    failover = view(
+        state=State.TAKEOVER,
+        lease_until=100.5,
+        peer_last_heard=99.3,
+        peer_state=State.ACTIVE,
+        takeover_cause=Cause.FAILOVER,
+    )
+    actions = decide(failover)
+    assert actions[0] == Go(State.STARTING, "holds the witness lease")
+    assert actions[1] == Promote("holds the witness lease", fence=True, handover=False, short_probe=True)
+    # a forced takeover on a stale copy is a failover too: the peer is dead
+    assert decide(replace(failover, takeover_cause=Cause.TAKEOVER))[1].short_probe is True  # type: ignore[union-attr]
+    # no lease: no promotion at all, so no probe of any length
+    assert decide(replace(failover, lease_until=99.9, state_since=99.9)) == []
+
+
+def test_a_handover_a_cold_start_or_no_witness_probes_the_full_time() -> None:
+    handover = view(
+        state=State.TAKEOVER,
+        lease_until=100.5,
+        peer_last_heard=99.9,
+        peer_state=State.STANDBY,
+        peer_handover_to_me=True,
+        takeover_cause=Cause.SWITCHOVER,
+    )
+    assert decide(handover)[1] == Promote("holds the witness lease", fence=False, handover=True, short_probe=False)
+    # cold start: the primary heard nobody, the lease is granted, the cause is a start
+    cold = view(state=State.TAKEOVER, lease_until=100.5, is_primary=True, takeover_cause=Cause.START)
+    assert decide(cold)[1] == Promote("holds the witness lease", fence=True, handover=False, short_probe=False)
+    # the peer is heard again (alive) although the takeover began as a failover: the full probe
+    back = view(
+        state=State.TAKEOVER,
+        lease_until=100.5,
+        peer_last_heard=99.95,
+        peer_state=State.STANDBY,
+        takeover_cause=Cause.FAILOVER,
+    )
+    assert decide(back)[1] == Promote("holds the witness lease", fence=True, handover=False, short_probe=False)
+    # without a witness nothing proves the old owner's entitlement ended: a fence, and the full probe
+    fenced = view(state=State.TAKEOVER, witness_configured=False, peer_last_heard=99.0, takeover_cause=Cause.FAILOVER)
+    assert decide(fenced)[1] == Promote("peer dead", fence=True, handover=False, short_probe=False)

@@ -3,8 +3,9 @@ side is worse than its standby's hands the role over; the standby's own loss cha
 
 from __future__ import annotations
 
-from dataclasses import replace
 from ipaddress import IPv4Address
+
+from decide_views import view
 
 from haoscar.ha.cause import Cause, handover_cause
 from haoscar.ha.decide import Demote, View, decide, public_side_lost
@@ -56,28 +57,21 @@ def test_echo_request_and_reply_parsing() -> None:
 
 
 def active(**changes: object) -> View:
-    base = View(
-        now=100.0,
-        state=State.ACTIVE,
-        state_since=90.0,
-        started=90.0,
-        is_primary=True,
-        dead=0.6,
-        startup_wait=0.6,
-        handover_timeout=3.0,
-        witness_configured=True,
-        fencing_configured=True,
-        failback_auto=False,
-        failback_stable=10.0,
-        lease_until=100.5,
-        peer_last_heard=99.9,
-        peer_state=State.STANDBY,
-        peer_healthy=True,
-        public_score=3,
-        public_max=3,
-        peer_public_score=3,
+    """The primary, active with its lease, beside a healthy standby; both public sides whole."""
+    return view(
+        **{
+            "state": State.ACTIVE,
+            "is_primary": True,
+            "lease_until": 100.5,
+            "peer_last_heard": 99.9,
+            "peer_state": State.STANDBY,
+            "peer_healthy": True,
+            "public_score": 3,
+            "public_max": 3,
+            "peer_public_score": 3,
+            **changes,
+        }
     )
-    return replace(base, **changes)  # type: ignore[arg-type]
 
 
 def test_an_active_head_whose_public_link_is_lost_hands_over_to_a_standby_that_reaches_it() -> None:

@@ -54,3 +54,39 @@ def test_start_makes_the_state_directories_and_stop_ends_the_controller(tmp_path
     assert pid is not None and healthy and stopped
     assert not pid_alive(pid) and svc.pid() is None
     assert state.is_dir() and (tmp_path / "run").is_dir() and (tmp_path / "log").is_dir()
+
+
+def test_start_gives_the_state_directory_to_slurm_user(tmp_path: Path) -> None:
+    """slurmctld saves as SlurmUser after dropping root: the whole StateSaveLocation tree (a job's script
+    replicated from a head that ran it as root included) is that account's before the controller starts."""
+    import os
+    import pwd
+
+    slurm = pwd.getpwnam("slurm")  # Debian's slurm-wlm-basic-plugins creates it (uid 64030)
+    state = tmp_path / "scheduler" / "slurmctld"
+    (state / "hash.3" / "job.3").mkdir(parents=True)
+    (state / "hash.3" / "job.3" / "script").write_text("#!/bin/sh\n")
+    (state / "job_state").write_bytes(b"queue")
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(f"SlurmUser=slurm\nStateSaveLocation={state}\n")
+    svc, _bus = service(tmp_path, conf)
+
+    async def scenario() -> bool:
+        await svc.start()
+        return await svc.stop()
+
+    assert asyncio.run(scenario())
+    paths = [state, state / "hash.3", state / "hash.3" / "job.3", state / "hash.3" / "job.3" / "script"]
+    for path in [*paths, state / "job_state"]:
+        st = os.lstat(path)
+        assert (st.st_uid, st.st_gid) == (slurm.pw_uid, slurm.pw_gid), path
+    assert os.stat(tmp_path).st_uid == os.getuid()  # only the state tree, not what is above it
+
+
+def test_a_slurm_user_without_an_account_fails_the_start_naming_it(tmp_path: Path) -> None:
+    conf = tmp_path / "slurm.conf"
+    conf.write_text(f"SlurmUser=nosuchslurm\nStateSaveLocation={tmp_path}/state\n")
+    svc, _bus = service(tmp_path, conf)
+    with pytest.raises(ResourceError) as caught:
+        asyncio.run(svc.start())
+    assert "SlurmUser nosuchslurm has no account" in str(caught.value) and svc.pid() is None

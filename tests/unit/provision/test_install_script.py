@@ -69,3 +69,26 @@ def test_the_kernel_hook_keeps_the_esp_copy_of_the_newest_kernel(tmp_path: Path)
     assert (esp / "initrd.img").read_text() == "6.1.0-10 initrd"
     assert (esp / "syslinux.cfg").read_text().splitlines()[1:3] == ["    LINUX vmlinuz", "    INITRD initrd.img"]
     assert sorted(p.name for p in esp.iterdir()) == ["initrd.img", "syslinux.cfg", "vmlinuz"]
+
+
+def test_no_private_scratch_directory_fails_the_install_and_reports_it() -> None:
+    # mktemp -d refused (a full or read-only /tmp): the install stops there, says why on the console and tells the
+    # head (never falls back to the shared /tmp, where side-by-side installs would read each other's files).
+    stubs = (
+        'network() { SERVER=http://198.18.0.1:8470; MAC=52:54:00:00:00:01; log "network up"; }\n'
+        'post() { echo "POST $1 $2"; }\n'
+        "mktemp() { return 1; }\n"
+        'firmware() { echo "firmware asked: past the scratch directory" >&2; echo bios; }\n'
+        "main\n"
+    )
+    script = f'HAOSCAR_LIB=1 . "{SCRIPTS_DIR / "install.sh"}"\n{stubs}'
+    done = subprocess.run(["busybox", "sh", "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 1
+    reason = "cannot make a private scratch directory in /tmp (mktemp -d failed: is /tmp full or read-only?)"
+    assert done.stdout.splitlines() == [
+        "haoscar-install: network up",
+        f"haoscar-install: FAILED in stage node: {reason}",
+        "POST /install/52:54:00:00:00:01/failed stage=node&reason="
+        "cannot+make+a+private+scratch+directory+in+/tmp+(mktemp+-d+failed:+is+/tmp+full+or+read-only%3F)",
+    ]
+    assert done.stderr == ""

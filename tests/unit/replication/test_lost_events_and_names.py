@@ -6,19 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
-from importlib.resources import files
 from pathlib import Path
 
 import pytest
+from manager_fakes import SyncedDb, source_manager
 
-from haoscar.events import Event, EventBus
 from haoscar.replication import files as files_mod
 from haoscar.replication.changes import Batch
 from haoscar.replication.config import Tree
-from haoscar.replication.manager import ReplicationManager
 from haoscar.replication.rsync import RsyncResult, _excludes
 from haoscar.replication.state import PersistedState
-from haoscar.spec import check_text
 
 
 def _rsync(src: Path, dst: Path, names: list[str], writing: list[str]) -> None:
@@ -45,31 +42,10 @@ def test_a_name_with_wildcards_excludes_only_itself(tmp_path: Path) -> None:
     assert all((dst / name).read_text() == name for name in ("a*", "abc", "[x]", "x"))
 
 
-def _manager(tmp_path: Path) -> tuple[ReplicationManager, list[Event]]:
-    spec, _ = check_text((files("haoscar") / "data" / "lab.yaml").read_text())
-    assert spec is not None
-    events: list[Event] = []
-    bus = EventBus("head1")
-    bus.subscribe(events.append)
-    made = ReplicationManager(spec, "head1", tmp_path, bus)
-    made.role = "source"
-    return made, events
-
-
-class _SyncedDb:
-    synced = True
-    lsn = 1
-    channel = object()
-    last_error = None
-
-    async def set_peer_stale(self, _stale: bool, _reason: str) -> bool:
-        return True
-
-
 def test_an_inotify_overflow_forces_a_full_pass_and_not_in_sync_until_it_completes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    made, events = _manager(tmp_path)
+    made, events = source_manager(tmp_path)
     tree = tmp_path / "tree"
     tree.mkdir()
     passes: list[str] = []
@@ -90,7 +66,7 @@ def test_an_inotify_overflow_forces_a_full_pass_and_not_in_sync_until_it_complet
         object.__setattr__(cfg, "full_pass_s", 600.0)
         replicator = files_mod.FileReplicator(cfg, made._file_result)
         made.files = replicator
-        made.db_source = _SyncedDb()  # type: ignore[assignment]
+        made.db_source = SyncedDb()  # type: ignore[assignment]
         made._set_stale(False, "")
         await replicator.start()
         release.set()

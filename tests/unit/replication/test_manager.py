@@ -4,39 +4,17 @@ clears it, and lag past the threshold raises one event."""
 from __future__ import annotations
 
 import asyncio
-from importlib.resources import files
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from haoscar.events import Event, EventBus
-from haoscar.replication.manager import ReplicationManager
+from manager_fakes import SyncedDb, source_manager
+
 from haoscar.replication.state import PersistedState, read_status
-from haoscar.spec import check_text
-
-
-def manager(tmp_path: Path) -> tuple[ReplicationManager, list[Event]]:
-    spec, _ = check_text((files("haoscar") / "data" / "lab.yaml").read_text())
-    assert spec is not None
-    events: list[Event] = []
-    bus = EventBus("head1")
-    bus.subscribe(events.append)
-    made = ReplicationManager(spec, "head1", tmp_path, bus)
-    made.role = "source"
-    return made, events
-
-
-class SyncedDb:
-    synced = True
-    lsn = 7
-    channel = object()
-    last_error = None
-
-    async def set_peer_stale(self, _stale: bool, _reason: str) -> bool:
-        return True
 
 
 def test_a_failed_copy_marks_the_standby_stale_until_a_full_sync(tmp_path: Path) -> None:
-    made, events = manager(tmp_path)
+    made, events = source_manager(tmp_path)
 
     async def scenario() -> None:
         made._file_result("disk_full", "rsync of /home failed (disk_full): No space left on device", False)
@@ -70,16 +48,22 @@ class LaggingFiles:
 
 
 def test_lag_past_the_threshold_raises_one_event_and_shows_in_status(tmp_path: Path) -> None:
-    made, events = manager(tmp_path)
+    made, events = source_manager(tmp_path)
     lagging = LaggingFiles()
     made.files = lagging  # type: ignore[assignment]
 
+    def seen(kind: str) -> bool:
+        return any(e.kind == kind for e in events)
+
     async def scenario() -> dict[str, Any]:
+        # The monitor runs every 0.25 s: wait for what it does (the event, then the status it writes in the same
+        # round), not for a fixed time that a busy machine may stretch past the round.
         task = asyncio.create_task(made._monitor_loop())
-        await asyncio.sleep(0.6)
+        await _until(lambda: seen("replication.lag"))
         current = read_status(tmp_path / "replication")
         lagging.lag = 0.1
-        await asyncio.sleep(0.4)
+        await _until(lambda: seen("replication.lag_ok"))
+        await asyncio.sleep(0.6)  # two more rounds at the low lag: no further event
         task.cancel()
         assert current is not None
         return current.to_dict()
@@ -87,3 +71,11 @@ def test_lag_past_the_threshold_raises_one_event_and_shows_in_status(tmp_path: P
     status = asyncio.run(scenario())
     assert status["lag_s"] == 12.0 and status["files_pending"] == 40 and status["bytes_pending"] == 4_000_000
     assert [e.kind for e in events if e.kind.startswith("replication.lag")] == ["replication.lag", "replication.lag_ok"]
+
+
+async def _until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)

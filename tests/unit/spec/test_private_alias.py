@@ -9,7 +9,7 @@ import sys
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from conftest import BASE, edit, line_of, problems
+from spec_cases import BASE, edit, line_of, problems
 
 from haoscar.spec import check_text
 from haoscar.spec.topology import compute_facing_address, spec_warnings

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import BASE, edit, line_of, problems
+from spec_cases import BASE, edit, line_of, problems
 
 HAOSCAR = str(Path(sys.executable).with_name("haoscar"))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from conftest import BASE, edit
+from spec_cases import BASE, edit
 
 from haoscar.errors import UserError
 from haoscar.spec import all_nodes, check_text

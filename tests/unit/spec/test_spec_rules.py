@@ -2,7 +2,7 @@
 # (tables of one-line spec edits read best unwrapped)
 """One good and one bad case for every validation rule of cluster.yaml.
 
-Each bad case breaks the valid spec of conftest.py in one place and asserts the exact ``FILE:LINE: path: `` prefix
+Each bad case breaks the valid spec of spec_cases.py in one place and asserts the exact ``FILE:LINE: path: `` prefix
 a user would see, plus the phrase that tells them what would be right.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from conftest import BASE, edit, line_of, problems
+from spec_cases import BASE, edit, line_of, problems
 
 
 @dataclass(frozen=True)

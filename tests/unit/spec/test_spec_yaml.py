@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BASE, edit, line_of, problem_list, problems
+from spec_cases import BASE, edit, line_of, problem_list, problems
 
 from haoscar.errors import UserError
 from haoscar.spec import SpecError, check_text, load_spec

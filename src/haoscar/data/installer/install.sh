@@ -26,9 +26,10 @@ DISK=
 ESP=
 ESP_MIB=100
 FIRMWARE=bios
-# Scratch files (the plan, tool logs, the image fifo): a private directory made by main, so that installs run side
-# by side outside the initramfs (the lab's namespace hosts share the machine's /tmp) never read each other's.
-W=/tmp
+# Scratch files (tool logs, the image fifo): a private directory made by main, so that installs run side by side
+# outside the initramfs (the lab's namespace hosts share the machine's /tmp) never read each other's. Empty until
+# made; never the shared /tmp itself (if it cannot be made, the install fails and says so).
+W=
 
 log() { echo "haoscar-install: $*"; }
 
@@ -79,9 +80,11 @@ tail_of() { tail -n 2 "$1" 2>/dev/null | tr '\n' ' '; }
 # ------------------------------------------------------------------------------------------------ network, plan
 
 fetch_plan() { # MAC -> sources the head's plan for this node; false when the head does not know the MAC
-    timeout 20 wget -q -O $W/haoscar-plan --header "X-Haoscar-Token: $TOKEN" "$SERVER/install/$1/plan" \
-        2>/dev/null || return 1
-    . $W/haoscar-plan
+    # Kept in a variable, not a scratch file: the plan comes before the scratch directory, whose failure is
+    # reported to the head under this node's MAC.
+    plan=$(timeout 20 wget -q -O - --header "X-Haoscar-Token: $TOKEN" "$SERVER/install/$1/plan" 2>/dev/null) ||
+        return 1
+    eval "$plan"
 }
 
 network() {
@@ -416,10 +419,11 @@ finish() {
 
 main() {
     STARTED=$(date +%s)
-    W=$(mktemp -d /tmp/haoscar-install.XXXXXX) || W=/tmp
     # Never rm -r: an ESP left mounted under $W after a failure must not be emptied.
-    trap 'cleanup; [ "$W" = /tmp ] || { rm -f "$W"/*; rmdir "$W/esp" "$W" 2>/dev/null; }' EXIT
+    trap 'cleanup; [ -z "$W" ] || { rm -f "$W"/*; rmdir "$W/esp" "$W" 2>/dev/null; }' EXIT
     network
+    W=$(mktemp -d /tmp/haoscar-install.XXXXXX) ||
+        fail node "cannot make a private scratch directory in /tmp (mktemp -d failed: is /tmp full or read-only?)"
     FIRMWARE=$(firmware)
     case "$FIRMWARE" in
         efi | bios) ;;

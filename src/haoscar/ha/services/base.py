@@ -94,7 +94,9 @@ class ServiceResource(ABC):
             try:
                 problem = await within(self.check(), max(0.05, remaining))
             except TimeoutError:
-                problem = f"check took longer than {self.spec.timeout:g} s"
+                # A check cut short by the deadline says nothing new: keep what the last finished check found.
+                if problem == "not checked":
+                    problem = f"check took longer than {self.spec.timeout:g} s"
             if problem is None:
                 return
             if time.monotonic() >= deadline:

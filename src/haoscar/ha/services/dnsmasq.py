@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import subprocess
 import sys
 
 from haoscar.ha.services.base import ServiceEnv, ServiceResource
@@ -35,42 +36,49 @@ class DnsmasqService(ServiceResource):
         super().__init__(spec, env)
         self.paths = NetbootPaths.under(env.state_dir)
         self._proc: asyncio.subprocess.Process | None = None
-        self._warm: asyncio.Task[asyncio.subprocess.Process | None] | None = None
+        self._warm: subprocess.Popen[bytes] | None = None
+        # One start at a time: two overlapping starts (a promotion abandoned under load and the next one) both
+        # passed the "already running" check and ran two dnsmasq, reading the renderer's answers in turn.
+        self._starting = asyncio.Lock()
         self._prewarm()
 
     def _prewarm(self) -> None:
         """On a head's daemon (a spec, a running loop) the renderer is started ahead of need and waits, as the
-        status API's listener does: a takeover then pays for the render, not for starting Python (~0.7 s)."""
+        status API's listener does: a takeover then pays for the render, not for starting Python (~0.7 s).
+
+        Started with a plain ``Popen`` (a fork and exec, a few ms), not as an asyncio task: a task cancelled while
+        asyncio created the process (a daemon stopping right after a demotion) could hang the loop's shutdown."""
         if self.env.spec is None or self._warm is not None:
             return
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             return
-        self._warm = asyncio.ensure_future(self._start_warm())
-
-    async def _start_warm(self) -> asyncio.subprocess.Process | None:
         argv = [sys.executable, "-m", RENDER_MODULE, "--warm", str(self.env.state_dir)]
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        with contextlib.suppress(OSError):  # then rendered cold at start()
+            self._warm = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
             )
-            assert proc.stdout is not None
-            ready = await within(proc.stdout.readline(), 60.0)
-        except (OSError, TimeoutError):
-            return None  # rendered cold at start()
-        return proc if b'"ready"' in ready else None
 
     async def _render_warm(self, interface: str) -> bool:
-        """Render through the waiting renderer; False when there is none (then the cold path runs)."""
-        warm = await self._warm if self._warm is not None else None
-        if warm is None or warm.returncode is not None or warm.stdin is None or warm.stdout is None:
-            self._warm = None
-            self._prewarm()
+        """Render through the waiting renderer, then end it: an active head needs none until it stops serving
+        (``stop`` starts the next one), and a waiting one holds SQLAlchemy's ~60 MB for nothing (docs/benchmarks.md,
+        bench idle). False when there is none (then the cold path runs)."""
+        warm, self._warm = self._warm, None
+        if warm is None or warm.poll() is not None:
             return False
-        warm.stdin.write(interface.encode() + b"\n")
-        await warm.stdin.drain()
-        answer = json.loads(await within(warm.stdout.readline(), max(30.0, self.spec.timeout)) or b"{}")
+        try:
+            line = await within(asyncio.to_thread(_ask, warm, interface), max(30.0, self.spec.timeout))
+        except TimeoutError:
+            raise self.fail("rendering the netboot files from the database took longer than 30 s") from None
+        finally:
+            warm.kill()  # it would end at EOF anyway; killing also frees a reader thread still waiting for it
+            await asyncio.to_thread(warm.wait)
+            for pipe in (warm.stdin, warm.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+        answer = json.loads(line or b"{}")
         if not answer.get("ok"):
             raise self.fail(f"cannot render the DHCP config: {answer.get('error', 'the renderer exited')}")
         return True
@@ -100,6 +108,10 @@ class DnsmasqService(ServiceResource):
             raise self.fail(f"cannot render the DHCP config: {lines[-1] if lines else f'status {proc.returncode}'}")
 
     async def start(self) -> None:
+        async with self._starting:
+            await self._start()
+
+    async def _start(self) -> None:
         if self.pid() is not None:
             return
         binary = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
@@ -136,4 +148,20 @@ class DnsmasqService(ServiceResource):
         gone = await stop_child(proc, self.spec.stop_timeout, self.spec.kill_timeout)
         if gone and proc is not None:
             self.paths.pid_file.unlink(missing_ok=True)
+        if proc is not None:
+            self._prewarm()  # it served: ready for the next takeover
         return gone
+
+
+def _ask(warm: subprocess.Popen[bytes], interface: str) -> bytes:
+    """The renderer's answer for ``interface`` (after its ``ready`` line); b"" when it exited. In a thread."""
+    assert warm.stdin is not None and warm.stdout is not None
+    try:
+        warm.stdin.write(interface.encode() + b"\n")
+        warm.stdin.flush()
+    except OSError:
+        return b""
+    line = warm.stdout.readline()
+    while line and b'"ready"' in line:
+        line = warm.stdout.readline()
+    return line

@@ -7,12 +7,18 @@ after the private alias in ``ha.services``, it starts once the controller addres
 and ``scontrol ping`` (through the controller address) says it is UP. The role machine runs the resource group
 on one head at a time, so two controllers never run at once (docs/slurm.md; the lab test samples both heads).
 
+Before each start ``StateSaveLocation`` is given to ``SlurmUser`` (``slurm``): slurmctld drops to that account and
+saves there, and the tree may have been made by root or replicated from a head that ran the controller as root.
+
 ``start`` may replace the command line (it must stay in the foreground); ``SLURM_CONF`` is set to the config.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import pwd
 import re
 import shlex
 import shutil
@@ -23,6 +29,28 @@ from haoscar.ha.services.base import ServiceEnv, ServiceResource
 from haoscar.ha.services.proc import run_shell, spawn, stop_child
 from haoscar.provision.slurm_conf import CONF_PATH
 from haoscar.spec.models import Service
+
+
+def conf_value(conf_text: str, key: str) -> str | None:
+    match = re.search(rf"^{key}=(\S+)", conf_text, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def own_state(conf_text: str) -> None:
+    """Give ``StateSaveLocation`` (the whole tree) to ``SlurmUser``: slurmctld saves there after dropping root, and a
+    tree made by root or replicated from a head that ran the controller as root would refuse its saves. Raises
+    KeyError when the account does not exist."""
+    user, state = conf_value(conf_text, "SlurmUser"), conf_value(conf_text, "StateSaveLocation")
+    if user is None or state is None or user == "root":
+        return
+    entry = pwd.getpwnam(user)
+    owner = (entry.pw_uid, entry.pw_gid)
+    for dirpath, dirnames, filenames in os.walk(state):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in (*dirnames, *filenames))]:
+            with contextlib.suppress(FileNotFoundError):  # a file replication is replacing right now
+                st = os.lstat(name)
+                if (st.st_uid, st.st_gid) != owner:
+                    os.lchown(name, *owner)
 
 
 def conf_dirs(conf_text: str) -> list[Path]:
@@ -66,6 +94,11 @@ class SlurmctldService(ServiceResource):
             raise self.fail(f"cannot read {self.conf_path} ({exc.strerror}); run `haoscar slurm sync` first") from None
         for directory in conf_dirs(conf):
             directory.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(own_state, conf)
+        except KeyError:
+            user = conf_value(conf, "SlurmUser")
+            raise self.fail(f"SlurmUser {user} has no account on this head; install Debian's slurmctld") from None
         argv = self.argv()
         env = {"SLURM_CONF": self.conf_path, "HAOSCAR_NODE": self.env.node, "HAOSCAR_SERVICE": self.name}
         self._proc = await spawn(argv, self.log_path, env)

@@ -1,7 +1,9 @@
 """Kind ``status-api``: the head's token API (``haoscar.ha.api``) as a resource of the active head.
 
 It runs in a process of its own (``python -m haoscar.ha.apiserver``), never in the daemon's event loop, and asks
-the daemon over its control socket. It listens over TLS with this head's certificate from the cluster CA
+the daemon over its control socket: on a head's daemon the process every head runs for its read-only status
+(``SharedListener``), which binds the TLS API on command; elsewhere, or when that process is gone, a process of
+the service's own. It listens over TLS with this head's certificate from the cluster CA
 (``haoscar.tlsca``; made on first start when there is none, like the token) on the head's private and heartbeat
 addresses that are up on this host, and on its public address only with ``ha.api_public: true``. The check asks
 ``GET /status`` over TLS, pinned to the cluster CA, like any client would.
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from haoscar.errors import UserError
 from haoscar.ha.api import ensure_token, local_addresses
-from haoscar.ha.apiserver import ApiProcess, WarmProcess, prestart
+from haoscar.ha.apiserver import ApiProcess, SharedApi, SharedListener, WarmProcess, prestart, shared_listener
 from haoscar.ha.control import control_path
 from haoscar.ha.services.base import ServiceEnv, ServiceResource
 from haoscar.spec.models import Service
@@ -27,13 +29,15 @@ from haoscar.tlsca import client_context
 class StatusApiService(ServiceResource):
     def __init__(self, spec: Service, env: ServiceEnv) -> None:
         super().__init__(spec, env)
-        self.runner: ApiProcess | None = None
-        self._warm: asyncio.Task[WarmProcess | None] | None = None
+        self.runner: ApiProcess | SharedApi | None = None
+        self._warm: asyncio.Task[WarmProcess | SharedListener | None] | None = None
+        self._client: tuple[tuple[float, int], ssl.SSLContext] | None = None  # (ca.crt's mtime and size, context)
         self._prewarm()
 
     def _prewarm(self) -> None:
-        """On a head's daemon (a spec, a running loop), the API process is started ahead of need and waits: a
-        takeover then only has it bind (milliseconds), not start Python (~0.2 s on the failover's path)."""
+        """On a head's daemon (a spec, a running loop), the API's process is there ahead of need: the daemon's
+        status listener (its certificate checked now), else a process of its own that waits. A takeover then only
+        has it bind (milliseconds), not start Python (~0.2 s on the failover's path)."""
         if self.env.spec is None or self._warm is not None:
             return
         try:
@@ -42,11 +46,19 @@ class StatusApiService(ServiceResource):
             return
         self._warm = asyncio.ensure_future(self._prestart())
 
-    async def _prestart(self) -> WarmProcess | None:
+    async def _prestart(self) -> WarmProcess | SharedListener | None:
+        shared = await shared_listener(self._control)
+        timeout = self.spec.timeout + 10
+        if shared is not None and await shared.prepare(self.tls_dir, self.env.node, self.cert_addresses(), timeout):
+            return shared
         try:
             return await self._prestart_or_raise()
         except (UserError, OSError):
             return None  # started cold at start(), which then reports why
+
+    @property
+    def _control(self) -> Path:
+        return control_path(self.env.state_dir)
 
     @property
     def port(self) -> int:
@@ -85,12 +97,21 @@ class StatusApiService(ServiceResource):
         if not addresses:
             raise self.fail(f"none of {self.env.node}'s cluster addresses ({', '.join(self.candidates())}) is up")
         warm_task, self._warm = self._warm, None
+        timeout = self.spec.timeout + 10
         try:
             ensure_token(self.token_file)
-            warm = await warm_task if warm_task is not None else None
-            if warm is None or warm.proc.returncode is not None:
-                warm = await self._prestart_or_raise()
-            self.runner = await warm.go(addresses, self.spec.timeout + 10)
+            # Not prepared ahead (no spec, no loop at construction): the daemon's status listener all the same.
+            warm = await warm_task if warm_task is not None else await shared_listener(self._control)
+            if isinstance(warm, SharedListener):
+                self.runner = await warm.open_api(
+                    addresses, self.port, token_file=self.token_file, tls_dir=self.tls_dir, node=self.env.node,
+                    timeout=timeout,
+                )  # fmt: skip
+                warm = None
+            if self.runner is None:
+                if warm is None or warm.proc.returncode is not None:
+                    warm = await self._prestart_or_raise()
+                self.runner = await warm.go(addresses, timeout)
         except UserError as exc:
             raise self.fail(exc.message) from None
         await self.wait_ready(self.runner.proc)
@@ -104,13 +125,23 @@ class StatusApiService(ServiceResource):
         url = f"https://{address}:{self.port}/status"
         try:
             status, _ = await asyncio.wait_for(
-                _get_status(address, self.port, client_context(self.tls_dir / "ca.crt")), self.spec.timeout
+                _get_status(address, self.port, self._client_context()), self.spec.timeout
             )
         except (OSError, ssl.SSLError, ValueError, UserError, TimeoutError) as exc:
             return f"GET {url} failed: {exc or type(exc).__name__}"
         if status != 200:
             return f"GET {url} answered HTTP {status}"
         return None
+
+    def _client_context(self) -> ssl.SSLContext:
+        """The check's TLS client context, built again only when ``ca.crt`` changed (loading the CA for every check,
+        once a second, was a visible part of an idle head's CPU)."""
+        ca = self.tls_dir / "ca.crt"
+        st = ca.stat()
+        stamp = (st.st_mtime, st.st_size)
+        if self._client is None or self._client[0] != stamp:
+            self._client = (stamp, client_context(ca))
+        return self._client[1]
 
     async def _prestart_or_raise(self) -> WarmProcess:
         return await prestart(

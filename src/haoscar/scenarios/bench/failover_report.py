@@ -39,6 +39,8 @@ class Series:
     dhcp_ms: list[float] = field(default_factory=list)
     new_owners: list[str] = field(default_factory=list)
     unsteady_starts: int = 0
+    # runs not timed because the standby answered sooner than the crash could have moved the VIP (ms after it)
+    early_takeovers_ms: list[float] = field(default_factory=list)
     # per run, the random wait before the crash (uniform in [0, heartbeat or advert interval)): the crash phase
     crash_delay_ms: list[float] = field(default_factory=list)
     # per run, where the time went (haoscar only): step -> ms after the crash
@@ -153,6 +155,7 @@ def report(
         "dhcp_runs_ms": {key: s.dhcp_ms for key, s in series.items() if s.dhcp_ms},
         "vip_owner_after_crash": {key: s.new_owners for key, s in measured.items()},
         "unsteady_starts": {key: s.unsteady_starts for key, s in measured.items()},
+        "early_takeovers_ms": {key: s.early_takeovers_ms for key, s in measured.items()},
         "crash_delay_ms": {key: s.crash_delay_ms for key, s in measured.items()},
         # ms after the crash: last heartbeat heard, dead declared, lease granted (takeover), ARP probe done, VIP
         # added, first gratuitous ARP, services up, first echo reply from the new head at the public client

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import struct
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from haoscar.scenarios.bench.shipped import config_block, shipped_overrides
 from haoscar.spec import ClusterSpec
 
 SAMPLE_S = 10.0
+PFN_MASK = (1 << 55) - 1  # bits 0-54 of a pagemap entry
 CPU_LIMIT_PCT = 1.0
 RSS_LIMIT_MB = 80.0
 # Services the daemon manages for the cluster: their cost is the service's, not HA's (reported apart).
@@ -127,6 +129,35 @@ def measure_tree(roots: list[int], seconds: float) -> list[dict[str, Any]]:
     return out
 
 
+def resident_pages(pid: int) -> set[int]:
+    """The physical frames a process has resident (``/proc/PID/pagemap``, root only): pages it shares with other
+    processes have the same frame number, so a union over a process tree counts each page once."""
+    frames: set[int] = set()
+    page = os.sysconf("SC_PAGE_SIZE")
+    try:
+        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+            for line in maps:
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                if start >= 1 << 47:  # [vsyscall]: not readable through pagemap
+                    continue
+                pagemap.seek(start // page * 8)
+                raw = pagemap.read((end - start) // page * 8)
+                for (entry,) in struct.iter_unpack("<Q", raw):
+                    if entry >> 63 & 1 and entry & PFN_MASK:
+                        frames.add(entry & PFN_MASK)
+    except OSError:
+        pass
+    return frames
+
+
+def unique_mb(pids: list[int]) -> float:
+    """Resident memory of these processes with every page counted once (0 when pagemap hides frame numbers)."""
+    frames: set[int] = set()
+    for pid in pids:
+        frames |= resident_pages(pid)
+    return round(len(frames) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
 def summarize(processes: list[dict[str, Any]]) -> dict[str, Any]:
     """Totals over the processes: HA's own (services left out) and the services apart."""
     own = [p for p in processes if p["name"] not in SERVICE_PROGRAMS]
@@ -139,6 +170,7 @@ def summarize(processes: list[dict[str, Any]]) -> dict[str, Any]:
         "cpu_pct": total(own, "cpu_pct"),
         "rss_mb": total(own, "rss_mb"),
         "pss_mb": total(own, "pss_mb"),
+        "unique_mb": unique_mb([int(p["pid"]) for p in own]),
         "processes": len(own),
         "services_cpu_pct": total(services, "cpu_pct"),
         "services_rss_mb": total(services, "rss_mb"),
@@ -163,7 +195,13 @@ def run_idle_bench(
             time.sleep(max(pair.settle_s, 3.0))  # the start-up work (renders, first replication pass) is over
             note(f"haoscar: sampling {seconds:g} s")
             ha = pair.running()
-            haoscar = summarize(measure_tree([ha.proc(ha.primary).pid], seconds))
+            load_before = os.getloadavg()[0]
+            active_pid, standby_pid = ha.proc(ha.primary).pid, ha.proc(ha.standby).pid
+            both = measure_tree([active_pid, standby_pid], seconds)  # one window for both heads
+            active_tree = set(children_of(active_pid))
+            haoscar = summarize([p for p in both if p["pid"] in active_tree])
+            haoscar["standby_head"] = summarize([p for p in both if p["pid"] not in active_tree])
+            haoscar["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             config = config_block(pair.effective.ha, profile="default")
         finally:
             pair.stop()
@@ -198,9 +236,12 @@ def report(
         "idle_cpu_pct": haoscar["cpu_pct"],
         "rss_mb": haoscar["rss_mb"],
         "pss_mb": haoscar["pss_mb"],
-        "counted": "the active head's daemon and every child process (status listener, token API process, warm "
-        "netboot renderer, tlspipe, rsync daemon and clients); managed services (dnsmasq) apart in services_*; "
-        "CPU and RSS summed over the processes (RSS counts shared pages once per process, PSS splits them)",
+        "unique_mb": haoscar["unique_mb"],
+        "counted": "the active head's daemon and every child process (the status listener, which also serves the "
+        "token API, a warm netboot renderer if one runs, tlspipe, rsync daemon and clients); managed services "
+        "(dnsmasq) apart in services_*; CPU and RSS summed over the processes (RSS counts a page shared by N of "
+        "them N times, PSS splits it, also with processes outside the tree); unique_mb: the tree's resident pages "
+        "each counted once (pagemap frame numbers); the standby head's own tree in haoscar.standby_head",
         "sample_s": seconds,
         # one clock tick over the window: a figure of 0 means less than this
         "cpu_resolution_pct": round(100.0 / os.sysconf("SC_CLK_TCK") / seconds, 3),

@@ -16,7 +16,11 @@ missed:
 - a **false failover** is a head entering ``takeover`` or ``stopping``.
 
 The public client's ping every 10 ms says independently whether the head answering on the VIP ever changed. The
-worst event-loop lag is the daemons' own measurement (their status, and the ``loop.lag`` warnings they log).
+worst event-loop lag is the daemons' own measurement (their status, and the ``loop.lag`` warnings they log). The
+daemons and the witness run as the shipped units run them (real-time round robin, reset on fork:
+``haoscar.ha.scheduling``); ``scheduling`` says what the scheduler really gave each, ``load_average`` what else the
+machine was doing, and ``timeline`` lists the heads' role, peer, lease, network, witness, replication and loop-lag
+events in seconds after the stress began, so that a count can be traced to what led to it.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 
 from haoscar.errors import UserError
 from haoscar.events import events_path
+from haoscar.ha.scheduling import describe
 from haoscar.lab.lab import Lab
 from haoscar.scenarios.bench.failover import HaoscarPair, bench_spec, probe, topology
 from haoscar.scenarios.bench.failover_probe import ProbeEvent, icmp_argv
@@ -52,6 +57,8 @@ MOVES = ("takeover", "stopping")
 DEATH_KINDS = ("peer",)
 REFUSAL_KINDS = ("lease.denied", "replication.refused")
 REFUSAL_CAUSES = ("not-entitled",)
+# What the per-scenario timeline lists (seconds after the soak began), to tell what led to a count.
+TIMELINE_KINDS = ("role", "peer", "lease", "network", "witness", "loop", "replication", "failover")
 PROFILES = ("default", "fast")
 STRESSES = ("cpu-hog", "loss-20")
 LOSS_PERCENT = 20
@@ -148,6 +155,11 @@ def count_events(events: list[dict[str, Any]], settled: float, ended: float) -> 
     def said(found: list[dict[str, Any]]) -> list[str]:
         return [f"{e.get('node')}: {e.get('kind')} {e.get('message')}" for e in found]
 
+    timeline = [
+        f"{float(e.get('mono', 0.0)) - settled:8.3f} {e.get('node')}: {e.get('kind')} {e.get('message')}"
+        for e in sorted(window, key=lambda e: float(e.get("mono", 0.0)))  # both heads' events, in time order
+        if str(e.get("kind")).split(".")[0] in TIMELINE_KINDS
+    ]
     return {
         "false_failovers": len(moves),
         "wrongful_death_declarations": len(deaths),
@@ -155,6 +167,7 @@ def count_events(events: list[dict[str, Any]], settled: float, ended: float) -> 
         "death_declarations": said(deaths),
         "refusals": said(refusals),
         "role_changes": [f"{e.get('node')}: {e.get('message')}" for e in roles],
+        "timeline": timeline,
         "loop_lag_records": [
             float(e.get("data", {}).get("lag_ms", 0.0)) for e in window if e.get("kind") == "loop.lag"
         ],
@@ -187,10 +200,19 @@ def run_soak(
             for kind in stresses:
                 label = f"{profile}/{kind}"
                 scenarios[label] = _one_scenario(lab, spec, profile, kind, minutes=minutes, note=_prefixed(note, label))
+                scenarios[label]["fenced_hosts"] = _restore_fenced(lab, spec)
     finally:
         note(f"lab {name} down")
         lab.down()
     return _soak_report(spec, minutes, scenarios)
+
+
+def _restore_fenced(lab: Lab, spec: ClusterSpec) -> list[str]:
+    """The heads a daemon fenced (the lab method crashes the host), booted again so the next scenario can run."""
+    fenced = [h.hostname for h in (spec.heads.primary, spec.heads.standby) if lab.host(h.hostname).state == "crashed"]
+    for host in fenced:
+        lab.restore(host)
+    return fenced
 
 
 def _prefixed(note: Progress, prefix: str) -> Progress:
@@ -205,9 +227,11 @@ def _one_scenario(
     note("HA starting")
     pair.start()
     heads = (topo.primary, topo.standby)
+    scheduling = _scheduling(pair)
     statuses: dict[str, dict[str, Any]] = {}
     status_lags: list[float] = []
     probing_polls = 0
+    load_before = _load()
     try:
         settled = time.monotonic()
         with probe(lab, topo.client, icmp_argv(topo.vip, topo.client_iface)) as icmp, stress(lab, spec, kind) as what:
@@ -224,6 +248,7 @@ def _one_scenario(
             ended = time.monotonic()
             replies = [e for e in icmp.events if settled <= e.t < ended]
         alive = {host: pair.running().proc(host).poll() is None for host in heads}
+        load_after = _load()
     finally:
         pair.stop()
     events = [e for host in heads for e in read_events(events_path(lab.host_dir(host) / "var/lib/haoscar"))]
@@ -233,6 +258,9 @@ def _one_scenario(
     return {
         "stress": what,
         "config": config_block(pair.effective.ha, profile=profile),
+        "scheduling": scheduling,
+        # the machine's load average (1, 5, 15 min) as the stress began and as it ended: the figures depend on it
+        "load_average": {"start": load_before, "end": load_after},
         **counted,
         "daemons_alive_throughout": alive,
         "probing_polls": probing_polls,
@@ -247,6 +275,19 @@ def _one_scenario(
     }
 
 
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _scheduling(pair: HaoscarPair) -> dict[str, str]:
+    """What the scheduler really gives each daemon and the witness (started as the shipped units start them)."""
+    ha = pair.running()
+    found = {head: describe(ha.proc(head).pid) for head in (ha.primary, ha.standby)}
+    if ha.witness_host is not None:
+        found[ha.witness_host] = describe(ha.proc(ha.witness_host, "witness").pid)
+    return found
+
+
 def _soak_report(spec: ClusterSpec, minutes: float, scenarios: dict[str, dict[str, Any]]) -> dict[str, Any]:
     def total(name: str) -> int:
         return sum(int(s[name]) for s in scenarios.values())
@@ -259,12 +300,15 @@ def _soak_report(spec: ClusterSpec, minutes: float, scenarios: dict[str, dict[st
     first = next(iter(scenarios.values()), None)
     return {
         "config": first["config"] if first else None,
+        "scheduling": first["scheduling"] if first else None,
         "minutes_per_scenario": minutes,
         "scenarios": scenarios,
         "wrongful_death_declarations": total("wrongful_death_declarations"),
         "refused_takeovers": total("refused_takeovers"),
         "false_failovers": total("false_failovers"),
         "vip_owner_changes": total("vip_owner_changes"),
+        # a head its peer fenced (the lab's fencing crashes it), restored before the next scenario
+        "fenced_hosts": {label: s["fenced_hosts"] for label, s in scenarios.items() if s.get("fenced_hosts")},
         "max_loop_lag_ms": max(lags) if lags else None,
         "client_probe_failed_in": [name for name, s in scenarios.items() if not s["client_probe_ok"]],
         "floors": floors,

@@ -145,6 +145,14 @@ ROWS: tuple[Row, ...] = (
     Row("define-clients", "define N clients", key("seconds", unit=" s"),
         lambda r: f"floor {_num(r.get('target_seconds'))} s; {_num(r.get('nodes'))} clients"),
     Row("install", "one VM install over the network", key("install_s", unit=" s"), "TCG VM, image via the boot server"),
+    Row("install", "image into one lab host: installer's fetch path / rsync",
+        both(key("image_mb_per_s", unit=" MB/s"), key("rsync_mb_per_s", unit=" MB/s"), " / "),
+        "client-side wall time, same tree, each copy verified"),
+    Row("install-fanout", "N nodes pull their image at once: haoscar / rsync aggregate",
+        both(key("haoscar_aggregate_mb_per_s", unit=" MB/s"), key("rsync_aggregate_mb_per_s", unit=" MB/s"), " / "),
+        lambda r: f"{_num(r.get('nodes'))} lab hosts, image {_num(r.get('image_mb'))} MB in "
+        f"{_num(r.get('image_files'))} files; server CPU {_num(r.get('haoscar_server_cpu_ms_per_mb'))} / "
+        f"{_num(r.get('rsync_server_cpu_ms_per_mb'))} ms per MB; the lab's clients share the machine's cores"),
     Row("lab", "N-host lab up / down", both(key("up_s", unit=" s"), key("down_s", unit=" s"), " / "),
         lambda r: f"floors {_num(r.get('up_target_s'))} s / {_num(r.get('down_target_s'))} s; {_num(r.get('hosts'))} "
         "hosts"),

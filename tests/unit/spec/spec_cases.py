@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from haoscar.spec import Problem, check_text
 
 BASE = """\
@@ -104,8 +102,3 @@ def problems(text: str, filename: str = "cluster.yaml") -> list[str]:
 
 def problem_list(text: str) -> list[Problem]:
     return check_text(text)[1]
-
-
-@pytest.fixture
-def base() -> str:
-    return BASE

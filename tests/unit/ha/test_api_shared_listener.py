@@ -1,0 +1,88 @@
+"""One listener process per head: the read-only status listener the daemon runs also serves the token API of the
+``status-api`` service when it starts, and closes it when it stops, while the status stays served."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+from test_api_auth import Daemon, free_port, run  # this directory is on sys.path (pytest rootdir-less import)
+
+from haoscar.events import EventBus
+from haoscar.ha.api import call_api, read_token
+from haoscar.ha.apiserver import SharedListener, announce_shared, forget_shared, spawn
+from haoscar.ha.control import control_path, serve_control
+from haoscar.ha.resources import ResourceGroup
+from haoscar.ha.services import ServiceEnv, build_service
+from haoscar.spec.models import HA, Service
+
+
+def plain_status(port: int) -> tuple[int, bytes]:
+    """``GET /status`` on the plain status listener, as ``haoscar ha status`` asks the peer."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", "/status")
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_the_status_listener_process_serves_the_token_api_and_keeps_serving_the_status(tmp_path: Path) -> None:
+    status_port, api_port = free_port(), free_port()
+    token_file = tmp_path / "etc" / "api.token"
+    ca = tmp_path / "etc" / "tls" / "ca.crt"
+    daemon = Daemon()
+
+    async def control(op: str, request: dict[str, Any]) -> dict[str, Any]:
+        if op == "status":
+            return daemon.status()
+        return {"ok": True, "result": await daemon.switchover()}
+
+    async def scenario() -> None:
+        server = await serve_control(control_path(tmp_path), control)
+        shared = announce_shared(control_path(tmp_path))
+        listener = await spawn(control_path(tmp_path), ["127.0.0.1"], status_port, commands=True)
+        shared.set_result(SharedListener(listener))
+        env = ServiceEnv(
+            node="head1", state_dir=tmp_path, bus=EventBus("head1"), api_provider=daemon,
+            ha_config=HA(api_token_file=str(token_file)),
+        )  # fmt: skip
+        group = ResourceGroup(
+            [build_service(Service(name="api", kind="status-api", port=api_port), env)], EventBus("h")
+        )
+        try:
+            for _ in range(2):  # a second start (the next takeover) uses the same process again
+                await group.start()
+                assert group.services[0].pid() == listener.pid != os.getpid()  # one process for both listeners
+                status, body = await asyncio.to_thread(call_api, "127.0.0.1", api_port, "status", ca_file=ca)
+                assert (status, body["role"]) == (200, "active")
+                token = read_token(token_file)
+                status, body = await asyncio.to_thread(call_api, "127.0.0.1", api_port, "switchover", token, ca_file=ca)
+                assert (status, body["result"]) == (200, {"ok": True, "result": {"to": "head2"}})
+                assert await group.services[0].check() is None
+                assert await group.stop() is True
+                refused = await asyncio.to_thread(_refused, api_port)
+                assert refused  # the token API is closed ...
+                status, raw = await asyncio.to_thread(plain_status, status_port)
+                assert status == 200 and b'"role": "active"' in raw  # ... the status is still served
+                assert listener.proc.returncode is None
+        finally:
+            forget_shared(control_path(tmp_path))
+            await listener.close()
+            server.close()
+        assert daemon.calls == ["switchover", "switchover"]
+
+    run(scenario)
+
+
+def _refused(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(2)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
