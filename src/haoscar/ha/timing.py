@@ -32,7 +32,9 @@ class TimingReport:
 
 
 def _set_realtime(priority: int) -> None:
-    os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(priority))
+    # Reset on fork, as the shipped unit's CPUSchedulingResetOnFork: what the daemon starts (dnsmasq, rsync,
+    # slurmctld) and its worker threads run at normal priority; only the event loop's thread is real-time.
+    os.sched_setscheduler(0, os.SCHED_RR | os.SCHED_RESET_ON_FORK, os.sched_param(priority))
 
 
 def _mlockall() -> None:
@@ -48,7 +50,7 @@ def apply_timing_protection(ha_cfg: HA, bus: EventBus | None = None) -> TimingRe
     if ha_cfg.realtime:
         try:
             _set_realtime(ha_cfg.realtime_priority)
-            report.realtime = f"SCHED_RR priority {ha_cfg.realtime_priority}"
+            report.realtime = f"SCHED_RR priority {ha_cfg.realtime_priority}, reset on fork"
         except OSError as exc:
             report.warnings.append(
                 f"real-time scheduling refused ({exc.strerror or exc}); running with normal priority, "

@@ -72,8 +72,8 @@ class Vip:
         return self._ipr
 
     def _index(self) -> int:
-        # One ioctl, asked at every renewal (a recreated interface gets its new index); pyroute2's link_lookup
-        # dumped and decoded every link of the host, most of an idle active head's CPU (docs/benchmarks.md).
+        # One ioctl, asked at each use (a recreated interface gets its new index); pyroute2's link_lookup dumped
+        # and decoded every link of the host, most of an idle active head's CPU (docs/benchmarks.md).
         try:
             return socket.if_nametoindex(self.ifname)
         except OSError:

@@ -137,7 +137,8 @@ ROWS: tuple[Row, ...] = (
         "replication on"),
     Row("cluster-failover", "jobs lost", key("jobs_lost"),
         lambda r: f"floor 0; jobs acknowledged less than {_num(_sub(r, 'configuration', 'loss_bound_s'))} s before "
-        "the crash are NOT counted"),
+        f"the crash are NOT counted: of those, {_num(r.get('jobs_lost_within_bound'))} of "
+        f"{_num(r.get('jobs_within_bound'))} were lost (slurmctld saves its state at most every 5 s)"),
     Row("netboot-sync", "network-boot config for N nodes: full / one node",
         both(key("full_sync_s", unit=" s"), key("one_node_sync_ms", unit=" ms"), " / "),
         lambda r: f"floors 2 s / 50 ms; {_num(r.get('nodes'))} nodes; see the result for the directory's state and "
