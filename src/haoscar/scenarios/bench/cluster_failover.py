@@ -24,6 +24,7 @@ its Slurm id: a new controller that lost the last jobs hands their ids out again
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import importlib.resources
 import os
 import re
@@ -32,7 +33,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,20 +212,17 @@ def crash_and_measure(ha: HaLab, run: SlurmLab) -> dict[str, float]:
         }
 
 
-def one_run(where: Path, name: str) -> dict[str, Any]:
-    spec, path = bench_spec(where)
+@contextlib.contextmanager
+def slurm_cluster(spec: ClusterSpec, spec_file: Path, name: str, where: Path) -> Iterator[tuple[Lab, SlurmLab, HaLab]]:
+    """A lab with Slurm on every host and HA with replication on both heads; everything stopped and the lab taken
+    down on the way out, also when the start fails half-way (this bench and ``job_loss``)."""
     lab = Lab.up(spec, name, where)
     run: SlurmLab | None = None
     ha: HaLab | None = None
     try:
-        run = start_slurm(lab, spec, path, where / "slurm")
+        run = start_slurm(lab, spec, spec_file, where / "slurm")
         ha = start_ha(lab, spec, replication=True, replication_ack_timeout_s=1.0)
-        with ControllerSampler(lab, run.heads) as sampler:
-            queue = fill_queue(ha, run)
-            measured = crash_and_measure(ha, run)
-            crashed = measured.pop("crashed")
-            wait_until(lambda: settled(run, queue), 120, 0.5)
-        return tally(run, queue, crashed, measured, sampler)
+        yield lab, run, ha
     finally:
         if ha is not None:
             ha.stop()
@@ -232,6 +230,17 @@ def one_run(where: Path, name: str) -> dict[str, Any]:
             run.stop()
             run.env.close()
         down_lab(name, where)
+
+
+def one_run(where: Path, name: str) -> dict[str, Any]:
+    spec, path = bench_spec(where)
+    with slurm_cluster(spec, path, name, where) as (lab, run, ha):
+        with ControllerSampler(lab, run.heads) as sampler:
+            queue = fill_queue(ha, run)
+            measured = crash_and_measure(ha, run)
+            crashed = measured.pop("crashed")
+            wait_until(lambda: settled(run, queue), 120, 0.5)
+        return tally(run, queue, crashed, measured, sampler)
 
 
 def settled(run: SlurmLab, queue: Queue) -> bool:

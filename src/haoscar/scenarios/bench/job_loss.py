@@ -28,10 +28,9 @@ from typing import Any
 
 import yaml
 
-from haoscar.lab.lab import Lab, down_lab
-from haoscar.scenarios.bench.cluster_failover import PRIVATE_ALIAS, STATE_DIR, state_on_standby
-from haoscar.scenarios.ha_lab import HaLab, start_ha, wait_until
-from haoscar.scenarios.slurm_lab import SlurmLab, start_slurm
+from haoscar.scenarios.bench.cluster_failover import PRIVATE_ALIAS, STATE_DIR, slurm_cluster, state_on_standby
+from haoscar.scenarios.ha_lab import HaLab, wait_until
+from haoscar.scenarios.slurm_lab import SlurmLab
 from haoscar.spec import load_spec
 
 
@@ -99,13 +98,7 @@ def settle(ha: HaLab, run: SlurmLab) -> None:
 
 def trial(where: Path, name: str, flow_s: float, step_s: float) -> dict[str, Any]:
     path = loss_spec(where)
-    spec = load_spec(path)
-    lab = Lab.up(spec, name, where)
-    run: SlurmLab | None = None
-    ha: HaLab | None = None
-    try:
-        run = start_slurm(lab, spec, path, where / "slurm")
-        ha = start_ha(lab, spec, replication=True, replication_ack_timeout_s=1.0)
+    with slurm_cluster(load_spec(path), path, name, where) as (_lab, run, ha):
         settle(ha, run)
         ages, known, saves = flow_then_crash(ha, run, flow_s, step_s)
         lost = sorted(ages[job] for job in ages if job not in known)
@@ -119,13 +112,6 @@ def trial(where: Path, name: str, flow_s: float, step_s: float) -> dict[str, Any
             "ages_lost_s": [round(a, 3) for a in lost],
             "ages_kept_s": [round(a, 3) for a in kept],
         }
-    finally:
-        if ha is not None:
-            ha.stop()
-        if run is not None:
-            run.stop()
-            run.env.close()
-        down_lab(name, where)
 
 
 def main() -> None:
