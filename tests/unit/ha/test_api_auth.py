@@ -44,6 +44,12 @@ class Daemon:
         self.calls.append(f"takeover force={force}")
         return {"forced": force}
 
+    async def control(self, op: str, request: dict[str, Any]) -> dict[str, Any]:
+        """The control socket's handler as the daemon's: the status, or a switchover."""
+        if op == "status":
+            return self.status()
+        return {"ok": True, "result": await self.switchover()}
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -157,11 +163,6 @@ def test_status_api_service_serves_and_is_checked_over_https(tmp_path: Path) -> 
     token_file = tmp_path / "etc" / "api.token"
     daemon = Daemon()
 
-    async def control(op: str, request: dict[str, Any]) -> dict[str, Any]:
-        if op == "status":
-            return daemon.status()
-        return {"ok": True, "result": await daemon.switchover()}
-
     async def scenario() -> None:
         bus = EventBus("head1")
         env = ServiceEnv(
@@ -171,7 +172,7 @@ def test_status_api_service_serves_and_is_checked_over_https(tmp_path: Path) -> 
             api_provider=daemon,
             ha_config=HA(api_token_file=str(token_file)),
         )
-        server = await serve_control(control_path(tmp_path), control)
+        server = await serve_control(control_path(tmp_path), daemon.control)
         group = ResourceGroup([build_service(Service(name="api", kind="status-api", port=port), env)], bus)
         await group.start()
         try:

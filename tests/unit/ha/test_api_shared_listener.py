@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any
 
 from test_api_auth import Daemon, free_port, run  # this directory is on sys.path (pytest rootdir-less import)
 
@@ -38,13 +37,8 @@ def test_the_status_listener_process_serves_the_token_api_and_keeps_serving_the_
     ca = tmp_path / "etc" / "tls" / "ca.crt"
     daemon = Daemon()
 
-    async def control(op: str, request: dict[str, Any]) -> dict[str, Any]:
-        if op == "status":
-            return daemon.status()
-        return {"ok": True, "result": await daemon.switchover()}
-
     async def scenario() -> None:
-        server = await serve_control(control_path(tmp_path), control)
+        server = await serve_control(control_path(tmp_path), daemon.control)
         shared = announce_shared(control_path(tmp_path))
         listener = await spawn(control_path(tmp_path), ["127.0.0.1"], status_port, commands=True)
         shared.set_result(SharedListener(listener))
