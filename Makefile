@@ -13,7 +13,8 @@ APT_PACKAGES := iproute2 nftables dnsmasq-base rsync iputils-ping arping busybox
 	openssh-server openssh-client keepalived qemu-system-x86 ipxe debootstrap \
 	procps psmisc acl attr util-linux cpio xz-utils kmod python3-venv \
 	extlinux syslinux-common syslinux-efi fdisk e2fsprogs ovmf openssl \
-	fence-agents openipmi ipmitool slurmctld slurmd slurm-client munge
+	fence-agents openipmi ipmitool slurmctld slurmd slurm-client munge nfs-ganesha nfs-ganesha-vfs libnfs-utils \
+	openmpi-bin libopenmpi-dev libnfs13 libfuse2 chrony
 
 .PHONY: all deps apt venv demo test lint typecheck unit lab clean
 
@@ -59,7 +60,7 @@ lab: deps
 	$(BIN)/pytest -q tests/lab
 
 test: deps lint typecheck
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --durations=30 tests
 
 clean:
 	rm -rf $(VENV) $(STAMPS) .mypy_cache .ruff_cache .pytest_cache

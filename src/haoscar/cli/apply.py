@@ -10,6 +10,7 @@ import typer
 from haoscar.cli.context import cli_env
 from haoscar.cli.render import console, print_json, table, warn
 from haoscar.cli.spec import spec_app
+from haoscar.cli.user import resync_after_node_change
 
 
 @spec_app.command("apply")
@@ -25,6 +26,8 @@ def apply(
     from haoscar.commands.apply import ApplySpec, spec_apply
 
     report = spec_apply(cli_env(ctx), ApplySpec(file, prune=prune))
+    if report.added or report.changed or report.removed:
+        resync_after_node_change(cli_env(ctx))  # /etc/hosts and known hosts on the installed nodes (docs/accounts.md)
     if as_json:
         print_json(report.as_dict())
         return

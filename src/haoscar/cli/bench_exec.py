@@ -22,8 +22,10 @@ def bench_exec(
     out: OutOption = None,
     note: NoteOption = None,
 ) -> None:
-    """`haoscar exec @compute -- hostname` on N lab hosts running sshd, and plain `clush -w NODES hostname` on the
-    same hosts in the same run; prints {"seconds", "clush_seconds", ...} as JSON (floor: 1.5x clush, 5 s)."""
+    """`haoscar exec @compute -- hostname` on N lab hosts running sshd, cold (a login per node) and warm (over the
+    connections the cold run left), and `clush -w NODES hostname` on the same hosts in the same run (plain; and with
+    haoscar's ssh configuration, cold and warm); prints JSON: "seconds" is the warm exec, "clush_seconds" plain
+    clush (floor: 1.5x clush, 5 s), every other figure beside them (docs/exec.md)."""
     from haoscar.lab import require_root
     from haoscar.scenarios.bench.exec import run_exec_bench
 

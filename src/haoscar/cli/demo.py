@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 
 from haoscar.cli.context import cli_context
 from haoscar.cli.render import console, err_console, print_json, table
+
+if TYPE_CHECKING:
+    from haoscar.scenarios.demo import Act
+    from haoscar.scenarios.demo_cluster_steps import ClusterDemo
+    from haoscar.spec import ClusterSpec
 
 
 def _show(kind: str, payload: Any) -> None:
@@ -51,26 +57,53 @@ def demo(
         bool,
         typer.Option("--slurm/--no-slurm", help="The cluster act: Slurm jobs through a crash of the active head."),
     ] = True,
+    complete: Annotated[
+        bool,
+        typer.Option(
+            "--cluster",
+            help="Instead of the failover and Slurm acts: complete and test the cluster, crash the active head, "
+            "test again against the new head (~5 min).",
+        ),
+    ] = False,
 ) -> None:
     """Bring the demo cluster up in network namespaces, prove who reaches whom, fail the head over, tear it down."""
     from haoscar.lab import require_root
-    from haoscar.scenarios.demo import default_acts, load_demo_spec, run_demo
+    from haoscar.scenarios.demo import load_demo_spec, run_demo
 
     require_root("`haoscar demo`")
-    cluster = load_demo_spec(spec)
+    loaded = load_demo_spec(spec)
     state = cli_context(ctx).state_dir
     install_state = state if install else None
+    # Live views of the acts go to stderr with --json so that stdout stays one JSON document.
+    screen = err_console if as_json else console
+    cluster, acts, seen = _acts(loaded, screen, install_state, slurm=slurm, cluster=complete)
     if as_json:
-        # Live views of the acts go to stderr so that stdout stays one JSON document.
-        report = run_demo(cluster, state, name, acts=default_acts(err_console, install_state, slurm))
-        print_json(report.to_dict())
+        report = run_demo(cluster, state, name, acts=acts)
+        print_json(report.to_dict() | ({"cluster": seen[0].to_dict()} if seen else {}))
     else:
         console.print(f"[bold]haoscar demo[/]: cluster {cluster.cluster.name} as a virtual lab named {name}")
-        report = run_demo(cluster, state, name, acts=default_acts(console, install_state, slurm), observe=_show)
+        report = run_demo(cluster, state, name, acts=acts, observe=_show)
         verdict = "[green]✓ every check passed[/]" if report.ok else "[red]✗ some checks failed[/]"
         console.print(verdict)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _acts(
+    spec: ClusterSpec, screen: Console, install_state: Path | None, *, slurm: bool, cluster: bool
+) -> tuple[ClusterSpec, list[Act], list[ClusterDemo]]:
+    """The lab's spec, the acts, and where the cluster act leaves what it saw (``--cluster``: the reachability
+    act, then the complete cluster's act on a lab with a BMC per head)."""
+    from haoscar.scenarios.demo import REACHABILITY, Act, default_acts, install_act, reachability
+    from haoscar.scenarios.demo_cluster_setup import cluster_setup_act, lab_spec
+
+    seen: list[ClusterDemo] = []
+    if not cluster:
+        return spec, default_acts(screen, install_state, slurm), seen
+    acts = [Act(REACHABILITY, reachability), cluster_setup_act(screen, seen)]
+    if install_state is not None:
+        acts.append(install_act(screen, install_state))
+    return lab_spec(spec), acts, seen
 
 
 def register(app: typer.Typer) -> None:

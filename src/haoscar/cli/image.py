@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from haoscar.cli.context import cli_env
-from haoscar.cli.render import console, print_json, table
+from haoscar.cli.render import console, flags, print_json, table
 from haoscar.commands import images
 from haoscar.commands.env import Env, no_meter
 
@@ -229,12 +229,15 @@ def build(
     ] = "",
     ip_assignment: Annotated[str | None, typer.Option("--ip-assignment", help=IP_HELP)] = None,
     post_install: Annotated[str | None, typer.Option("--post-install", help=POST_HELP)] = None,
+    spec: Annotated[
+        Path | None, typer.Option("--spec", help="A cluster.yaml: build its image NAME (suite, packages, settings).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the new version's metadata as JSON.")] = False,
 ) -> None:
     """Build a Debian image from scratch with debootstrap from this machine's apt mirror."""
     extra = [p for p in packages.replace(",", " ").split() if p]
-    request = images.BuildImage(name, suite, extra, ip_assignment, post_install)
-    with _progress(cli_env(ctx), f"build {name}", not as_json) as env:
+    request = images.BuildImage(name, suite, extra, ip_assignment, post_install, spec)
+    with flags(name="NAME"), _progress(cli_env(ctx), f"build {name}", not as_json) as env:
         meta = images.image_build(env, request)
     if as_json:
         print_json(asdict(meta))

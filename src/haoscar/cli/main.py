@@ -81,6 +81,9 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "exec": ("exec",),
     "copy": ("exec",),
     "groups": ("exec",),
+    "cluster": ("cluster", "user"),  # user.py adds `cluster sync`
+    "user": ("user",),
+    "pkg": ("pkg",),
 }
 
 _loaded: set[str] = set()  # CLI modules registered so far ("bench" once the bench group is added)

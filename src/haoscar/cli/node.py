@@ -8,6 +8,7 @@ import typer
 
 from haoscar.cli.context import cli_env
 from haoscar.cli.render import Listing, console, flags, print_json, table
+from haoscar.cli.user import resync_after_node_change
 
 if TYPE_CHECKING:
     from haoscar.commands.nodes import NodeList, NodeRow
@@ -18,9 +19,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JS
 
 
 # Node names, addresses and MACs are never cut; in a narrow terminal these columns give way first.
-NODE_COLUMNS = ["name", "role", "group", "image", "private IP", "MAC", "boot mode", "install state"]
+NODE_COLUMNS = ["name", "role", "group", "image", "version", "private IP", "MAC", "boot mode", "install state"]
 NODE_KEYS = ["name", "private IP", "MAC"]
-NODE_DROP = ["group", "boot mode", "image", "role", "install state"]
+NODE_DROP = ["group", "boot mode", "version", "image", "role", "install state"]
 
 
 def node_table(listing: NodeList) -> Listing:
@@ -31,7 +32,12 @@ def node_table(listing: NodeList) -> Listing:
             return f"[red]failed: {listing.install_detail.get(row.name) or 'no reason given'}[/]"
         return row.install_state
 
-    cells = [(r.name, r.role, r.group, r.image, r.ip, r.mac or "-", r.boot_mode, shown(r)) for r in listing.rows]
+    def version(row: NodeRow) -> str:
+        return "-" if row.image_version is None else str(row.image_version)
+
+    cells = [
+        (r.name, r.role, r.group, r.image, version(r), r.ip, r.mac or "-", r.boot_mode, shown(r)) for r in listing.rows
+    ]
     return table(f"{len(listing.rows)} nodes", NODE_COLUMNS, cells, keys=NODE_KEYS, drop=NODE_DROP)
 
 
@@ -41,7 +47,8 @@ def list_(
     nodeset: Annotated[str | None, typer.Argument(help="Only these nodes, a node set such as node[001-016].")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show nodes with their role, group, image, private address, MAC, boot mode and install state."""
+    """Show nodes with their role, group, image and the version of it they run, private address, MAC, boot mode and
+    install state."""
     from haoscar.commands.nodes import ListNodes, node_list
 
     listing = node_list(cli_env(ctx), ListNodes(nodeset))
@@ -91,6 +98,7 @@ def add(
         group=group,
     )
     result = node_add(cli_env(ctx), request)
+    resync_after_node_change(cli_env(ctx))  # /etc/hosts and known hosts on the installed nodes (docs/accounts.md)
     if as_json:
         print_json(result.as_dict())
         return
@@ -118,6 +126,8 @@ def set_(
     request = SetNodes(nodeset, image=image, mac=mac, ip=ip, boot_mode=boot_mode, domain=domain)
     with flags(nodeset="NODESET"):  # a positional argument here, an option in `node add`
         result = node_set(cli_env(ctx), request)
+    if result.changed:
+        resync_after_node_change(cli_env(ctx))
     if as_json:
         print_json(result.as_dict())
         return
@@ -142,10 +152,42 @@ def delete(
         doomed = node_list(env, ListNodes(nodeset))
         typer.confirm(f"delete {len(doomed.rows)} nodes {doomed.nodeset}?", abort=True)
     deleted = node_delete(env, DeleteNodes(nodeset))
+    resync_after_node_change(env)
     if as_json:
         print_json(deleted.as_dict())
     else:
         console.print(f"deleted {len(deleted.names)} nodes: {deleted.nodeset}")
+
+
+@node_app.command("sync")
+def sync(
+    ctx: typer.Context,
+    nodeset: Annotated[str, typer.Argument(metavar="NODESET", help="Compute nodes: node[01-16], @compute, @rack1...")],
+    *,
+    image: Annotated[
+        str | None, typer.Option(help="NAME or NAME:VERSION (default: each node's image, its current version).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would change; change nothing.")] = False,
+    fanout: Annotated[int, typer.Option("--fanout", "-f", help="Transfers at once.")] = 16,
+    connect_timeout: Annotated[
+        float, typer.Option("--connect-timeout", "-t", help="Seconds to connect before a node is unreachable.")
+    ] = 10.0,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring running nodes to an image version (SystemImager's updateclient): rsync over ssh, each node's own files
+    kept (host name, ssh host keys, fstab, network, ...; docs/node-sync.md).
+
+    Exit status 0 when every node is synced (or, with --dry-run, could be), 1 when any was refused, unreachable or
+    failed (its version unchanged), 2 for bad input (nothing runs).
+    """
+    from haoscar.cli.node_sync_render import render_sync
+    from haoscar.commands.node_sync import NodeSyncRequest, node_sync
+
+    request = NodeSyncRequest(nodeset, image, dry_run, fanout, connect_timeout)
+    with flags(nodes="NODESET"):
+        report = node_sync(cli_env(ctx), request)
+    render_sync(report, as_json)
+    raise typer.Exit(report.exit_status)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,8 +22,11 @@ from haoscar.db.images import sync_images_in
 from haoscar.db.models import Group, Image, Interface, Network, Node, Setting, utcnow
 from haoscar.db.session import Database, record_event
 from haoscar.errors import FieldError, FieldProblem, UserError, ref
+from haoscar.provision.install_plan import SETTING_NFS_MOUNTS, SETTING_NODE_FILES
 from haoscar.provision.install_states import InstallState
 from haoscar.provision.netboot_snapshot import SETTING_COMPUTE_ADDRESS
+from haoscar.provision.nfs_ganesha import client_mounts
+from haoscar.provision.nfs_ganesha_client import node_files
 from haoscar.spec.loader import load_spec
 from haoscar.spec.models import ClusterSpec
 from haoscar.spec.nodes import InterfaceDef, NodeDef, all_nodes, group_label, group_names
@@ -80,6 +83,9 @@ def _apply_settings(session: Session, spec: ClusterSpec, report: ApplyReport) ->
         ("cluster_name", spec.cluster.name),
         ("domain", spec.cluster.domain),
         (SETTING_COMPUTE_ADDRESS, str(compute_facing_address(spec))),
+        # What an installing node mounts (its install plan carries them): docs/install.md "Joining the cluster".
+        (SETTING_NFS_MOUNTS, [mount.fstab_line() for mount in client_mounts(spec)]),
+        (SETTING_NODE_FILES, {path: list(entry) for path, entry in node_files(spec).items()}),
     )
     for key, value in settings:
         row = session.get(Setting, key)

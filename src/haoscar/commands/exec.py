@@ -213,7 +213,7 @@ def resolve_targets(env: Env, pattern: str) -> dict[str, str]:
     return {name: addresses[name] for name in names}
 
 
-def _config(env: Env) -> Path:
+def ssh_config(env: Env) -> Path:
     """haoscar's ssh configuration for every node of the database (``provision.fanout``)."""
     with env.database.session(readonly=True) as session:
         addresses = private_addresses(session)
@@ -269,7 +269,7 @@ def exec_command(env: Env, request: ExecRequest, shell: Shell = fanout.run_shell
         problems.append(FieldProblem("command", "is empty: give the command to run"))
     _raise(problems)
     targets = resolve_targets(env, request.nodes)
-    config = _config(env)
+    config = ssh_config(env)
     started = env.clock.monotonic()
     outcomes = shell(list(targets), request.command, limits, config)
     seconds = round(env.clock.monotonic() - started, 3)
@@ -294,7 +294,7 @@ def copy_files(env: Env, request: CopyRequest, copier: Copier = fanout.run_copy)
         problems.append(FieldProblem("dest", "is empty: give the path on the nodes"))
     _raise(problems)
     targets = resolve_targets(env, request.nodes)
-    config = _config(env)
+    config = ssh_config(env)
     started = env.clock.monotonic()
     outcomes = copier(list(targets), source, dest, limits, config, preserve=request.preserve)
     seconds = round(env.clock.monotonic() - started, 3)

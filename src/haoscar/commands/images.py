@@ -7,15 +7,17 @@ The store refuses to delete an image that a node definition still uses (the data
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from haoscar.commands.env import Env
+from haoscar.errors import FieldError, FieldNotFound
 from haoscar.provision.image_diff import TreeDiff
 from haoscar.provision.image_meta import IP_ASSIGNMENTS, POST_INSTALLS, VersionMeta
 from haoscar.provision.images import FetchRequest, ImageDetails, ImageStore, ImageSummary
 from haoscar.provision.sshkeys import ensure_identity
+from haoscar.spec import load_spec
 
 __all__ = [
     "IP_ASSIGNMENTS",
@@ -164,10 +166,36 @@ class BuildImage:
     packages: list[str] = field(default_factory=list)  # extra packages (a kernel and sshd are always in)
     ip_assignment: str | None = None
     post_install: str | None = None
+    spec: Path | None = None  # a cluster.yaml: the suite, packages and settings of its images[] entry ``name``
+
+
+def _from_spec(request: BuildImage) -> BuildImage:
+    """The build the spec's image of that name asks for (``debootstrap:SUITE``, its ``packages`` with the request's)."""
+    assert request.spec is not None
+    spec = load_spec(request.spec)
+    image = next((image for image in spec.images if image.name == request.name), None)
+    if image is None:
+        known = ", ".join(image.name for image in spec.images) or "none"
+        raise FieldNotFound(
+            "name", f"{request.name!r} is not an image of {request.spec}; its images: {known}", sep=": "
+        )
+    kind, _, suite = image.source.partition(":")
+    if kind != "debootstrap" or not suite:
+        detail = f"image {image.name} of {request.spec} has source {image.source!r}; only debootstrap:SUITE is built"
+        raise FieldError("spec", detail, sep=": ")
+    return replace(
+        request,
+        suite=suite,
+        packages=[*image.packages, *request.packages],
+        ip_assignment=request.ip_assignment or image.ip_assignment,
+        post_install=request.post_install or image.post_install,
+    )
 
 
 def image_build(env: Env, request: BuildImage) -> VersionMeta:
-    """Build a Debian image with debootstrap into a new version."""
+    """Build a Debian image with debootstrap into a new version (with ``spec``: as the spec's image says)."""
+    if request.spec is not None:
+        request = _from_spec(request)
     return image_store(env.state_dir).build(
         request.name,
         suite=request.suite,

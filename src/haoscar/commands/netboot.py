@@ -100,8 +100,15 @@ def serve(env: Env, request: ServeBoot) -> None:
         raise FieldError("binds", "give at least one address to listen on, e.g. 198.18.0.1", sep=": ", bare=True)
     if not 1 <= request.port <= 65535:
         raise FieldError("port", f"{request.port} is not a TCP port (1-65535)", sep=": ", bare=True)
+    from haoscar.commands.cluster_sync import sync_content
+    from haoscar.provision.accounts_script import render_script
+
     limits = effective_limits(env.database, request.limits, save=request.save_limits)
-    run(env.database, env.state_dir, list(request.binds), request.port, limits)
+
+    def accounts() -> str:  # a node being installed gets the cluster's users, hosts and keys (docs/install.md)
+        return render_script(sync_content(env))
+
+    run(env.database, env.state_dir, list(request.binds), request.port, limits, accounts=accounts)
 
 
 def build_installer(env: Env, request: BuildInstaller) -> InstallerBuild:

@@ -70,6 +70,7 @@ class NodeRow:
     boot_mode: str
     install_state: str
     from_spec: bool
+    image_version: int | None = None  # the version of its image the node runs (install, `node sync`)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,6 +111,7 @@ def _rows(session: Session, names: list[str] | None) -> list[NodeRow]:
             boot_mode=node.boot_mode,
             install_state=node.install_state,
             from_spec=node.from_spec,
+            image_version=node.image_version,
         )
         for node, group, image, ifname, ip, mac in session.execute(query)
     ]
@@ -370,8 +372,8 @@ def set_nodes(
             iface, mac_changed = _set_address(session, nodes[0], new_mac, new_ip)
         for node in nodes:
             changes: dict[str, Any] = {}
-            if image_row is not None and node.image_id != image_row.id:
-                changes["image_id"] = image_row.id
+            if image_row is not None and node.image_id != image_row.id:  # a version of the old image means nothing
+                changes |= {"image_id": image_row.id, "image_version": None}
             if boot_mode is not None and node.boot_mode != boot_mode:
                 changes["boot_mode"] = boot_mode
             if new_domain is not None and node.domain != new_domain:
@@ -468,15 +470,7 @@ class SetNodes:
 
 
 def node_set(env: Env, request: SetNodes) -> SetResult:
-    return set_nodes(
-        env.database,
-        request.nodeset,
-        image=request.image,
-        mac=request.mac,
-        ip=request.ip,
-        boot_mode=request.boot_mode,
-        domain=request.domain,
-    )
+    return set_nodes(env.database, request.nodeset, **{k: v for k, v in asdict(request).items() if k != "nodeset"})
 
 
 @dataclass(frozen=True)

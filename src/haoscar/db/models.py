@@ -83,6 +83,8 @@ class Node(Base):
     domain: Mapped[str] = mapped_column(String(253))
     group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id"))
     image_id: Mapped[int | None] = mapped_column(ForeignKey("images.id"))
+    # The version of its image the node runs (installed or `node sync`ed); None: not known (docs/node-sync.md).
+    image_version: Mapped[int | None] = mapped_column(Integer, default=None)
     boot_mode: Mapped[str] = mapped_column(String(9), default="netboot")
     install_state: Mapped[str] = mapped_column(String(12), default="defined")
     install_detail: Mapped[str] = mapped_column(Text, default="")
@@ -165,4 +167,32 @@ class InstallToken(Base):
     node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UserGroup(Base):
+    """A cluster-wide group (docs/accounts.md): a user's own group, or a group named with ``user add --group``.
+
+    ``external``: the group existed on the head before haoscar used it (``users``, gid 100): haoscar puts users in
+    it but never creates, changes or deletes it on the hosts."""
+
+    __tablename__ = "user_groups"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    gid: Mapped[int] = mapped_column(Integer, unique=True)
+    external: Mapped[bool] = mapped_column(default=False)
+
+
+class User(Base):
+    """A cluster-wide account (``haoscar user add``): the same uid and gid on both heads and every node; its home
+    is on the head's export (docs/accounts.md)."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    uid: Mapped[int] = mapped_column(Integer, unique=True)
+    group: Mapped[str] = mapped_column(ForeignKey("user_groups.name"))
+    shell: Mapped[str] = mapped_column(String(255))
+    comment: Mapped[str] = mapped_column(String(255), default="")
+    home: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,8 +1,10 @@
-"""PID 1 of a lab host: set the host name, bind the host's private directories, then reap orphans forever.
+"""PID 1 of a lab host: set the host name, mount its copy-on-write and private directories, then reap orphans.
 
-Run as ``python3 -I -S hostinit.py HOSTNAME SRC:DST...`` inside fresh mount, UTS and PID namespaces (made by
-``unshare``). It uses the standard library only, so the system interpreter starts it quickly. It prints ``ready``
-on stdout once the host is set up, then lets go of stdout so its starter may exit. A PID namespace's init must
+Run as ``python3 -I -S hostinit.py HOSTNAME [--cow DIR:UPPER:WORK]... SRC:DST...`` inside fresh mount, UTS and PID
+namespaces (made by ``unshare``). Each ``--cow`` mounts an overlay on DIR (lower: the machine's DIR; upper and work
+from the lab, see lab/hostfs.py), then each ``SRC:DST`` binds a private directory, on top of the overlays. It uses
+the standard library only, so the system interpreter starts it quickly. It prints ``ready`` on stdout once the host
+is set up, then lets go of stdout so its starter may exit. A PID namespace's init must
 ``waitpid(-1)``: every orphan of the host becomes its child, and an init that never reaps fills the host with
 zombies. Killing this process (SIGKILL from outside) makes the kernel kill every process of the host: a power loss.
 """
@@ -19,10 +21,11 @@ MS_MOVE = 8192
 MS_REC = 16384
 
 
-def _mount(source: str, target: str, fstype: str | None, flags: int) -> None:
+def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     kind = fstype.encode() if fstype else None
-    if libc.mount(source.encode(), target.encode(), kind, flags, None) != 0:
+    options = data.encode() if data is not None else None
+    if libc.mount(source.encode(), target.encode(), kind, flags, options) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"mount {source} on {target}: {os.strerror(errno)}")
 
@@ -52,16 +55,37 @@ def _reap_forever() -> None:
         signal.sigwait({signal.SIGCHLD})
 
 
+def _parse(args: list[str]) -> tuple[list[str], list[str]]:
+    cows, binds = [], []
+    while args:
+        arg = args.pop(0)
+        if arg == "--cow":
+            cows.append(args.pop(0))
+        else:
+            binds.append(arg)
+    return cows, binds
+
+
+def _overlay(spec: str) -> None:
+    target, upper, work = spec.split(":")
+    # The lower is resolved before the overlay covers ``target``: the machine's directory itself.
+    _mount("overlay", target, "overlay", 0, f"lowerdir={target},upperdir={upper},workdir={work}")
+
+
 def main(argv: list[str]) -> None:
-    hostname, *binds = argv
+    hostname, *rest = argv
+    cows, binds = _parse(rest)
     socket.sethostname(hostname)
     _fresh_sysfs()
-    # Hold every source before mounting any: once /var/lib/haoscar is covered, a source below the machine's own
-    # /var/lib/haoscar (the default state directory) would no longer be reachable by its path.
+    # Hold every source before mounting any: once /var/lib is an overlay and /var/lib/haoscar is covered, a source
+    # below the machine's own /var/lib/haoscar (the default state directory) would no longer be reachable by its
+    # path, or would be reached through the host's copy-on-write layer instead of the machine's directory.
     held = []
     for pair in binds:
         source, target = pair.split(":", 1)
         held.append((os.open(source, os.O_PATH | os.O_DIRECTORY), source, target))
+    for spec in cows:
+        _overlay(spec)
     for fd, _source, target in held:
         _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND)
         os.close(fd)

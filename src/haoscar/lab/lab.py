@@ -2,7 +2,8 @@
 
 Each host is a network namespace (named, so ``ip netns`` and pyroute2 find it) plus mount, UTS and PID namespaces
 held by a tiny init (``hostinit.py``). The host's private directories under ``state_dir/labs/NAME/hosts/HOST/`` are
-bound over /home, /etc/haoscar, /var/lib/haoscar, /srv and /run inside it. One switch namespace holds a bridge per
+bound over /home, /etc/haoscar, /var/lib/haoscar, /srv and /run inside it; /etc, /usr, /var/lib... are copy-on-write
+overlays of the machine's (lab/hostfs.py). One switch namespace holds a bridge per
 network; veth pairs connect hosts to bridges. The layout is saved as JSON, so any process can ``Lab.open`` it.
 """
 
@@ -23,15 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from haoscar.errors import NeedsRoot, NotFound, UserError
-from haoscar.lab import bmc, faults, netlink, procs
+from haoscar.lab import bmc, faults, hostfs, netlink, nfs_mounts, procs
+from haoscar.lab.hostfs import PRIVATE_DIRS
 from haoscar.lab.layout import LabHost, LabInterface, LabLayout, Partition, Role, layout_from_spec
 from haoscar.lab.names import NETNS_DIR, check_lab_name, netns_prefix
 from haoscar.lab.nsenter import ns_inode, popen_in, reap_spawned
 from haoscar.lab.status import LabStatus, lab_status
 from haoscar.spec import ClusterSpec, load_spec
 
-# Host directory (relative to the host's tree) -> where it is mounted inside the host.
-PRIVATE_DIRS = ("home", "etc/haoscar", "var/lib/haoscar", "srv", "run")
 INIT_READY_TIMEOUT = 30.0
 _HOSTINIT = Path(__file__).with_name("hostinit.py")
 
@@ -187,6 +187,13 @@ class Lab:
             self.layout.taps[name] = network
             self.layout.save(self._layout_file)
         return name
+
+    def mount_nfs(self, host: str, server: str, export: str, mountpoint: str) -> int:
+        """A userspace NFSv4 mount in ``host`` (lab/nfs_mounts.py); returns its pid. ``down`` unmounts it."""
+        return nfs_mounts.mount(self, host, server, export, mountpoint)
+
+    def unmount_nfs(self, host: str, mountpoint: str) -> None:
+        nfs_mounts.unmount(self, host, mountpoint)
 
     @property
     def switch_netns(self) -> str:
@@ -391,15 +398,12 @@ class Lab:
         run = tree / "run"
         if run.exists():
             shutil.rmtree(run)  # /run is a tmpfs on a real machine: a boot starts it empty
-        binds = []
-        for sub in PRIVATE_DIRS:
-            (tree / sub).mkdir(parents=True, exist_ok=True)
-            binds.append(f"{tree / sub}:/{sub}")
+        mounts = hostfs.host_mount_args(self.dir, self.name, host.name, host.role)
         log = open(self.dir / f"init-{host.name}.log", "ab")  # noqa: SIM115 - handed to the child
         argv = [
             "nsenter", f"--net={NETNS_DIR}/{host.netns}",
             "unshare", "--mount", "--uts", "--pid", "--fork", "--mount-proc", "--propagation", "private",
-            _system_python(), "-I", "-S", str(_HOSTINIT), host.name, *binds,
+            _system_python(), "-I", "-S", str(_HOSTINIT), host.name, *mounts,
         ]  # fmt: skip
         try:
             # A session of its own: a Ctrl-C in the terminal that ran `lab up` must not power the hosts off.
@@ -455,6 +459,7 @@ class Lab:
         spaces.add(self.layout.switch_netns)
         net_inodes = {ino for s in spaces if (ino := procs.netns_inode(f"{NETNS_DIR}/{s}")) is not None}
         pid_inodes = {h.pidns for h in self.hosts.values() if h.pidns is not None and self.alive(h.name)}
+        nfs_mounts.unmount_all(self)
         pids = procs.pids_in(pid_inodes, net_inodes)
         left = self._kill(pids, {h.starter_pid for h in self.hosts.values()})
         for host in list(self._starters):
@@ -463,6 +468,8 @@ class Lab:
             netlink.remove_netns(space)
         if left:
             raise RuntimeError(f"lab {self.name}: processes survived SIGKILL: {sorted(left)}")
+        hostfs.remove_cow(self.dir, self.name)
+        hostfs.unmount_all_under(self.dir)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

@@ -31,7 +31,8 @@ from haoscar.errors import FieldError, UserError
 from haoscar.provision import install_tokens
 from haoscar.provision.bootserver_gate import Gate, http_logger
 from haoscar.provision.bootserver_limits import BootLimits
-from haoscar.provision.install_http import LIMITS_KEY, add_install_routes, authorize
+from haoscar.provision.install_http import ACCOUNTS_KEY, LIMITS_KEY, add_install_routes, authorize
+from haoscar.provision.install_plan import AccountsScript
 from haoscar.provision.install_states import InstallState, set_install_state
 from haoscar.provision.installer_build import INSTALLER_DIR
 from haoscar.provision.ipxe import INITRD, KERNEL
@@ -165,7 +166,12 @@ async def boot_file(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(
-    db: Database, state_dir: Path, limits: BootLimits | None = None, gate: Gate | None = None
+    db: Database,
+    state_dir: Path,
+    limits: BootLimits | None = None,
+    gate: Gate | None = None,
+    *,
+    accounts: AccountsScript | None = None,
 ) -> web.Application:
     limits = limits or BootLimits()
     app = web.Application(client_max_size=limits.body_bytes, middlewares=[gate.middleware] if gate else [])
@@ -177,10 +183,20 @@ def make_app(
     app.router.add_get("/node/{mac}", node_record)
     app.router.add_get("/files/{path:.+}", boot_file)
     add_install_routes(app, db, state_dir)
+    if accounts is not None:
+        app[ACCOUNTS_KEY] = accounts
     return app
 
 
-def serve(db: Database, state_dir: Path, binds: list[str], port: int, limits: BootLimits | None = None) -> None:
+def serve(
+    db: Database,
+    state_dir: Path,
+    binds: list[str],
+    port: int,
+    limits: BootLimits | None = None,
+    *,
+    accounts: AccountsScript | None = None,
+) -> None:
     """Run until SIGTERM or SIGINT, listening on ``binds`` only, within ``limits``."""
     for address in binds:
         try:
@@ -189,16 +205,22 @@ def serve(db: Database, state_dir: Path, binds: list[str], port: int, limits: Bo
             raise FieldError(
                 "binds", f"{address!r} is not an IP address; give the head's private IP, e.g. 198.18.0.1"
             ) from None
-    asyncio.run(_run(db, state_dir, binds, port, limits or BootLimits()))
+    asyncio.run(_run(db, state_dir, binds, port, limits or BootLimits(), accounts=accounts))
 
 
 async def start(
-    db: Database, state_dir: Path, binds: list[str], port: int, limits: BootLimits
+    db: Database,
+    state_dir: Path,
+    binds: list[str],
+    port: int,
+    limits: BootLimits,
+    *,
+    accounts: AccountsScript | None = None,
 ) -> tuple[web.AppRunner, Gate]:
     """The boot server listening (stop it with ``gate.stop()`` then ``runner.cleanup()``)."""
     gate = Gate(limits)
     runner = web.AppRunner(
-        make_app(db, state_dir, limits, gate),
+        make_app(db, state_dir, limits, gate, accounts=accounts),
         access_log=None,
         logger=http_logger(),
         keepalive_timeout=limits.idle_timeout,  # aiohttp starts it when a connection opens, too
@@ -217,8 +239,10 @@ async def start(
     return runner, gate
 
 
-async def _run(db: Database, state_dir: Path, binds: list[str], port: int, limits: BootLimits) -> None:
-    runner, gate = await start(db, state_dir, binds, port, limits)
+async def _run(
+    db: Database, state_dir: Path, binds: list[str], port: int, limits: BootLimits, *, accounts: AccountsScript | None
+) -> None:
+    runner, gate = await start(db, state_dir, binds, port, limits, accounts=accounts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -12,15 +12,17 @@ import json
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from haoscar.fsutil import atomic_write
+from haoscar.provision import fanout_mux
 from haoscar.provision.sshkeys import SshIdentity
 
 SSH_CONFIG = "config"
+LOCAL_CONFIG = "config.local"  # the admin's own settings, read first (Include)
 SSH_FAILED = 255  # what ssh exits with when it could not connect or log in (a command's own 255 reads the same)
 
 
@@ -44,8 +46,12 @@ class Outcome:
     timed_out: bool = False
 
 
-def ssh_config_text(identity: SshIdentity, addresses: Mapping[str, str]) -> str:
-    """An ssh client configuration: each node's address, then haoscar's key and safe defaults for every host."""
+def ssh_config_text(identity: SshIdentity, addresses: Mapping[str, str], control: Path | None = None) -> str:
+    """An ssh client configuration: the admin's overrides, each node's address, then haoscar's key, safe defaults
+    and connection multiplexing (``fanout_mux``, sockets in ``control``) for every host."""
+    local = identity.key.parent / LOCAL_CONFIG
+    # ssh keeps the first value it reads for each option: what the admin sets in config.local wins over ours.
+    head = f"# Written by haoscar from the cluster database; put your own settings in {local}\nInclude {local}\n"
     blocks = [f"Host {name}\n    HostName {address}\n" for name, address in sorted(addresses.items())]
     common = (
         "Host *\n"
@@ -56,17 +62,20 @@ def ssh_config_text(identity: SshIdentity, addresses: Mapping[str, str]) -> str:
         # A host's key is learnt the first time, a changed one refused (a reinstalled node: ssh-keygen -R); no prompt.
         "    StrictHostKeyChecking accept-new\n"
         "    BatchMode yes\n"
-        # OpenSSH's default key exchange is kept (post-quantum hybrid on OpenSSH 9): it costs ~100 ms of CPU per
-        # login against curve25519's ~13 ms, but root shells and pushed files (munge keys) cross this network.
+        # OpenSSH's default key exchange is kept (post-quantum hybrid on OpenSSH 9, docs/exec.md#key-exchange): its
+        # ~100 ms of CPU per login is paid once per node and ControlPersist period, not once per command.
         "    LogLevel ERROR\n"
     )
-    return "".join(blocks) + common
+    return head + "".join(blocks) + common + fanout_mux.config_lines(control)
 
 
 def write_ssh_config(identity: SshIdentity, addresses: Mapping[str, str]) -> Path:
-    """``STATE/ssh/config`` beside the key, rewritten only when the database's nodes changed."""
+    """``STATE/ssh/config`` beside the key, rewritten only when the database's nodes changed; the control socket
+    directory is made (and its stale sockets removed) on the way."""
+    control = fanout_mux.control_dir(identity.key.parent)
+    fanout_mux.clean(control)
     path = identity.key.parent / SSH_CONFIG
-    atomic_write(path, ssh_config_text(identity, addresses), mode=0o600, durable=False)
+    atomic_write(path, ssh_config_text(identity, addresses, control), mode=0o600, durable=False)
     return path
 
 
@@ -101,3 +110,13 @@ def run_copy(
     """``source`` (a file or a directory) to ``dest`` on every node, by scp (ClusterShell's copy)."""
     request = {"op": "copy", "nodes": nodes, "source": str(source), "dest": dest, "preserve": preserve}
     return _run(request, limits, config)
+
+
+def run_local(nodes: list[str], command: str, limits: Limits, config: Path) -> dict[str, Outcome]:
+    """``command`` run here once per node, ``%h`` replaced by the node's name (ClusterShell's exec worker): a
+    program that reaches the node itself, such as ``rsync -e "ssh -F CONFIG" ... %h:/``."""
+    return _run({"op": "local", "nodes": nodes, "command": command}, limits, config)
+
+
+LocalRunner = Callable[[list[str], str, Limits, Path], dict[str, Outcome]]
+"""``run_local``'s shape (a test passes a stand-in)."""

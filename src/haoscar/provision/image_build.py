@@ -14,12 +14,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from haoscar.errors import NeedsRoot, UserError
+from haoscar.errors import FieldError, NeedsRoot, UserError
 from haoscar.provision.image_rsync import Progress
 
 # A kernel, an init, an ssh server, and ifupdown for the per-node /etc/network/interfaces the installer writes.
 # The cloud kernel is Debian's smallest with virtio and common NIC drivers.
-BASE_PACKAGES: tuple[str, ...] = ("linux-image-cloud-amd64", "systemd-sysv", "openssh-server", "ifupdown")
+BOOT_PACKAGES: tuple[str, ...] = ("linux-image-cloud-amd64", "systemd-sysv", "openssh-server", "ifupdown")
+# What a node needs to join the cluster (docs/install.md "Joining the cluster"): the kernel NFS client for /home
+# from the private alias (with netbase's /etc/protocols, without which mount.nfs finds no "tcp"), slurmd + munge
+# (configless from the controller), time from the alias (dbus: timedatectl asks timesyncd through it), rsync for
+# ``node sync``, and Debian's Open MPI for ``cluster test``'s MPI hello.
+JOIN_PACKAGES: tuple[str, ...] = (
+    "nfs-common",
+    "netbase",
+    "slurmd",
+    "munge",
+    "systemd-timesyncd",
+    "dbus",
+    "rsync",
+    "openmpi-bin",
+)
+BASE_PACKAGES: tuple[str, ...] = (*BOOT_PACKAGES, *JOIN_PACKAGES)
 
 _PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _SUITE = re.compile(r"^[a-z][a-z0-9-]*$")
@@ -108,7 +123,7 @@ def check_build_args(suite: str, packages: Sequence[str]) -> list[str]:
         raise UserError(f"{suite!r} is not a Debian suite name; use e.g. bookworm or trixie")
     bad = [p for p in packages if not _PACKAGE.match(p)]
     if bad:
-        raise UserError(f"not Debian package names: {', '.join(bad)}; use names like htop or slurmd")
+        raise FieldError("packages", f"not Debian package names: {', '.join(bad)}; use names like htop or slurmd")
     return list(dict.fromkeys([*BASE_PACKAGES, *packages]))
 
 
@@ -187,6 +202,11 @@ def strip_node_identity(root: Path) -> list[str]:
     for key in sorted((root / "etc/ssl/private").glob("ssl-cert-snakeoil.key")):
         key.unlink()
         done.append(f"removed /etc/ssl/private/{key.name}")
+    # munge's postinst makes a key; the cluster's own key reaches each node through its install plan instead.
+    munge_key = root / "etc/munge/munge.key"
+    if munge_key.is_file():
+        munge_key.unlink()
+        done.append("removed /etc/munge/munge.key")
     for name, content in (
         ("etc/hostname", ""),
         ("etc/machine-id", ""),

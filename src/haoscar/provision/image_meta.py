@@ -56,6 +56,9 @@ class ImageSettings:
     exclude_file: str | None = None
     source: str = ""
     next_version: int = 1
+    # Packages beyond a build's base set that the image holds: from the spec or `image build --packages`, plus
+    # `pkg install`, minus `pkg remove`; a rebuild installs them again (docs/packages.md).
+    packages: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ImageSettings:
@@ -66,6 +69,7 @@ class ImageSettings:
             exclude_file=data.get("exclude_file"),
             source=str(data.get("source", "")),
             next_version=int(data.get("next_version", 1)),
+            packages=[str(p) for p in data.get("packages", [])],
         )
 
 
@@ -82,7 +86,7 @@ class VersionMeta:
     bytes: int
     new_bytes: int
     parent: int | None
-    method: Literal["fetch", "build", "import"] = "fetch"
+    method: Literal["fetch", "build", "import", "packages"] = "fetch"
     details: dict[str, str] = field(default_factory=dict)
 
     @classmethod

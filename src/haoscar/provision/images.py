@@ -96,6 +96,7 @@ class FetchRequest:
 
 
 InUse = Callable[[Path, str], list[str]]
+Fill = Callable[[Path, Path | None], dict[str, str]]  # (new root, current root) -> details of the new version
 STORE_MODE = 0o700
 
 
@@ -361,7 +362,10 @@ class ImageStore:
     ) -> VersionMeta:
         """Build a Debian image with debootstrap from this machine's apt mirror."""
         settings, _ = self._new_settings(name, ip_assignment, post_install, f"debootstrap:{suite}")
-        all_packages = image_build.check_build_args(suite, packages)
+        # A rebuild keeps what `pkg install` added to the image (its recorded packages), so nodes stay the same.
+        extra = list(dict.fromkeys([*settings.packages, *packages]))
+        all_packages = image_build.check_build_args(suite, extra)
+        settings = replace(settings, packages=[p for p in extra if p not in image_build.BASE_PACKAGES])
         mirror = image_build.apt_mirror(suite, apt_dir)
         cache = self.state_dir / "cache" / "debootstrap" / suite
 
@@ -398,6 +402,14 @@ class ImageStore:
             }
 
         return self._commit(settings, fill, "build")
+
+    def derive(self, name: str, fill: Fill, packages: list[str]) -> VersionMeta:
+        """A new version made from the current one by ``fill(new_root, current_root)`` (``pkg install|remove``,
+        ``provision.image_packages_chroot``), the image's recorded packages set to ``packages``."""
+        settings = replace(self._settings(name), packages=packages)
+        if self.current(name) is None:
+            raise NotFound(f"image {name!r} has no current version to change; build or fetch one first")
+        return self._commit(settings, fill, "packages")
 
     # ---- changing what exists ------------------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ from haoscar.provision import install_progress, install_tokens
 from haoscar.provision.bootserver_limits import BootLimits
 from haoscar.provision.image_checksum import tar_argv
 from haoscar.provision.images import ImageStore
-from haoscar.provision.install_plan import install_plan, node_for_mac, node_image
+from haoscar.provision.install_plan import AccountsScript, install_plan, node_for_mac, node_image
 from haoscar.provision.netboot_snapshot import Database
 from haoscar.provision.slurm_conf import MUNGE_KEY_PATH
 from haoscar.spec.types import parse_mac
@@ -41,6 +41,9 @@ DB_KEY = web.AppKey("install_db", Database)
 STATE_KEY = web.AppKey("install_state_dir", Path)
 LIMITS_KEY = web.AppKey("limits", BootLimits)
 MUNGE_KEY = web.AppKey("install_munge_key_path", Path)  # where this head keeps the cluster's munge key
+# The cluster's accounts, /etc/hosts and keys as one script (``cluster sync``'s, injected by the command that starts
+# the server: commands/netboot.serve), run in the new system at install; None: the node gets them at the next sync.
+ACCOUNTS_KEY = web.AppKey("install_accounts_script", AccountsScript)
 WATCH_INTERVAL = 2.0
 CHUNK = 1 << 20
 
@@ -92,7 +95,9 @@ async def plan(request: web.Request) -> web.StreamResponse:
     mac = authorize(request.app[DB_KEY], request.match_info["mac"], request.headers.get(install_tokens.HEADER))
     # The first plan of an image version computes its stream's checksum (seconds for a big image): not in the loop.
     app = request.app
-    result = await asyncio.to_thread(install_plan, app[DB_KEY], app[STATE_KEY], mac, app[MUNGE_KEY])
+    result = await asyncio.to_thread(
+        install_plan, app[DB_KEY], app[STATE_KEY], mac, app[MUNGE_KEY], accounts=app.get(ACCOUNTS_KEY)
+    )
     return web.Response(text=result.as_shell(), content_type="text/plain")
 
 
@@ -131,7 +136,10 @@ async def progress(request: web.Request) -> web.StreamResponse:
 async def done(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     mac = _mac(request)
-    name = install_progress.record_done(request.app[DB_KEY], request.app[STATE_KEY], mac, float(_int(form, "seconds")))
+    seconds, version = float(_int(form, "seconds")), _int(form, "version", -1)  # the image version it installed
+    name = install_progress.record_done(
+        request.app[DB_KEY], request.app[STATE_KEY], mac, seconds, image_version=version if version >= 0 else None
+    )
     install_tokens.revoke(request.app[DB_KEY], name)
     return web.Response(text=f"{name} installed; it boots from its disk from now on\n")
 

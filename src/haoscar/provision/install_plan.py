@@ -8,21 +8,35 @@ with the reason, so the installer can report it to the head node in its own word
 from __future__ import annotations
 
 import base64
+import io
 import ipaddress
 import shlex
+import tarfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from haoscar.db.models import Interface, Network, Node
+from haoscar.db.models import Interface, Network, Node, Setting
 from haoscar.errors import NotFound, UserError
 from haoscar.provision.image_checksum import stream_sha256
 from haoscar.provision.images import ImageStore
-from haoscar.provision.netboot_snapshot import Database
-from haoscar.provision.slurm_conf import MUNGE_KEY_PATH
+from haoscar.provision.netboot_snapshot import SETTING_COMPUTE_ADDRESS, Database
+from haoscar.provision.slurm_conf import MUNGE_KEY_PATH, SLURMCTLD_PORT, host_dirs
 from haoscar.spec.types import parse_mac
+
+SETTING_NFS_MOUNTS = "nfs_mounts"  # the compute nodes' NFS mounts as fstab lines, written by ``spec apply``
+# Files every compute node gets, {path: [content, mode]}, written by ``spec apply`` (the NFS remount agent:
+# ``nfs_ganesha_client.node_files``); a systemd unit among them is enabled for multi-user.target.
+SETTING_NODE_FILES = "node_files"
+
+
+class AccountsScript(Protocol):
+    """The cluster sync script of this moment (``commands.cluster_sync``, injected: provision cannot call it)."""
+
+    def __call__(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,17 @@ class InstallPlan:
     # The cluster's munge key, base64: only in this per-node plan, which only this node's install token opens; never
     # in an image (any booting node can download those, and the key forges any user's Slurm credentials).
     munge_key: str = ""
+    # Where the node reaches the heads' services (the private alias when the spec has one, which follows the active
+    # head): /home over NFS, NTP, slurmd's configless controller (docs/install.md "Joining the cluster").
+    service_address: str = ""
+    # fstab lines of the spec's NFS exports (``nfs_ganesha.client_mounts``, stored by ``spec apply``), one a line.
+    nfs_fstab: str = ""
+    node_files: str = ""  # base64 of a tar of those files (and the units' enabling links), unpacked onto the node
+    slurmctld_port: int = SLURMCTLD_PORT
+    slurm_dirs: str = " ".join(host_dirs())  # made at install: slurmd creates none of its configured directories
+    # ``cluster sync``'s script (the cluster's users and groups, /etc/hosts, known hosts, root's keys), base64; the
+    # installer runs it in the new system, so the node boots with the users of the cluster. "" : none injected.
+    accounts_script: str = ""
 
     def as_shell(self) -> str:
         lines = [
@@ -114,7 +139,14 @@ def _image_facts(state_dir: Path, name: str | None, node: str) -> tuple[bool, st
     return True, "", version, meta.bytes, meta.files, meta.ip_assignment, meta.post_install
 
 
-def install_plan(db: Database, state_dir: Path, mac: str, munge_key_path: Path = Path(MUNGE_KEY_PATH)) -> InstallPlan:
+def install_plan(
+    db: Database,
+    state_dir: Path,
+    mac: str,
+    munge_key_path: Path = Path(MUNGE_KEY_PATH),
+    *,
+    accounts: AccountsScript | None = None,
+) -> InstallPlan:
     try:
         mac = parse_mac(mac)
     except ValueError as exc:
@@ -128,6 +160,10 @@ def install_plan(db: Database, state_dir: Path, mac: str, munge_key_path: Path =
         ifname, ip, prefix = iface.name, iface.ip, iface.prefix
         db_ip_assignment = node.image.ip_assignment if node.image is not None else "static"
         db_post_install = node.image.post_install if node.image is not None else "beep"
+        service_address = session.get(Setting, SETTING_COMPUTE_ADDRESS)
+        nfs_mounts = session.get(Setting, SETTING_NFS_MOUNTS)
+        extra = session.get(Setting, SETTING_NODE_FILES)
+        extra_files: dict[str, list[Any]] = dict(extra.value) if extra is not None and extra.value else {}
     ok, error, version, size, files, ip_assignment, post_install = _image_facts(state_dir, image_name, name)
     sha = ""
     if not ok:
@@ -157,7 +193,32 @@ def install_plan(db: Database, state_dir: Path, mac: str, munge_key_path: Path =
         hosts=hosts,
         authorized_keys=_public_key(state_dir),
         munge_key=_munge_key(munge_key_path),
+        service_address=str(service_address.value) if service_address is not None else "",
+        nfs_fstab="\n".join(nfs_mounts.value) if nfs_mounts is not None else "",
+        node_files=_b64(files_tar(extra_files)) if extra_files else "",
+        accounts_script=_b64(accounts().encode()) if accounts is not None else "",
     )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def files_tar(files: dict[str, list[Any]]) -> bytes:
+    """A tar of ``files`` ({path: [content, mode]}, owned by root) plus, for each systemd unit among them with
+    ``WantedBy=multi-user.target``, the link ``systemctl enable`` would make."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for path, (content, mode) in sorted(files.items()):
+            data = str(content).encode()
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.size, info.mode = len(data), int(mode)
+            tar.addfile(info, io.BytesIO(data))
+            if path.endswith(".service") and "WantedBy=multi-user.target" in str(content):
+                link = tarfile.TarInfo(f"etc/systemd/system/multi-user.target.wants/{path.rsplit('/', 1)[1]}")
+                link.type, link.linkname, link.mode = tarfile.SYMTYPE, path, 0o777
+                tar.addfile(link)
+    return out.getvalue()
 
 
 def _public_key(state_dir: Path) -> str:

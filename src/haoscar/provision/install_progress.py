@@ -162,8 +162,17 @@ def record_progress(
     return current
 
 
-def record_done(db: Database, state_dir: Path, mac: str, seconds: float = 0.0, *, now: float | None = None) -> str:
-    """The node is installed: it boots from its disk from now on (localboot) and its iPXE script says so."""
+def record_done(
+    db: Database,
+    state_dir: Path,
+    mac: str,
+    seconds: float = 0.0,
+    *,
+    now: float | None = None,
+    image_version: int | None = None,
+) -> str:
+    """The node is installed: it boots from its disk from now on (localboot) and its iPXE script says so;
+    ``image_version``: the version of its image the installer received (``node list`` shows it)."""
     from haoscar.provision.netboot_sync import netboot_sync
 
     mac = _mac(mac)
@@ -173,6 +182,7 @@ def record_done(db: Database, state_dir: Path, mac: str, seconds: float = 0.0, *
         node.boot_mode = "localboot"
         set_install_state(node, InstallState.INSTALLED)
         node.install_detail = ""
+        node.image_version = image_version
         name = node.name
         record_event(session, "install-done", f"{name} installed in {seconds:.0f} s", name, data={"mac": mac})
     previous = read_one(state_dir, name)

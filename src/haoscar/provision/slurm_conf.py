@@ -141,6 +141,9 @@ def render_slurm_conf(
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_Core",
         "SchedulerType=sched/backfill",
+        # Nodes installed from an image fetch this file from the controller (slurmd --conf-server ADDR), so a new
+        # node joins without a push (docs/install.md "Joining the cluster"); pushed copies stay valid.
+        "SlurmctldParameters=enable_configless",
     ]
     ordered = sorted(nodes, key=lambda node: _natural(node.name))
     lines.extend(node_line(node) for node in ordered)

@@ -15,9 +15,18 @@ from haoscar.keyring import load_secret
 from haoscar.spec.models import ClusterSpec
 from haoscar.spec.topology import topology
 
-# The trees replicated when ha.replicate is empty: users' homes, haoscar's config, the image store and the
-# scheduler's state (haoscar points Slurm's StateSaveLocation there, so both heads have it).
-DEFAULT_TREES = ("/home", "/etc/haoscar", "/var/lib/haoscar/images", "/var/lib/haoscar/scheduler")
+# The trees replicated when ha.replicate is empty: users' homes, haoscar's config, the image store, the
+# scheduler's state (haoscar points Slurm's StateSaveLocation there, so both heads have it) and haoscar's ssh key
+# pair and known hosts (one cluster key: the standby must reach the nodes the moment it is the active head).
+DEFAULT_TREES = (
+    "/home",
+    "/etc/haoscar",
+    "/var/lib/haoscar/images",
+    "/var/lib/haoscar/scheduler",
+    "/var/lib/haoscar/ssh",
+)
+# What a default tree never ships: the control sockets of this head's live ssh masters (provision/fanout_mux.py).
+DEFAULT_EXCLUDES = {"/var/lib/haoscar/ssh": ("/mux/",)}
 # Never shipped by rsync: SQLite files go through the database channel, and the daemons' own state is per head.
 STATE_EXCLUDES = ("/haoscar.db", "/haoscar.db-*", "/haoscar.db.lock", "/replication/", "/ha/", "/labs/")
 RSYNC_USER = "haoscar"
@@ -81,8 +90,15 @@ def rsync_password(key: bytes) -> str:
 
 def trees_of(spec: ClusterSpec, state_dir: Path) -> tuple[Tree, ...]:
     entries = [(p.path, tuple(p.exclude), False) for p in spec.ha.replicate] or [
-        (path, (), True) for path in DEFAULT_TREES
+        (path, DEFAULT_EXCLUDES.get(path, ()), True) for path in DEFAULT_TREES
     ]
+    # What the heads export over NFS is replicated too (docs/nfs.md): an export no tree holds becomes a tree of its
+    # own, created like the default ones (the export makes it haoscar's).
+    if spec.nfs.storage == "replicated" and any(service.kind == "nfs-ganesha" for service in spec.ha.services):
+        held = [Path(raw) for raw, _, _ in entries]
+        entries += [
+            (e.path, (), True) for e in spec.nfs.exports if not any(Path(e.path).is_relative_to(h) for h in held)
+        ]
     trees = []
     for i, (raw, excludes, default) in enumerate(entries):
         path = Path(raw)

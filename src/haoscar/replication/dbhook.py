@@ -42,8 +42,13 @@ def socket_path(state_dir: Path) -> Path:
 
 
 def attach_if_replicating(db: Database) -> None:
+    """The hook on a database of a head that replicates (``STATE/replication`` exists: the replication daemon ran
+    here). Whether it is the source is asked at each commit, not at open: a long-lived writer that opened the
+    database before the source side made its socket (the boot server, started with the HA services) must still
+    ship what it writes (its install states were lost on failover before). A state directory that never
+    replicated pays nothing (the row capture stays off)."""
     path = socket_path(db.state_dir)
-    if path.exists():
+    if path.parent.is_dir():
         db.add_commit_hook(CommitShipper(path))
 
 
@@ -78,6 +83,8 @@ class CommitShipper:
         self.last_reply: dict[str, Any] | None = None
 
     def __call__(self, changes: RowChanges) -> None:
+        if not self.path.exists():  # this head is not a replication source (now): nothing to ship
+            return
         lines = request_lines(changes)
         try:
             first = next(lines)

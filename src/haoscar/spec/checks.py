@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from haoscar.errors import UserError
 from haoscar.spec.fencing_checks import check_bmcs, check_fencing
 from haoscar.spec.models import HA, ClientGroup, HeadNode, Image, Lab, Network
+from haoscar.spec.nfs_models import NFS
 from haoscar.spec.nodes import group_names
 from haoscar.spec.types import parse_hostname
 from haoscar.spec.yamlsrc import Path_, dotted
@@ -32,6 +33,7 @@ class Parts:
     clients: list[tuple[int, ClientGroup]] = field(default_factory=list)
     ha: HA | None = None
     lab: Lab | None = None
+    nfs: NFS | None = None
     image_names_known: bool = True
     bad: set[Path_] = field(default_factory=set)
     """Paths of fields that failed their own check (already reported); cross checks on them would only guess."""

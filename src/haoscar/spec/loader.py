@@ -20,6 +20,8 @@ from haoscar.errors import UserError
 from haoscar.spec.checks import Parts, run_checks
 from haoscar.spec.checks_alias import run_alias_checks
 from haoscar.spec.models import HA, ClientGroup, ClusterSpec, HeadNode, Image, Lab, Network
+from haoscar.spec.nfs_checks import run_nfs_checks
+from haoscar.spec.nfs_models import NFS
 from haoscar.spec.yamlsrc import Located, Path_, YamlSyntaxError, dotted, load_located
 
 M = TypeVar("M", bound=BaseModel)
@@ -234,6 +236,7 @@ def _parts(data: dict[str, Any]) -> Parts:
                 parts.clients.append((index, group))
     parts.ha = partial(HA, data["ha"] if data.get("ha") is not None else {}, ("ha",), defaults=True)
     parts.lab = partial(Lab, data["lab"] if data.get("lab") is not None else {}, ("lab",))
+    parts.nfs = partial(NFS, data["nfs"] if data.get("nfs") is not None else {}, ("nfs",), defaults=True)
     return parts
 
 
@@ -266,7 +269,7 @@ def check_text(text: str, filename: str = "cluster.yaml") -> tuple[ClusterSpec |
     except ValidationError as exc:
         problems.extend(_problems_from(exc, located))
     parts = _parts(located.data)
-    for path, message in [*run_checks(parts), *run_alias_checks(parts)]:
+    for path, message in [*run_checks(parts), *run_alias_checks(parts), *run_nfs_checks(parts)]:
         problems.append(Problem(located.line_of(path), dotted(path), message))
     unique = sorted(set(problems))
     return (spec if not unique else None), unique

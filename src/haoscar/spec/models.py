@@ -8,10 +8,12 @@ problem of a spec is reported in one run.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from haoscar.spec.nfs_models import NFS
 from haoscar.spec.types import MAC, Domain, HostName, IfName, IPv4, Netmask, Subnet, Text
 
 
@@ -66,6 +68,21 @@ class Heads(SpecModel):
     standby: HeadNode
 
 
+# Debian policy 5.6.1: a package name is lowercase letters, digits, + - and ., two or more, starting alphanumeric.
+DEB_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+def check_package_name(value: str) -> str:
+    if not DEB_PACKAGE.match(value):
+        raise ValueError(
+            f"{value!r} is not a Debian package name; use lowercase letters, digits, + - and ., e.g. htop or slurmd"
+        )
+    return value
+
+
+DebPackage = Annotated[Text, AfterValidator(check_package_name)]
+
+
 class Image(SpecModel):
     """A client image, with the fields of the Fetch Image dialog."""
 
@@ -76,7 +93,9 @@ class Image(SpecModel):
     )
     ip_assignment: Literal["static", "dhcp"] = "static"
     post_install: Literal["beep", "reboot", "shutdown"] = "reboot"
-    packages: list[Text] = Field(default_factory=list)
+    packages: list[DebPackage] = Field(
+        default_factory=list, description="Debian packages installed at image build (docs/packages.md)"
+    )
 
 
 class ClientGroup(SpecModel):
@@ -117,9 +136,18 @@ class Service(SpecModel):
     """A head-node service: started in order on the active head, stopped in reverse on demotion."""
 
     name: HostName
-    kind: Literal["command", "systemd", "tcp", "process", "dnsmasq", "bootserver", "status-api", "slurmctld"] = (
-        "command"
-    )
+    kind: Literal[
+        "command",
+        "systemd",
+        "tcp",
+        "process",
+        "dnsmasq",
+        "bootserver",
+        "status-api",
+        "slurmctld",
+        "nfs-ganesha",
+        "chrony",
+    ] = "command"
     start: Text | None = None
     stop: Text | None = None
     monitor: Text | None = None
@@ -308,4 +336,5 @@ class ClusterSpec(SpecModel):
     images: list[Image] = Field(default_factory=list)
     clients: list[ClientGroup] = Field(default_factory=list)
     ha: HA = Field(default_factory=HA)
+    nfs: NFS = Field(default_factory=NFS, description="what the heads export over NFS (docs/nfs.md)")
     lab: Lab = Field(default_factory=Lab)

@@ -96,12 +96,15 @@ def test_piped_node_list_is_plain_columns(state: Path, capsys: pytest.CaptureFix
     lines = out.splitlines()
     assert lines[0] == "7 nodes"
     header, *rows = lines[1:]
-    assert header.split() == ["name", "role", "group", "image", "private-IP", "MAC", "boot-mode", "install-state"]
+    assert header.split() == [
+        "name", "role", "group", "image", "version", "private-IP", "MAC", "boot-mode", "install-state"
+    ]  # fmt: skip
     assert len(rows) == 7
-    assert {len(row.split()) for row in rows} == {8}
+    assert {len(row.split()) for row in rows} == {9}
     fields = {row.split()[0]: row.split() for row in rows}
-    assert fields[f"{LONG}002"][4:6] == ["198.18.0.201", "52:54:00:12:34:02"]
-    assert fields["head1"][5] == "-"  # an empty cell is a dash, so awk's fields stay in their columns
+    assert fields[f"{LONG}002"][5:7] == ["198.18.0.201", "52:54:00:12:34:02"]
+    assert fields["head1"][6] == "-"  # an empty cell is a dash, so awk's fields stay in their columns
+    assert fields["head1"][4] == "-"  # no version known yet
 
 
 def test_records_when_not_even_the_key_columns_fit() -> None:

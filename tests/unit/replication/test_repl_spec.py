@@ -24,8 +24,9 @@ def test_defaults_replicate_home_config_images_and_scheduler(tmp_path: Path) -> 
     assert spec is not None and not problems
     cfg = repl_config(spec, "head1", tmp_path)
     assert [str(t.path) for t in cfg.trees] == [
-        "/home", "/etc/haoscar", "/var/lib/haoscar/images", "/var/lib/haoscar/scheduler",
+        "/home", "/etc/haoscar", "/var/lib/haoscar/images", "/var/lib/haoscar/scheduler", "/var/lib/haoscar/ssh",
     ]  # fmt: skip
+    assert cfg.trees[-1].excludes == ("/mux/",)  # the live ssh control sockets stay each head's own
     assert (str(cfg.local_ip), str(cfg.peer_ip)) == ("198.18.1.1", "198.18.1.2")  # the heartbeat link
 
 

@@ -303,6 +303,66 @@ install_munge_key() { # the cluster's munge key from this node's plan (never in 
     chown "${owner:-0:0}" "$key" && chmod 400 "$key" || fail configure "cannot set the owner of the munge key $key"
 }
 
+# A file of the image (its packages decide which parts of joining apply). A symlink counts as it is: an absolute
+# one (Debian's alternatives: /usr/sbin/slurmd -> /etc/alternatives/slurmd) points into the image, not here.
+has() { [ -e "$TARGET$1" ] || [ -L "$TARGET$1" ]; }
+
+join_cluster() { # what makes the node one of the cluster's: /home, time, munge and slurmd from the heads' alias
+    [ -n "${SERVICE_ADDRESS:-}" ] || { log "the head sent no service address: the node will not join"; return 0; }
+    etc=$TARGET/etc
+    if has /sbin/mount.nfs; then
+        # The spec's exports as the head rendered them (hard mounts from the alias: docs/nfs.md says why).
+        printf '%s\n' "${NFS_FSTAB:-}" | while read -r source mountpoint rest; do
+            [ -n "$source" ] || continue
+            mkdir -p "$TARGET$mountpoint" && echo "$source $mountpoint $rest" >>"$etc/fstab"
+        done
+        # What docs/nfs.md says a node needs besides (the stale-handle remount agent and its enabled unit).
+        if [ -n "${NODE_FILES:-}" ]; then
+            printf '%s' "$NODE_FILES" | base64 -d | tar -x -C "$TARGET" 2>$W/files.log ||
+                fail configure "unpacking the node files: $(tail_of $W/files.log)"
+        fi
+    fi
+    if has /lib/systemd/systemd-timesyncd; then
+        mkdir -p "$etc/systemd/timesyncd.conf.d"
+        printf '# Written by the haoscar installer: time from the head nodes.\n[Time]\nNTP=%s\nFallbackNTP=\n' \
+            "$SERVICE_ADDRESS" >"$etc/systemd/timesyncd.conf.d/haoscar.conf"
+    fi
+    if has /usr/sbin/munged; then
+        echo "OPTIONS=\"--key-file=/etc/haoscar/slurm/munge.key\"" >"$etc/default/munge"
+    fi
+    if has /usr/sbin/slurmd; then
+        # Configless: slurmd fetches slurm.conf from the controller on the alias, so a new node needs no push.
+        echo "SLURMD_OPTIONS=\"--conf-server $SERVICE_ADDRESS:$SLURMCTLD_PORT\"" >"$etc/default/slurmd"
+        mkdir -p "$etc/systemd/system/slurmd.service.d" "$etc/tmpfiles.d"
+        # Debian's unit starts only with /etc/slurm/slurm.conf; configless has none. Retry while no head answers.
+        printf '[Unit]\nConditionPathExists=\nAfter=munge.service\n\n[Service]\nRestart=on-failure\nRestartSec=5\n' \
+            >"$etc/systemd/system/slurmd.service.d/haoscar.conf"
+        : >"$etc/tmpfiles.d/haoscar-slurm.conf"
+        for dir in $SLURM_DIRS; do
+            case "$dir" in
+                /run/*) echo "d $dir 0755 root root -" >>"$etc/tmpfiles.d/haoscar-slurm.conf" ;;
+                *) mkdir -p "$TARGET$dir" ;;
+            esac
+        done
+    fi
+}
+
+install_accounts() { # cluster sync's script in the new system: the cluster's users and groups, hosts and keys
+    [ -n "${ACCOUNTS_SCRIPT:-}" ] || return 0 # no script from the head: the node gets them at the next sync
+    [ -x "$TARGET/bin/bash" ] || { log "image $IMAGE has no bash: the cluster's users come with the next sync"; return 0; }
+    report configure 94 0 "the cluster's users, groups, hosts and keys"
+    script=$TARGET/run/haoscar-accounts.sh
+    mkdir -p "$TARGET/run" "$TARGET/dev" "$TARGET/proc" && printf '%s' "$ACCOUNTS_SCRIPT" | base64 -d >"$script" ||
+        fail configure "cannot write the accounts script in the new system"
+    mount -o bind /dev "$TARGET/dev" && mount -t proc proc "$TARGET/proc" ||
+        fail configure "cannot mount /dev and /proc in the new system for the accounts script"
+    chroot "$TARGET" /bin/bash /run/haoscar-accounts.sh >$W/accounts.log 2>&1
+    code=$?
+    umount "$TARGET/proc" "$TARGET/dev"
+    rm -f "$script"
+    [ $code -eq 0 ] || fail configure "the cluster's accounts script failed (exit $code): $(tail_of $W/accounts.log)"
+}
+
 configure() {
     report configure 91 0 "host name, addresses, /etc/hosts, fstab"
     echo "$NODE" >"$TARGET/etc/hostname"
@@ -318,6 +378,7 @@ configure() {
         chmod 600 "$TARGET/root/.ssh/authorized_keys"
     fi
     install_munge_key
+    join_cluster
     if [ -x "$TARGET/usr/bin/ssh-keygen" ]; then
         report configure 93 0 "fresh ssh host keys"
         rm -f "$TARGET"/etc/ssh/ssh_host_*
@@ -327,6 +388,7 @@ configure() {
         chroot "$TARGET" /usr/bin/ssh-keygen -A >$W/ssh.log 2>&1 || fail configure "ssh-keygen -A: $(tail_of $W/ssh.log)"
         umount "$TARGET/proc" "$TARGET/dev"
     fi
+    install_accounts
 }
 
 boot_config() { # KERNEL [INITRD]: a syslinux configuration that boots the new root
@@ -394,7 +456,7 @@ finish() {
     cleanup
     sync
     tries=0
-    until post "/install/$MAC/done" "seconds=$(($(date +%s) - STARTED))"; do
+    until post "/install/$MAC/done" "seconds=$(($(date +%s) - STARTED))&version=$IMAGE_VERSION"; do
         tries=$((tries + 1))
         [ $tries -ge 5 ] && fail done "installed, but the head node at $SERVER did not take the completion report"
         sleep 2

@@ -5,7 +5,9 @@ from __future__ import annotations
 from haoscar.ha.api import ApiProvider
 from haoscar.ha.services.base import ResourceError, ServiceEnv, ServiceResource
 from haoscar.ha.services.bootserver import BootServerService
+from haoscar.ha.services.chrony import ChronyService
 from haoscar.ha.services.dnsmasq import DnsmasqService
+from haoscar.ha.services.nfs_ganesha import NfsGaneshaService
 from haoscar.ha.services.shell import CommandService, ProcessService, TcpService
 from haoscar.ha.services.slurmctld import SlurmctldService
 from haoscar.ha.services.status_api import StatusApiService
@@ -21,6 +23,8 @@ KINDS: dict[str, type[ServiceResource]] = {
     "bootserver": BootServerService,
     "status-api": StatusApiService,
     "slurmctld": SlurmctldService,
+    "nfs-ganesha": NfsGaneshaService,
+    "chrony": ChronyService,
 }
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from haoscar.commands.apply import apply_spec
 from haoscar.commands.env import Env
 from haoscar.lab.lab import Lab
+from haoscar.provision.fanout import ssh_config_text
+from haoscar.provision.node_groups import private_addresses
 from haoscar.provision.sshkeys import ensure_identity, prepare_sshd
 from haoscar.scenarios.bench.lab import synthetic_spec
 from haoscar.spec import ClusterSpec
@@ -59,14 +61,40 @@ def prepare_state(state_dir: Path, spec: ClusterSpec) -> str:
     return ensure_identity(state_dir).public_key
 
 
-def _host_key(lab: Lab) -> Path:
+def plain_ssh_config(state_dir: Path) -> Path:
+    """An ssh configuration for plain clush: the nodes' addresses, the cluster key and known hosts, nothing else
+    (no multiplexing, OpenSSH's default key exchange), so it logs in as an admin's clush does."""
+    with Env(state_dir=state_dir) as env, env.database.session(readonly=True) as session:
+        addresses = private_addresses(session)
+    path = state_dir / "bench-plain-ssh-config"
+    path.write_text(ssh_config_text(ensure_identity(state_dir), addresses, None))
+    return path
+
+
+# Run inside a head: end every ssh master holding a connection to a node (the next run logs in afresh).
+_STOP = (
+    "import sys, pathlib; from haoscar.provision import fanout_mux as m; "
+    "m.stop(m.control_dir(pathlib.Path(sys.argv[1])))"
+)
+
+
+def stop_masters(lab: Lab, host: str, state_dir: Path) -> None:
+    """End the ssh masters of ``state_dir``'s configuration, from ``host`` (where they run)."""
+    lab.exec(host, [sys.executable, "-c", _STOP, str(state_dir / "ssh")], timeout=120)
+
+
+def sshd_host_key(lab: Lab, scratch: str = "exec-hostkey") -> Path:
     """One host key for every lab sshd (made once: 200 ssh-keygen runs would only cost time)."""
-    scratch = lab.dir / "exec-hostkey"
-    setup = prepare_sshd(scratch, "127.0.0.1", [])
-    return scratch / setup.host_key.name
+    setup = prepare_sshd(lab.dir / scratch, "127.0.0.1", [])
+    return lab.dir / scratch / setup.host_key.name
 
 
-def _start_one(lab: Lab, host: str, authorized: list[str], host_key: Path) -> subprocess.Popen[bytes]:
+def start_sshd(
+    lab: Lab, host: str, authorized: list[str], host_key: Path, *, user_keys: bool = False
+) -> subprocess.Popen[bytes]:
+    """sshd on ``host``'s private address, root authorized with ``authorized``; with ``user_keys`` every user's
+    own ~/.ssh/authorized_keys too (a node's sshd, for cluster accounts), in a mount namespace of sshd's own that is
+    a slave of the host's (its later mounts, such as an NFS /home, still reach the logins)."""
     address = lab.host(host).address_on("private")
     assert address is not None, f"{host} has no private address"
     config_dir = lab.host_dir(host) / "etc/haoscar/sshd"
@@ -74,10 +102,42 @@ def _start_one(lab: Lab, host: str, authorized: list[str], host_key: Path) -> su
     for suffix in ("", ".pub"):
         shutil.copy2(f"{host_key}{suffix}", config_dir / f"{host_key.name}{suffix}")
     setup = prepare_sshd(config_dir, address, authorized, seen_as=SSHD_DIR)
+    wrapper = _OWN_ROOT_HOME
+    if user_keys:
+        config = config_dir / setup.config.name
+        config.write_text(
+            config.read_text().replace(
+                f"AuthorizedKeysFile {setup.authorized_keys}",
+                f"AuthorizedKeysFile {setup.authorized_keys} .ssh/authorized_keys",
+            )
+        )
+        wrapper = ["unshare", "--mount", "--propagation", "slave", *_OWN_ROOT_HOME]
     # sshd insists on its privilege separation directory, owned by root and not group/world writable.
     (lab.host_dir(host) / "run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
     (config_dir / "root").mkdir(mode=0o700, exist_ok=True)
-    return lab.popen(host, [*_OWN_ROOT_HOME, *setup.argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return lab.popen(host, [*wrapper, *setup.argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_listening(lab: Lab, hosts: Sequence[str], probe_from: str = "head1", timeout: float = 60.0) -> list[str]:
+    """Wait until every host's sshd accepts (probed from inside ``probe_from``); returns their addresses."""
+    addresses = [str(lab.host(host).address_on("private")) for host in hosts]
+    probe = [sys.executable, "-c", _PROBE, str(timeout), *addresses]
+    missing = lab.exec(probe_from, probe, timeout=timeout + 30).stdout.split()
+    if missing:
+        raise RuntimeError(f"sshd did not listen within {timeout:g} s on {', '.join(missing)}")
+    return addresses
+
+
+def stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """End the sshds by their pids: SIGTERM, then SIGKILL what is still there after 5 s."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @contextmanager
@@ -86,26 +146,14 @@ def lab_sshds(
 ) -> Iterator[list[str]]:
     """sshd on every host of ``hosts`` (their private addresses); yields the addresses once all accept. Each sshd
     is ended by its pid when the block exits (and dies with the lab anyway)."""
-    host_key = _host_key(lab)
+    host_key = sshd_host_key(lab)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for host in hosts:
-            procs.append(_start_one(lab, host, authorized, host_key))
-        addresses = [str(lab.host(host).address_on("private")) for host in hosts]
-        probe = [sys.executable, "-c", _PROBE, str(timeout), *addresses]
-        missing = lab.exec(probe_from, probe, timeout=timeout + 30).stdout.split()
-        if missing:
-            raise RuntimeError(f"sshd did not listen within {timeout:g} s on {', '.join(missing)}")
-        yield addresses
+            procs.append(start_sshd(lab, host, authorized, host_key))
+        yield wait_listening(lab, hosts, probe_from, timeout)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(procs)
 
 
 def haoscar_in(

@@ -1,0 +1,61 @@
+"""The userspace NFS client's pure parts: the SETATTR COMPOUND it sends, reply parsing, mount arguments."""
+
+from __future__ import annotations
+
+import errno
+import struct
+from pathlib import Path
+
+import pytest
+
+from haoscar.errors import UserError
+from haoscar.lab import nfs_mounts
+from haoscar.lab.nfs4_setattr import Attrs, Creds, compound, nfsstat4_errno, parse_status
+
+
+def _words(data: bytes) -> list[int]:
+    return list(struct.unpack(f">{len(data) // 4}I", data))
+
+
+def test_setattr_compound_looks_up_each_component_then_sets_mode_and_owner() -> None:
+    call = compound(["home", "u1"], Attrs(mode=0o700, uid=1000), Creds(1000, 100), xid=7)
+    words = _words(call[:24])
+    assert words == [7, 0, 2, 100003, 4, 1]  # xid, CALL, RPC v2, NFS program, version 4, COMPOUND
+    assert b"\x00\x00\x00\x18" in call  # PUTROOTFH
+    assert call.count(b"\x00\x00\x00\x0f\x00\x00\x00\x04home") == 1  # LOOKUP "home"
+    # SETATTR: anonymous stateid, bitmap word 1 with MODE (33) and OWNER (36), then 0700 and the string "1000"
+    tail = call[call.index(b"\x00\x00\x00\x22" + b"\x00" * 16) + 20 :]
+    assert _words(tail[:12]) == [2, 0, (1 << 1) | (1 << 4)]
+    assert tail[12:16] == struct.pack(">I", 12) and tail[16:20] == struct.pack(">I", 0o700)
+    assert tail[20:28] == struct.pack(">I", 4) + b"1000"
+
+
+def test_reply_status_and_errors() -> None:
+    ok = struct.pack(">IIIII", 9, 1, 0, 0, 0) + struct.pack(">II", 0, 0)
+    assert parse_status(ok, 9) == 0
+    denied = struct.pack(">IIIII", 9, 1, 0, 0, 0) + struct.pack(">II", 0, 13)
+    assert parse_status(denied, 9) == 13 and nfsstat4_errno(13) == errno.EACCES
+    assert nfsstat4_errno(66) == errno.ENOTEMPTY and nfsstat4_errno(10022) == errno.ERANGE
+    with pytest.raises(OSError, match="refused"):
+        parse_status(ok, 10)
+
+
+class _NoLab:
+    dir = Path("/nonexistent")
+
+
+@pytest.mark.parametrize(
+    ("server", "export", "mountpoint", "field"),
+    [
+        ("alias", "/home", "/home", "server"),
+        ("198.18.0.3", "home", "/home", "export"),
+        ("198.18.0.3", "/home", "/a/../b", "mountpoint"),
+    ],
+)
+def test_bad_mount_arguments_name_the_field(server: str, export: str, mountpoint: str, field: str) -> None:
+    with pytest.raises(UserError, match=f"^{field} "):
+        nfs_mounts.mount(_NoLab(), "node01", server, export, mountpoint)  # type: ignore[arg-type]
+
+
+def test_is_mounted_reads_the_process_mount_table() -> None:
+    assert not nfs_mounts.is_mounted(1 << 22, "/home")  # no such process
