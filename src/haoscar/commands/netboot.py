@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from haoscar.commands.env import Env
-from haoscar.errors import FieldError
+from haoscar.errors import FieldError, UserError
 from haoscar.provision.installer_kernel import META_PACKAGE
 from haoscar.provision.netboot_sync import SyncReport, netboot_sync
 from haoscar.spec.nodes import expand_nodeset
@@ -106,7 +106,11 @@ def serve(env: Env, request: ServeBoot) -> None:
     limits = effective_limits(env.database, request.limits, save=request.save_limits)
 
     def accounts() -> str:  # a node being installed gets the cluster's users, hosts and keys (docs/install.md)
-        return render_script(sync_content(env))
+        try:
+            return render_script(sync_content(env))
+        except (UserError, OSError) as exc:  # the install goes on: the node gets them at the next cluster sync
+            env.progress(f"an install plan without the cluster's accounts (the next `cluster sync` brings them): {exc}")
+            return ""
 
     run(env.database, env.state_dir, list(request.binds), request.port, limits, accounts=accounts)
 

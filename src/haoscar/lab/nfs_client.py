@@ -38,6 +38,9 @@ TRANSPORT = frozenset(
     {errno.EFAULT, errno.EINTR, errno.EIO, errno.ETIMEDOUT, errno.ENOTCONN, errno.ECONNRESET, errno.ECONNREFUSED}
     | {errno.EPIPE, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNABORTED}
 )
+# RPC timeouts: the request may still be queued in that libnfs context (and its reply may still come), so the
+# context is never used again; a hard mount retries the call on a fresh connection, for as long as it takes.
+TIMEOUTS = frozenset({errno.EINTR, errno.ETIMEDOUT})
 # Server answers that mean "this connection's state is gone": a stale file handle (another server, or a file that
 # was replaced), and libnfs 4.0's -ERANGE for the NFSv4-only errors (STALE_CLIENTID, BAD_STATEID, EXPIRED...).
 STALE = frozenset({errno.ESTALE, errno.ERANGE})
@@ -368,6 +371,8 @@ class Session:
         """``lost`` (the server is unreachable), ``stale`` (the connection's state is gone) or ``answer``."""
         if exc.errno not in TRANSPORT | STALE:
             return "answer"
+        if exc.errno in TIMEOUTS:
+            return "lost"  # a slow server (or a loaded machine) is waited for, as a kernel hard mount does
         try:
             conn.stat("/")  # the export's root: answers whenever the server does
         except NfsError:

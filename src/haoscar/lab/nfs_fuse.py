@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import faulthandler
 import json
 import logging
 import os
@@ -215,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.DEBUG if args.debug else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # A fault inside libnfs (C, through ctypes) would otherwise end the process without a word in its log.
+    faulthandler.enable()
     session = Session(args.server, args.export)
     session.on_reconnect = lambda s: write_status(args.status, s, args.mountpoint)
     session.connection(Creds(0, 0))  # the export must answer before the mount point is taken (the caller waits)
@@ -231,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         "negative_timeout": 0,
     }
     mfusepy.FUSE(NfsFs(session), args.mountpoint, foreground=True, nothreads=True, debug=args.debug, **options)
+    # libfuse's loop ends on an unmount and on SIGHUP, SIGINT or SIGTERM: say so, an ended mount must be explained.
+    log.info("%s: the FUSE loop ended (unmounted or signalled); %d reconnects", args.mountpoint, session.reconnects)
     write_status(args.status, session, args.mountpoint)
     return 0
 

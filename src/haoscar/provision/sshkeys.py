@@ -8,6 +8,7 @@ next to, and independently of, any system sshd.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shlex
 import subprocess
@@ -77,7 +78,12 @@ def ensure_identity(state_dir: Path) -> SshIdentity:
     os.chmod(ssh_dir, 0o700)
     key = ssh_dir / "id_ed25519"
     if not key.exists():
-        _keygen(key, "haoscar")
+        # Under a lock, checked again inside it: callers asking at the same moment (two nodes' install plans in
+        # the boot server, a command beside it) must all end with the one pair, never a half-written one.
+        with open(ssh_dir / ".keygen.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not key.exists():
+                _keygen(key, "haoscar")
     return SshIdentity(key=key, known_hosts=ssh_dir / "known_hosts")
 
 

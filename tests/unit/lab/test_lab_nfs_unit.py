@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno
 import struct
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
 from haoscar.errors import UserError
-from haoscar.lab import nfs_mounts
+from haoscar.lab import nfs_client, nfs_mounts
 from haoscar.lab.nfs4_setattr import Attrs, Creds, compound, nfsstat4_errno, parse_status
 
 
@@ -59,3 +60,43 @@ def test_bad_mount_arguments_name_the_field(server: str, export: str, mountpoint
 
 def test_is_mounted_reads_the_process_mount_table() -> None:
     assert not nfs_mounts.is_mounted(1 << 22, "/home")  # no such process
+
+
+class _FakeConnection:
+    """Stands in for a libnfs connection: the first one made times out on its first call, later ones answer."""
+
+    made: ClassVar[list[_FakeConnection]] = []
+
+    def __init__(self, server: str, export: str, timeout_ms: int = 0) -> None:
+        self.first = not _FakeConnection.made
+        self.closed = False
+        self.calls = 0
+        _FakeConnection.made.append(self)
+
+    def as_user(self, creds: Creds) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def stat(self, path: str, follow: bool = False) -> str:
+        if self.closed:
+            raise AssertionError("a closed connection was used")
+        self.calls += 1
+        if self.first and self.calls == 1:
+            raise nfs_client.NfsError(errno.EINTR, "stat: RPC timed out")
+        return f"stat of {path}"
+
+
+def test_a_timed_out_call_is_retried_on_a_fresh_connection_like_a_hard_mount(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An RPC timeout is not an answer: the call is not failed with EIO/EINTR (what an application would see as an
+    I/O error) but made again on a new connection; the timed-out context is closed and never used again (its
+    request may still be queued there)."""
+    _FakeConnection.made = []
+    monkeypatch.setattr(nfs_client, "Connection", _FakeConnection)
+    session = nfs_client.Session("198.18.0.3", "/home", retry_pause_s=0.0)
+    answer: Any = session.call(Creds(1000, 1000), lambda conn: conn.stat("/home/alice"))
+    assert answer == "stat of /home/alice"
+    first, second = _FakeConnection.made
+    assert (first.closed, first.calls, second.calls) == (True, 1, 1)
+    assert session.reconnects == 1

@@ -207,7 +207,8 @@ def run_together(lab: Lab, scripts: Mapping[str, str], *, timeout: float = 600.0
         deadline = time.monotonic() + 120.0
         for host, event in events.items():
             if not event.wait(max(0.0, deadline - time.monotonic())) or not pulls[host].ready:
-                raise UserError(f"{host} did not get ready to transfer: {_stderr(procs[host])}")
+                said = " | ".join(pulls[host].output[-5:])  # the installer logs on stdout ("haoscar-install: ...")
+                raise UserError(f"{host} did not get ready to transfer: {_stderr(procs[host])} {said}".strip())
         t0.append(time.monotonic())
         for proc in procs.values():
             assert proc.stdin is not None
