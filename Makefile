@@ -14,9 +14,12 @@ APT_PACKAGES := iproute2 nftables dnsmasq-base rsync iputils-ping arping busybox
 	procps psmisc acl attr util-linux cpio xz-utils kmod python3-venv \
 	extlinux syslinux-common syslinux-efi fdisk e2fsprogs ovmf openssl \
 	fence-agents openipmi ipmitool slurmctld slurmd slurm-client munge nfs-ganesha nfs-ganesha-vfs libnfs-utils \
-	openmpi-bin libopenmpi-dev libnfs13 libfuse2 chrony
+	openmpi-bin libopenmpi-dev libnfs13 libfuse2 chrony chromium
 
-.PHONY: all deps apt venv demo test lint typecheck unit lab clean
+# The browser tests drive Debian's chromium (APT_PACKAGES); Playwright never downloads a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+
+.PHONY: all deps apt venv demo test lint typecheck unit lab browser clean
 
 all: test
 
@@ -58,6 +61,9 @@ unit: venv
 
 lab: deps
 	$(BIN)/pytest -q tests/lab
+
+browser: deps
+	$(BIN)/pytest -q tests/browser
 
 test: deps lint typecheck
 	$(BIN)/pytest -q --durations=30 tests

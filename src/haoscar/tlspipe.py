@@ -95,9 +95,23 @@ async def _session(
             await writer.wait_closed()
 
 
-async def serve(address: str, port: int, tls_dir: Path, node: str, *, allow: set[str], argv: list[str]) -> None:
+async def serve(
+    address: str,
+    port: int,
+    tls_dir: Path,
+    node: str,
+    *,
+    allow: set[str],
+    argv: list[str],
+    listen_fd: int | None = None,
+    idle_exit: float | None = None,
+) -> None:
     """Accept mutual-TLS connections from the addresses in ``allow`` only; run ``argv`` for each. A connection from
-    any other address, or over the cap, is closed before the TLS handshake; a handshake has 5 s."""
+    any other address, or over the cap, is closed before the TLS handshake; a handshake has 5 s.
+
+    On demand (the active head's read-only channel, ``replication.rsync.RsyncDaemon``): ``listen_fd`` is a
+    listening socket the parent bound and watches, and the server returns once no session has run for
+    ``idle_exit`` seconds; the parent starts it again at the next connection, which waits in the socket's backlog."""
     ctx = server_context(node_files(tls_dir, node), require_client_cert=True)
     active = 0
 
@@ -113,13 +127,21 @@ async def serve(address: str, port: int, tls_dir: Path, node: str, *, allow: set
         finally:
             active -= 1  # asyncio owns (and closes) the socket from the handshake on
 
-    listener = listening_socket(address, port)
+    if listen_fd is None:
+        listener = listening_socket(address, port)
+    else:
+        listener = socket.socket(fileno=listen_fd)
+        listener.setblocking(False)
     print(f"listening on {address}:{port}", flush=True)
     loop = asyncio.get_running_loop()
     sessions: set[asyncio.Task[None]] = set()
     while True:
         try:
-            conn, peer = await loop.sock_accept(listener)
+            conn, peer = await asyncio.wait_for(loop.sock_accept(listener), idle_exit)
+        except TimeoutError:
+            if active == 0:
+                return  # on demand and idle: the parent watches the socket again
+            continue
         except OSError:
             await asyncio.sleep(0.05)
             continue
@@ -260,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     srv.add_argument("--allow", action="append", required=True, help="the peer's address (repeat)")
     srv.add_argument("--tls-dir", type=Path, required=True)
     srv.add_argument("--node", required=True, help="this head's host name (its certificate)")
+    srv.add_argument("--listen-fd", type=int, default=None, help="an inherited listening socket (on demand)")
+    srv.add_argument("--idle-exit", type=float, default=None, help="end after this many seconds without a session")
     srv.add_argument("argv", nargs=argparse.REMAINDER, help="-- rsync --server --daemon --config=FILE .")
     cli = sub.add_parser("connect", help="the rsync -e command: stdin/stdout over TLS to the peer")
     cli.add_argument("--port", type=int, required=True)
@@ -277,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     if not command:
         parser.error("give the rsync command after --")
     address, _, port = args.listen.rpartition(":")
-    asyncio.run(serve(address, int(port), args.tls_dir, args.node, allow=set(args.allow), argv=command))
+    on_demand = {"listen_fd": args.listen_fd, "idle_exit": args.idle_exit}
+    asyncio.run(serve(address, int(port), args.tls_dir, args.node, allow=set(args.allow), argv=command, **on_demand))
     return 0
 
 

@@ -56,6 +56,8 @@ def test_demo_cluster_sets_up_tests_survives_a_head_crash_and_tests_again(tmp_pa
     assert cluster["user_file_replicated_s"] >= 0  # on the standby's disk before the crash
     assert cluster["user_add"]["user"]["name"] == USER and cluster["cluster_sync"]["ok"]
     assert cluster["vm"]["install_s"] > 0 and cluster["vm_home_back_s"] > 0
+    if NAMESPACE_HOME:  # the namespace nodes' NFS client came back by itself after the crash
+        assert sorted(cluster["nodes_home_back_s"]) == NAMESPACE and min(cluster["nodes_home_back_s"].values()) > 0
     assert cluster["vm_row_after"]["install_state"] == "installed"  # the new head's replicated database
     assert cluster["vm_joined"]["home"] == "198.18.0.3:/home nfs4"  # the real image's join checks passed
     # node sync from the new head: the VM runs the new image version it made, its own files kept

@@ -1,4 +1,5 @@
-"""`haoscar demo`'s function: the lab comes up, the reachability and failover acts pass, the lab is always torn down."""
+"""`haoscar demo`'s function: the lab is always torn down, also when an act fails (the acts themselves pass in
+tests/lab/test_lab_demo_cluster.py, which runs every act of `demo --install` on one lab)."""
 
 from __future__ import annotations
 
@@ -19,22 +20,6 @@ pytestmark = pytest.mark.lab
 
 def _leftovers(name: str) -> list[str]:
     return [n for n in os.listdir(NETNS_DIR) if n.startswith(netns_prefix(name))] if os.path.isdir(NETNS_DIR) else []
-
-
-def test_demo_proves_reachability_and_leaves_nothing(tmp_path: Path) -> None:
-    name = unique_lab_name("d")
-    seen: list[str] = []
-    report = run_demo(default_spec(), tmp_path, name, observe=lambda kind, _: seen.append(kind))
-    assert report.ok, report.to_dict()
-    checks = {(c.source, c.target, c.address): c.observed for c in report.acts[0].checks}
-    assert checks[("head1", "node01", "198.18.0.101")] is True
-    assert checks[("client", "head1", "198.19.0.11")] is True
-    assert checks[("client", "head1", "198.18.0.1")] is False
-    assert seen == ["lab", "act-start", "act", "act-start", "act", "down"]
-    failover = {c.what: c for c in report.acts[1].checks}
-    assert failover["the standby owns the alias IP after the crash"].observed is True
-    assert failover["never two owners of the alias IP"].observed is True
-    assert _leftovers(name) == [] and known_labs(tmp_path) == []
 
 
 def test_demo_tears_down_when_an_act_fails(tmp_path: Path) -> None:

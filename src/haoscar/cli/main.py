@@ -84,6 +84,7 @@ COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "cluster": ("cluster", "user"),  # user.py adds `cluster sync`
     "user": ("user",),
     "pkg": ("pkg",),
+    "web": ("web",),
 }
 
 _loaded: set[str] = set()  # CLI modules registered so far ("bench" once the bench group is added)

@@ -92,7 +92,7 @@ class ClusterTestReport:
         }
 
 
-def _problems(request: ClusterTestRequest) -> list[FieldProblem]:
+def request_problems(request: ClusterTestRequest) -> list[FieldProblem]:
     problems = []
     unknown = [name for name in request.checks if name not in CHECKS]
     if unknown:
@@ -122,7 +122,7 @@ def selected(request: ClusterTestRequest) -> list[str]:
 
 def cluster_test(env: Env, request: ClusterTestRequest, transport: Transport | None = None) -> ClusterTestReport:
     """Run the checks on the nodes; nothing runs on bad input (FieldError)."""
-    problems = _problems(request)
+    problems = request_problems(request)
     if len(problems) == 1:
         raise FieldError(problems[0].field, problems[0].detail, sep=problems[0].sep)  # one problem: one line
     if problems:

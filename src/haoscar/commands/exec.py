@@ -174,7 +174,7 @@ def _raise(problems: list[FieldProblem]) -> None:
         raise FieldError.several(problems, f"{len(problems)} problems; nothing was run")
 
 
-def _expand(pattern: str, source: DatabaseGroupSource) -> list[str]:
+def expand_nodes(pattern: str, source: DatabaseGroupSource) -> list[str]:
     try:
         names = list(NodeSet(pattern, resolver=GroupResolver(source)))
     except GroupResolverError as exc:
@@ -198,7 +198,7 @@ def resolve_targets(env: Env, pattern: str) -> dict[str, str]:
         everything = all_nodes(session)
         source = DatabaseGroupSource(node_groups(session), everything)
         addresses = private_addresses(session)
-    names = _expand(pattern, source)
+    names = expand_nodes(pattern, source)
     if not names:
         raise FieldError("nodes", f"{pattern!r} names no node; {NODES_HINT}", sep=": ")
     known = set(everything)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 ROLES = ("primary", "standby", "compute")
@@ -196,3 +196,44 @@ class User(Base):
     comment: Mapped[str] = mapped_column(String(255), default="")
     home: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebAdmin(Base):
+    """An administrator of the web console (docs/web.md): the password only as an scrypt hash, its parameters in
+    the hash text (``scrypt$n=..,r=..,p=..$SALT$HASH``) so they can be raised later. In the cluster database, so
+    the accounts follow a failover."""
+
+    __tablename__ = "web_admins"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_s: Mapped[float] = mapped_column(Float)
+    changed_s: Mapped[float] = mapped_column(Float)
+
+
+class WebSession(Base):
+    """A logged-in browser: only the SHA-256 of its cookie's token is kept, with the CSRF token of its forms."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    admin: Mapped[str] = mapped_column(ForeignKey("web_admins.name", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(64), default="")
+    created_s: Mapped[float] = mapped_column(Float)
+    last_seen_s: Mapped[float] = mapped_column(Float)
+
+
+class WebAudit(Base):
+    """One entry of the console's audit log: who (``admin``, as typed for a failed login) did what from where."""
+
+    __tablename__ = "web_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ts: Mapped[float] = mapped_column(Float, index=True)
+    admin: Mapped[str] = mapped_column(String(64), index=True)
+    source: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    outcome: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")

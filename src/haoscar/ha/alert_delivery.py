@@ -2,29 +2,28 @@
 named as such, credentials never in clear, and a bounded number of alerts per kind and window.
 
 The hooks themselves live in ``haoscar.ha.alerts``; this module holds the SMTP session and the rate limit so that
-both can be tested on their own.
+both can be tested on their own. ``smtplib`` and ``email`` (with ``urllib.request`` for webhooks, in ``alerts``)
+are imported when a message is sent, not by the daemon at start: ~3 MB of an idle head's memory for a path most
+heads never take (docs/benchmarks.md, idle cost).
 """
 
 from __future__ import annotations
 
-import smtplib
-import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from haoscar.spec.models import Alert
 
+if TYPE_CHECKING:
+    import ssl
+    from email.message import EmailMessage
+
 ALERTS_PER_KIND = 5  # at most this many alerts of one event kind ...
 ALERT_WINDOW_S = 300.0  # ... in this many seconds; the rest are counted (``suppressed``) and logged once
-
-
-class MailRefused(smtplib.SMTPException):
-    """The server cannot be talked to safely (no STARTTLS offered): nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -43,12 +42,23 @@ class SmtpSecurity:
         return cls(alert.smtp_security, alert.smtp_ca_file, alert.smtp_user, alert.smtp_password_file)
 
     def context(self) -> ssl.SSLContext:
+        import ssl
+
         return ssl.create_default_context(cafile=self.ca_file)
 
 
+def mail_refused(message: str) -> Exception:
+    """The server cannot be talked to safely (no STARTTLS offered): nothing was sent. An ``SMTPException``."""
+    import smtplib
+
+    return smtplib.SMTPException(message)
+
+
 def send_mail(server: str, port: int, timeout: float, security: SmtpSecurity, msg: EmailMessage) -> None:
-    """One message through ``server``; raises ``smtplib.SMTPException`` (``MailRefused`` among them) or
+    """One message through ``server``; raises ``smtplib.SMTPException`` (a refusal to talk in clear among them) or
     ``OSError`` (``ssl.SSLError`` for a certificate that does not verify) and then sent nothing."""
+    import smtplib
+
     smtp: smtplib.SMTP
     if security.mode == "tls":
         smtp = smtplib.SMTP_SSL(server, port, timeout=timeout, context=security.context())
@@ -58,7 +68,7 @@ def send_mail(server: str, port: int, timeout: float, security: SmtpSecurity, ms
         if security.mode == "starttls":
             smtp.ehlo()
             if not smtp.has_extn("starttls"):
-                raise MailRefused(
+                raise mail_refused(
                     f"{server}:{port} does not offer STARTTLS; the alert was not sent in clear "
                     "(smtp_security: none is for a trusted relay on the head itself)"
                 )
@@ -66,7 +76,7 @@ def send_mail(server: str, port: int, timeout: float, security: SmtpSecurity, ms
             smtp.ehlo()
         if security.user is not None:
             if security.mode == "none":  # the spec refuses this too; a second guard costs nothing
-                raise MailRefused("refusing to send SMTP credentials over a plain connection")
+                raise mail_refused("refusing to send SMTP credentials over a plain connection")
             password = Path(security.password_file or "").read_text().strip()
             smtp.login(security.user, password)
         smtp.send_message(msg)

@@ -10,20 +10,18 @@ import contextlib
 import json
 import os
 import signal
-import smtplib
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from haoscar.events import Event, EventBus, at_least
 from haoscar.ha.alert_delivery import KindLimit, SmtpSecurity, send_mail
 from haoscar.spec.models import HA, Alert
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 
 class AlertFailed(Exception):
@@ -85,6 +83,9 @@ class WebhookHook:
         return f"webhook {self.url}"
 
     def send(self, event: Event) -> None:
+        import urllib.error  # here, not at the top: the idle daemon does not carry urllib and http (~1.5 MB)
+        import urllib.request
+
         request = urllib.request.Request(
             self.url,
             data=event.to_json().encode(),
@@ -114,6 +115,9 @@ class EmailHook:
         return f"e-mail to {', '.join(self.mail_to)} via {self.server}:{self.port}"
 
     def message(self, event: Event) -> EmailMessage:
+        from email.message import EmailMessage  # imported when a mail is sent (alert_delivery's docstring)
+        from email.utils import formatdate, make_msgid
+
         msg = EmailMessage()
         msg["From"] = self.mail_from
         msg["To"] = ", ".join(self.mail_to)
@@ -127,6 +131,8 @@ class EmailHook:
         return msg
 
     def send(self, event: Event) -> None:
+        import smtplib
+
         try:
             send_mail(self.server, self.port, self.timeout, self.security, self.message(event))
         except (smtplib.SMTPException, OSError) as exc:

@@ -167,9 +167,10 @@ class Daemon:
             next_at += interval
             delay = next_at - time.monotonic()
             if delay < -interval:  # the loop was stalled: do not fire a burst of catch-up ticks
-                next_at = time.monotonic()
-                delay = 0
+                next_at, delay = time.monotonic(), 0
             await asyncio.sleep(max(0.0, delay))
+            if self.loop_lag is not None:  # the tick's lateness: the lag where it counts, no timer of its own
+                self.loop_lag.observe(time.monotonic() - next_at)
 
     def _tick(self) -> None:
         self.transport.drain()  # heartbeats queued during a stall of ours first: never our stall taken for the peer's

@@ -72,8 +72,8 @@ async def run_head(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path
     daemon = Daemon(cfg, key=key, state_dir=state_dir, bus=bus, resources=resources, replication=replication)
     provider.daemon = daemon
     lag = LoopLagMonitor(bus, threshold=spec.ha.loop_lag_warning)
-    daemon.loop_lag = lag  # its figures go into the daemon's status (control socket and HTTP)
-    lag.start()
+    # Fed by the daemon's heartbeat tick (not started: no timer of its own); its figures go into the status.
+    daemon.loop_lag = lag
     # Started beside the daemon, not before it: the listener process's start (~0.2 s) must not delay heartbeats.
     listener_task = asyncio.ensure_future(_status_listener(spec, daemon, state_dir, bus))
     listener_task.add_done_callback(lambda task: _share(shared, task))

@@ -3,8 +3,9 @@
 ``apply_timing_protection`` optionally gives the daemon real-time scheduling (SCHED_RR, so a CPU hog cannot starve
 the heartbeat) and locks its memory (mlockall, so it is never paged out under memory pressure). Either may be
 refused (no CAP_SYS_NICE / CAP_IPC_LOCK, a container's limits): that is a warning, never a reason not to run.
-``LoopLagMonitor`` measures how late the event loop wakes up and warns when it is late, so that a false failover
-can be traced to its cause, and keeps the worst lag for ``haoscar ha status`` and the soak benchmark.
+``LoopLagMonitor`` measures how late the event loop wakes up (in the daemon: how late each heartbeat tick runs) and
+warns when it is late, so that a false failover can be traced to its cause, and keeps the worst lag for
+``haoscar ha status`` and the soak benchmark.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def apply_timing_protection(ha_cfg: HA, bus: EventBus | None = None) -> TimingRe
 
 
 class LoopLagMonitor:
-    """Sleeps ``interval`` seconds at a time on the event loop and measures how much later than asked it woke
-    (monotonic clock). A lag above ``threshold`` is a warning event, at most one per ``quiet`` seconds."""
+    """How much later than asked the event loop woke (monotonic clock). A lag above ``threshold`` is a warning
+    event, at most one per ``quiet`` seconds. The HA daemon feeds it the lateness of each heartbeat tick
+    (``observe``); ``start`` runs a sleeper of ``interval`` seconds instead (20 wake-ups a second: ~0.3 % of a
+    core on an idle head, which the daemon no longer pays)."""
 
     # ``status`` also gives the worst lag of the last WINDOW_S seconds, from one-second buckets, so that a reader
     # polling the status (the soak benchmark) sees the lag of a period of its choice rather than since start-up.

@@ -13,18 +13,12 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
-from typing import Any, TypeVar
-
-from pyroute2 import IPRoute
 
 from haoscar.ha.config import NodeConfig
 from haoscar.ha.netlink_addr import AddressWriter
 
 ETH_P_ARP = 0x0806
-T = TypeVar("T")
 BROADCAST = b"\xff" * 6
 
 
@@ -55,29 +49,9 @@ class Vip:
         self.address = address
         self.lifetime = lifetime
         self.own_ip = own_ip
-        self._ipr: Any = None
-        # pyroute2 0.9's synchronous IPRoute runs an event loop of its own, which cannot nest in the daemon's:
-        # every netlink call goes to this one thread and is waited for (a netlink call takes about a millisecond).
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="haoscar-vip")
         self._tx: tuple[socket.socket, bytes] | None = None
         self._tx_lock = threading.Lock()
         self._writer = AddressWriter()
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        return self._pool.submit(fn).result(timeout=5.0)
-
-    def _route(self) -> Any:
-        if self._ipr is None:
-            self._ipr = IPRoute()
-        return self._ipr
-
-    def _index(self) -> int:
-        # One ioctl, asked at each use (a recreated interface gets its new index); pyroute2's link_lookup dumped
-        # and decoded every link of the host, most of an idle active head's CPU (docs/benchmarks.md).
-        try:
-            return socket.if_nametoindex(self.ifname)
-        except OSError:
-            raise OSError(f"interface {self.ifname} not found") from None
 
     def add(self) -> None:
         """Add or renew: ``replace`` resets the lifetimes to their full length. One netlink request on the calling
@@ -86,29 +60,13 @@ class Vip:
         self._writer.replace(self.ifname, self.address, 32, self.lifetime)
 
     def remove(self) -> bool:
-        """Drop the VIP; False when it was not there."""
-        return self._call(self._remove)
-
-    def _remove(self) -> bool:
-        try:
-            self._route().addr("del", index=self._index(), address=str(self.address), prefixlen=32)
-        except Exception as exc:  # NetlinkError 99 (EADDRNOTAVAIL): already gone, e.g. expired
-            if getattr(exc, "code", None) in (99, 19):
-                return False
-            raise
-        return True
+        """Drop the VIP; False when it was not there (e.g. expired). An interface that is gone raises OSError."""
+        return self._writer.remove(self.ifname, self.address, 32)
 
     def present(self) -> bool:
-        return self._call(lambda: bool(self._route().get_addr(address=str(self.address), index=self._index())))
+        return self._writer.present(self.ifname, self.address)
 
     def close(self) -> None:
-        def close() -> None:
-            if self._ipr is not None:
-                self._ipr.close()
-                self._ipr = None
-
-        self._call(close)
-        self._pool.shutdown(wait=False)
         self._writer.close()
         with self._tx_lock:
             if self._tx is not None:

@@ -289,6 +289,7 @@ class OpenFile:
     creds: Creds
     handle: int | None = None
     conn: Connection | None = None
+    sent: bool = False  # an OPEN was sent once: a create may have happened even if its reply was lost
 
 
 @dataclass
@@ -389,23 +390,15 @@ class Session:
         self.with_entry(entry, lambda conn, handle: None)
         if created:  # libnfs 4.0 creates with mode 0600 whatever it was asked
             self.call(creds, lambda conn: conn.setattr(path, Attrs(mode=mode)))
-        # Only the first open creates or truncates; a reopen after a failover must not empty the file again.
-        entry.flags &= ~(os.O_EXCL | os.O_TRUNC)
+        # Only the first open creates or truncates; a reopen after a failover must not empty the file again, nor
+        # create it (libnfs refuses a create of an existing file with EEXIST).
+        entry.flags &= ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC)
         number = id(entry)
         self._opened[number] = entry
         return number
 
     def _exists(self, path: str, creds: Creds) -> bool:
-        def probe(conn: Connection) -> bool:
-            try:
-                conn.stat(path)
-            except NfsError as exc:
-                if exc.errno == errno.ENOENT:
-                    return False
-                raise
-            return True
-
-        return self.call(creds, probe)
+        return self.call(creds, lambda conn: _exists_on(conn, path))
 
     def with_file(self, number: int, operation: Callable[[Connection, int], T]) -> T:
         """``operation(conn, handle)`` on an open file, reopening it by path after a reconnect."""
@@ -414,6 +407,11 @@ class Session:
     def with_entry(self, entry: OpenFile, operation: Callable[[Connection, int], T]) -> T:
         def run(conn: Connection) -> T:
             if entry.conn is not conn or entry.handle is None:
+                if entry.sent and entry.flags & os.O_CREAT and _exists_on(conn, entry.path):
+                    # The OPEN that created it lost its confirmation (seen: OPEN_CONFIRM answered NFS4ERR_EXPIRED,
+                    # then the retry failed with EEXIST): the file is this open's own, open it without creating.
+                    entry.flags &= ~(os.O_CREAT | os.O_EXCL)
+                entry.sent = True
                 entry.handle = conn.open(entry.path, entry.flags, entry.mode)
                 entry.conn = conn
             return operation(conn, entry.handle)
@@ -437,3 +435,13 @@ class Session:
 
     def entry(self, number: int) -> OpenFile:
         return self._opened[number]
+
+
+def _exists_on(conn: Connection, path: str) -> bool:
+    try:
+        conn.stat(path)
+    except NfsError as exc:
+        if exc.errno == errno.ENOENT:
+            return False
+        raise
+    return True

@@ -144,6 +144,26 @@ def status(lab: NfsLab, host: str, mountpoint: str) -> dict[str, Any]:
     return found
 
 
+def describe(lab: NfsLab, host: str, mountpoint: str) -> str:
+    """How the mount's FUSE process is doing, for a failure's story: running (with its reconnects), or how it ended
+    (its exit status or the signal that killed it, when this process started it) and the tail of its log."""
+    record = _record(lab, host, mountpoint)
+    proc = _children.get(record.pid)
+    if _running(record.pid, proc):
+        try:
+            seen = status(lab, host, mountpoint)
+            state = f"running, {seen['reconnects']} reconnects, longest wait {seen['blocked_s']} s"
+        except (OSError, ValueError, KeyError):
+            state = "running"
+    elif proc is not None and proc.returncode is not None and proc.returncode < 0:
+        state = f"killed by {signal.Signals(-proc.returncode).name}"
+    elif proc is not None:
+        state = f"exited {proc.returncode}"
+    else:
+        state = "gone"
+    return f"{host}:{mountpoint} FUSE pid {record.pid} {state}; its log: {_tail(Path(record.log))[-300:]}"
+
+
 def _record(lab: NfsLab, host: str, mountpoint: str) -> NfsMountRecord:
     mine = [r for r in records(lab) if r.host == host]
     for record in mine:

@@ -120,7 +120,7 @@ def apt_mirror(suite: str, apt_dir: Path = Path("/etc/apt")) -> Mirror:
 
 def check_build_args(suite: str, packages: Sequence[str]) -> list[str]:
     if not _SUITE.match(suite):
-        raise UserError(f"{suite!r} is not a Debian suite name; use e.g. bookworm or trixie")
+        raise FieldError("suite", f"{suite!r} is not a Debian suite name; use e.g. bookworm or trixie", sep=None)
     bad = [p for p in packages if not _PACKAGE.match(p)]
     if bad:
         raise FieldError("packages", f"not Debian package names: {', '.join(bad)}; use names like htop or slurmd")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, UserError
 from haoscar.fsutil import atomic_write
 
 IpAssignment = Literal["static", "dhcp"]
@@ -27,22 +27,26 @@ _NAME = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 def check_name(name: str) -> str:
     if not _NAME.match(name):
-        raise UserError(
+        raise FieldError(  # the request field ``name`` (sep None: the message reads as it always did)
+            "name",
             f"{name!r} is not a valid image name; use 1-63 lowercase letters, digits and inner hyphens, "
-            "e.g. serverimage or compute-bookworm"
+            "e.g. serverimage or compute-bookworm",
+            sep=None,
         )
     return name
 
 
 def check_ip_assignment(value: str) -> IpAssignment:
     if value not in IP_ASSIGNMENTS:
-        raise UserError(f"IP assignment method {value!r} is unknown; use one of: {', '.join(IP_ASSIGNMENTS)}")
+        detail = f"IP assignment method {value!r} is unknown; use one of: {', '.join(IP_ASSIGNMENTS)}"
+        raise FieldError("ip_assignment", detail, sep=None)
     return cast(IpAssignment, value)
 
 
 def check_post_install(value: str) -> PostInstall:
     if value not in POST_INSTALLS:
-        raise UserError(f"post-install action {value!r} is unknown; use one of: {', '.join(POST_INSTALLS)}")
+        detail = f"post-install action {value!r} is unknown; use one of: {', '.join(POST_INSTALLS)}"
+        raise FieldError("post_install", detail, sep=None)
     return cast(PostInstall, value)
 
 

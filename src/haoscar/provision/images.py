@@ -274,13 +274,15 @@ class ImageStore:
             raise FieldError("source_root", f"{request.source_root!r} must be an absolute path, e.g. / or /srv/golden")
         exclude_file = request.exclude_file
         if exclude_file is not None and not exclude_file.is_file():
-            raise UserError(f"exclude file {exclude_file} does not exist; give a file with one path per line")
+            detail = f"exclude file {exclude_file} does not exist; give a file with one path per line"
+            raise FieldError("exclude_file", detail, sep=None)
         identity = ensure_identity(self.state_dir)
         target = f"{request.ssh_user}@{request.golden_client}"
         if progress is not None:
             progress(0, f"reading mounts of {request.golden_client}")
         if not 0 < request.ssh_port < 65536:
-            raise UserError(f"ssh port {request.ssh_port} is out of range; use 1-65535 (usually 22)")
+            detail = f"ssh port {request.ssh_port} is out of range; use 1-65535 (usually 22)"
+            raise FieldError("ssh_port", detail, sep=None)
         probe = subprocess.run(
             [*identity.ssh_argv(request.ssh_port), target, "cat", "/proc/mounts"],
             capture_output=True,
@@ -335,7 +337,8 @@ class ImageStore:
         """Copy a local directory (a root tree) into a new version of an image, as the spec's directory source."""
         settings, _ = self._new_settings(name, ip_assignment, post_install, f"directory:{directory}")
         if not directory.is_dir():
-            raise UserError(f"{directory} is not a directory; give the root of a tree to import")
+            detail = f"{directory} is not a directory; give the root of a tree to import"
+            raise FieldError("directory", detail, sep=None)
 
         def fill(new_root: Path, parent_root: Path | None) -> dict[str, str]:
             argv = ["rsync", *RSYNC_COPY_FLAGS]

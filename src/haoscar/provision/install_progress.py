@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from haoscar.db.models import Node, Setting
 from haoscar.db.session import record_event
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, UserError
 from haoscar.fsutil import atomic_write
 from haoscar.provision.install_plan import node_for_mac
 from haoscar.provision.install_states import WATCHED, InstallState, set_install_state
@@ -225,9 +225,8 @@ def stall_timeout(db: Database) -> float:
 
 def set_stall_timeout(db: Database, seconds: float) -> float:
     if not 1 <= seconds <= 86400:
-        raise UserError(
-            f"stall timeout {seconds:g} s is out of range; use 1-86400 s (default {DEFAULT_STALL_TIMEOUT:g})"
-        )
+        detail = f"stall timeout {seconds:g} s is out of range; use 1-86400 s (default {DEFAULT_STALL_TIMEOUT:g})"
+        raise FieldError("stall_timeout", detail, sep=None)
     with db.session() as session:
         row = session.get(Setting, SETTING_STALL)
         if row is None:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 
 from haoscar.db.models import InstallToken, Node, Setting
-from haoscar.errors import UserError
+from haoscar.errors import FieldError, UserError
 from haoscar.provision.netboot_snapshot import Database
 
 HEADER = "X-Haoscar-Token"
@@ -45,7 +45,8 @@ def token_ttl(db: Database) -> float:
 
 def check_token_ttl(seconds: float) -> float:
     if not 60 <= seconds <= 7 * 86400:
-        raise UserError(f"token_ttl: {seconds:g} s is out of range; use 60-604800 s (default 3600)")
+        detail = f"{seconds:g} s is out of range; use 60-604800 s (default 3600)"
+        raise FieldError("token_ttl", detail, sep=": ", bare=True)
     return seconds
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import select as sql_select
 from sqlalchemy import update
 
 from haoscar.db.models import Interface, MacSighting, Node, utcnow
-from haoscar.errors import NeedsRoot, UserError
+from haoscar.errors import FieldError, NeedsRoot
 from haoscar.provision.dhcp_packet import BadPacket, DhcpRequest, NotDhcp, parse_frame
 from haoscar.provision.netboot_macs import Assignment, assign_macs
 from haoscar.provision.netboot_snapshot import Database
@@ -52,7 +52,8 @@ class PacketSocket:
             self._sock.bind((interface, 0))
         except OSError as exc:
             self._sock.close()
-            raise UserError(f"cannot listen on interface {interface!r} ({exc.strerror}); see `ip link`") from None
+            detail = f"cannot listen on interface {interface!r} ({exc.strerror}); see `ip link`"
+            raise FieldError("interface", detail, sep=None) from None
 
     def receive(self, timeout: float) -> bytes | None:
         deadline = time.monotonic() + timeout

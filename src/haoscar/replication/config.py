@@ -41,6 +41,8 @@ class Tree:
     excludes: tuple[str, ...]
     module: str
     default: bool = False
+    # Exported over NFS: written through file handles too, which inotify may not report (replication/fanwatch.py).
+    handles: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,11 +96,13 @@ def trees_of(spec: ClusterSpec, state_dir: Path) -> tuple[Tree, ...]:
     ]
     # What the heads export over NFS is replicated too (docs/nfs.md): an export no tree holds becomes a tree of its
     # own, created like the default ones (the export makes it haoscar's).
+    exported: list[Path] = []
     if spec.nfs.storage == "replicated" and any(service.kind == "nfs-ganesha" for service in spec.ha.services):
         held = [Path(raw) for raw, _, _ in entries]
         entries += [
             (e.path, (), True) for e in spec.nfs.exports if not any(Path(e.path).is_relative_to(h) for h in held)
         ]
+        exported = [Path(e.path) for e in spec.nfs.exports]
     trees = []
     for i, (raw, excludes, default) in enumerate(entries):
         path = Path(raw)
@@ -111,7 +115,8 @@ def trees_of(spec: ClusterSpec, state_dir: Path) -> tuple[Tree, ...]:
         tls = Path(spec.ha.api_token_file).parent / "tls"
         if tls.is_relative_to(path):
             extra += ("/**" if tls == path else f"/{tls.relative_to(path)}/",)
-        trees.append(Tree(path=path, excludes=excludes + extra, module=f"t{i}", default=default))
+        handles = any(e.is_relative_to(path) or path.is_relative_to(e) for e in exported)
+        trees.append(Tree(path=path, excludes=excludes + extra, module=f"t{i}", default=default, handles=handles))
     return tuple(trees)
 
 

@@ -8,11 +8,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from watchdog.observers.api import BaseObserver
 
 from haoscar.replication.changes import ChangeSet, walk_link_groups
 from haoscar.replication.config import ReplConfig, Tree
+from haoscar.replication.fanwatch import HandleWatch, HandleWatchUnavailable
 from haoscar.replication.rsync import RsyncResult, batch_argv, full_argv, run_rsync
 from haoscar.replication.watcher import listen_for_lost_events, start_observer
 
@@ -29,11 +31,20 @@ class TreeState:
 
 
 class FileReplicator:
-    """``on_result(problem, message)`` is called after every rsync run: problem is ``ok`` or what failed."""
+    """``on_result(problem, message)`` is called after every rsync run: problem is ``ok`` or what failed;
+    ``on_notice(message)`` when writes through NFS file handles cannot be watched (only full passes find them)."""
 
-    def __init__(self, cfg: ReplConfig, on_result: Callable[[str, str, bool], None]) -> None:
+    def __init__(
+        self,
+        cfg: ReplConfig,
+        on_result: Callable[[str, str, bool], None],
+        on_notice: Callable[[str], None] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.on_result = on_result
+        self.on_notice = on_notice
+        self.handle_watch: HandleWatch | None = None
+        self.handle_watch_problem: str | None = None  # why exported trees are not watched by fanotify
         self.trees = [TreeState(t, ChangeSet(t.path, t.excludes)) for t in cfg.trees]
         self.observer: BaseObserver | None = None
         self.tasks: list[asyncio.Task[None]] = []
@@ -56,6 +67,7 @@ class FileReplicator:
         self._forget_lost = listen_for_lost_events(lambda why: self._lost_from_thread(loop, why))
         # Watch first, then copy everything: a change made during the first full pass is caught either way.
         self.observer = await asyncio.to_thread(start_observer, [s.changes for s in self.trees])
+        await asyncio.to_thread(self._watch_handles, loop)
         for state in self.trees:
             groups = await asyncio.to_thread(walk_link_groups, state.tree.path, state.changes.excludes)
             state.changes.note_link_names(groups)
@@ -72,10 +84,32 @@ class FileReplicator:
                 await task
         self.tasks = []
         self._forget_lost()
+        if self.handle_watch is not None:
+            watch, self.handle_watch = self.handle_watch, None
+            await asyncio.to_thread(watch.stop)
         if self.observer is not None:
             observer, self.observer = self.observer, None
             observer.stop()
             await asyncio.to_thread(observer.join, 5.0)
+
+    def _watch_handles(self, loop: asyncio.AbstractEventLoop) -> None:
+        """fanotify for the exported trees: NFS writes through handles that inotify misses (replication/fanwatch)."""
+        exported = [s.changes for s in self.trees if s.tree.handles]
+        if not exported:
+            return
+        watch = HandleWatch(exported, lambda why: self._lost_from_thread(loop, why))
+        try:
+            watch.start()
+        except HandleWatchUnavailable as exc:
+            names = ", ".join(str(c.root) for c in exported)
+            self.handle_watch_problem = (
+                f"writes made over NFS to {names} may reach the standby only at the next full pass "
+                f"(every {self.cfg.full_pass_s:g} s): {exc}"
+            )
+            if self.on_notice is not None:
+                self.on_notice(self.handle_watch_problem)
+            return
+        self.handle_watch = watch
 
     def _wake_from_thread(self, loop: asyncio.AbstractEventLoop) -> None:
         with contextlib.suppress(RuntimeError):  # the loop closed while the observer thread was stopping
@@ -100,8 +134,11 @@ class FileReplicator:
     async def _batch_loop(self) -> None:
         backoff = 0.0
         while True:
+            # Idle (nothing pending, no backoff): every new change sets _wake (ChangeSet.note -> wakeup), so no
+            # timed poll; with changes held back (a file still being written) it looks again every 0.25 s.
+            held = backoff or any(len(s.changes) for s in self.trees)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), 0.25)
+                await asyncio.wait_for(self._wake.wait(), 0.25 if held else None)
             self._wake.clear()
             if backoff:
                 await asyncio.sleep(backoff)
@@ -180,6 +217,12 @@ class FileReplicator:
         return True
 
     # -- status -------------------------------------------------------------------------------------------------
+    def handle_status(self) -> dict[str, Any]:
+        """``handle_watch`` and ``handle_writes`` of the replication status (state.ReplicationStatus)."""
+        if self.handle_watch is not None:
+            return {"handle_watch": "fanotify", "handle_writes": self.handle_watch.resolved}
+        return {"handle_watch": self.handle_watch_problem or "", "handle_writes": 0}
+
     def stats(self) -> tuple[float, int, int]:
         """(lag seconds, paths pending, bytes pending): lag is the age of the oldest change not yet on the peer."""
         now = time.monotonic()

@@ -108,7 +108,7 @@ class ReplicationManager:
         self.db_source = DbSource(self.cfg, key, self.bus, self._db_degraded, self._standby_stale_recorded)
         self.db_source.on_synced = self._db_synced
         await self.db_source.start()
-        self.files = FileReplicator(self.cfg, self._file_result)
+        self.files = FileReplicator(self.cfg, self._file_result, self._handles_unwatched)
         await self.files.start()
         self._monitor = asyncio.create_task(self._monitor_loop(), name="repl-monitor")
         self.bus.event("replication.source", f"replicating to {self.cfg.peer} ({self.cfg.peer_ip})")
@@ -258,6 +258,7 @@ class ReplicationManager:
             db_lsn=lsn, db_connected=connected, confirmed_current=self.confirmed_current,
             files_shipped=self.files.files_shipped if self.files else 0,
             bytes_shipped=self.files.bytes_shipped if self.files else 0,
+            **(self.files.handle_status() if self.files else {}),
         )  # fmt: skip
 
     def _write_status(self) -> None:
@@ -379,6 +380,10 @@ class ReplicationManager:
             if self.db_source is not None and self.db_source.synced:
                 self._synced_once = True
                 self._set_stale(False, "")
+
+    def _handles_unwatched(self, message: str) -> None:
+        # Loud: the lag bound no longer holds for files written over NFS (docs/replication.md, "Files").
+        self.bus.event("replication.handles_unwatched", message, "critical")
 
     def _starting(self) -> bool:
         """As the source, before the first full sync and within the start window (``START_WINDOW_S``)."""

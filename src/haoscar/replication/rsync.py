@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from pathlib import Path
 from haoscar.fsutil import atomic_write
 from haoscar.replication.channel_tls import tls_files
 from haoscar.replication.config import RSYNC_USER, ReplConfig, Tree, rsync_password
+from haoscar.tlsca import NodeTls, listening_socket, server_context
 
 # -a: perms, times, owner, group, symlinks, devices; -H hard links, -A ACLs, -X xattrs; -W whole files (a LAN is
 # faster than the delta algorithm and it reads each file once). --modify-window=-1: the quick check compares mtimes
@@ -132,28 +134,42 @@ def _die_with_parent() -> None:
 
 class RsyncDaemon:
     """This head's rsync daemon for its peer, reached only through ``tlspipe serve`` on the peer-network address:
-    mutual TLS with the cluster CA, the peer's address only; one ``rsync --server --daemon`` per connection."""
+    mutual TLS with the cluster CA, the peer's address only; one ``rsync --server --daemon`` per connection.
+
+    The standby's writable channel (every batch of the active head arrives on it) runs all the time. The active
+    head's read-only one is used only when a returning peer pulls, so it runs on demand: this process binds the
+    listening socket and watches it (no polling); a connection starts ``tlspipe serve`` on that socket, which ends
+    after ``ON_DEMAND_IDLE_S`` without a session. An idle active head so carries no 24 MB server process
+    (docs/benchmarks.md, idle cost); the first pull waits for the server's start (~0.2 s) in the backlog."""
+
+    ON_DEMAND_IDLE_S = 30.0
 
     def __init__(self, cfg: ReplConfig) -> None:
         self.cfg = cfg
         self.proc: asyncio.subprocess.Process | None = None
         self.writable = False
+        self._listener: socket.socket | None = None
+        self._on_demand: asyncio.Task[None] | None = None
 
-    def argv(self, conf: Path) -> list[str]:
+    def argv(self, conf: Path, listen_fd: int | None = None) -> list[str]:
         cfg = self.cfg
+        demand = [] if listen_fd is None else [f"--listen-fd={listen_fd}", f"--idle-exit={self.ON_DEMAND_IDLE_S:g}"]
         return [
             sys.executable, "-m", "haoscar.tlspipe", "serve", f"--listen={cfg.local_ip}:{cfg.rsync_port}",
-            f"--allow={cfg.peer_ip}", "--tls-dir", str(cfg.tls), "--node", cfg.node,
+            f"--allow={cfg.peer_ip}", "--tls-dir", str(cfg.tls), "--node", cfg.node, *demand,
             "--", "rsync", "--server", "--daemon", f"--config={conf}", ".",
         ]  # fmt: skip
 
     async def start(self, key: bytes, writable: bool) -> None:
         await self.stop()
-        tls_files(self.cfg)  # a missing certificate is a clear error here, not a silent child exit
+        files = tls_files(self.cfg)  # a missing certificate is a clear error here, not a silent child exit
         write_secrets(self.cfg, key)
         conf = self.cfg.repl_dir / "rsyncd.conf"
         conf.write_text(daemon_config(self.cfg, writable))
         self.writable = writable
+        if not writable:
+            self._listen_on_demand(files, conf)
+            return
         log = self.cfg.repl_dir / "rsync-tls.log"
         with open(log, "ab") as err:
             self.proc = await asyncio.create_subprocess_exec(
@@ -175,7 +191,47 @@ class RsyncDaemon:
             f"{tail[0] if tail else 'no output'}"
         )
 
+    def _listen_on_demand(self, files: NodeTls, conf: Path) -> None:
+        where = f"{self.cfg.local_ip}:{self.cfg.rsync_port}"
+        try:
+            server_context(files, require_client_cert=True)  # a bad certificate or key: said now, not at a pull
+            sock = listening_socket(str(self.cfg.local_ip), self.cfg.rsync_port)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise RuntimeError(f"the replication file channel on {where} did not start: {exc}") from None
+        self._listener = sock
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._spawn, sock, conf)
+
+    def _spawn(self, sock: socket.socket, conf: Path) -> None:
+        """A connection waits: hand the socket to a server process until it ends, then watch it again."""
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(sock.fileno())
+        self._on_demand = loop.create_task(self._serve_on_demand(sock, conf), name="haoscar-rsync-on-demand")
+
+    async def _serve_on_demand(self, sock: socket.socket, conf: Path) -> None:
+        code = 1
+        try:
+            with open(self.cfg.repl_dir / "rsync-tls.log", "ab") as err:
+                self.proc = proc = await asyncio.create_subprocess_exec(
+                    *self.argv(conf, sock.fileno()), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=err, pass_fds=(sock.fileno(),), preexec_fn=_die_with_parent,
+                )  # fmt: skip
+            code = await proc.wait()
+        except OSError:
+            pass  # could not be started (no process, no descriptor): tried again at the next connection
+        if code != 0:
+            await asyncio.sleep(1.0)  # a server that cannot start: not restarted in a loop (its log says why)
+        if self._listener is sock:  # not stopped meanwhile
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._spawn, sock, conf)
+
     async def stop(self) -> None:
+        sock, self._listener = self._listener, None
+        task, self._on_demand = self._on_demand, None
+        if sock is not None:
+            asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         proc, self.proc = self.proc, None
         if proc is None or proc.returncode is not None:
             return

@@ -2,7 +2,8 @@
 
 The demo is a list of *acts*; each takes the running lab and the spec and returns what it showed as checks. The acts:
 reachability across the private and public networks, then HA failover, then Slurm through a crash
-(``default_acts``); with ``--install`` also a VM client installed over the network after a crash (``install_act``).
+(``default_acts``; ``haoscar demo`` adds ``console_act`` after reachability: the web console's URL and credentials
+while the lab runs); with ``--install`` also a VM client installed over the network after a crash (``install_act``).
 """
 
 from __future__ import annotations
@@ -190,6 +191,35 @@ def cluster_act(console: Console) -> Act:
     return Act(CLUSTER, run)
 
 
+CONSOLE = "The web console on the public alias: its URL and an admin's credentials, login required"
+
+
+def console_act(console: Console) -> Act:
+    """HA with the web console (scenarios/web_demo.py): its URL, admin and password and the browser command are
+    printed while the lab runs; the client host gets the login page, and a page that sends it to the login."""
+
+    def run(lab: Lab, spec: ClusterSpec) -> ActResult:
+        from haoscar.scenarios.web_demo import connection_lines, run_console_act
+
+        def show(weblab: Any) -> None:
+            for label, value in connection_lines(weblab):
+                console.print(f"[bold]{label:>9}[/] {value}", soft_wrap=True)
+
+        seen = run_console_act(lab, spec, show)
+        url, client, head = seen["url"], seen["client"], seen["head"]
+        login, dashboard = seen["login"], seen["dashboard"]
+        redirected = dashboard["status"] in (302, 303) and str(dashboard["location"]).startswith("/login")
+        checks = [
+            Check("the login page over TLS (cluster CA)", client, head, f"{url}/login", True,
+                  login["status"] == 200, f"HTTP {login['status']}"),
+            Check("the dashboard needs a login", client, head, f"{url}/dashboard", True, redirected,
+                  f"HTTP {dashboard['status']} -> {dashboard['location']}"),
+        ]  # fmt: skip
+        return ActResult(CONSOLE, checks)
+
+    return Act(CONSOLE, run)
+
+
 def default_acts(console: Console, install_state_dir: Path | None = None, slurm: bool = False) -> list[Act]:
     """The demo's acts; with ``slurm`` (``haoscar demo``, ``make demo``) the cluster act (Slurm through a crash,
     scenarios/demo_cluster.py); with ``install_state_dir`` (``haoscar demo --install``) then also the network install
@@ -224,7 +254,8 @@ def install_act(console: Console, state_dir: Path) -> Act:
         installed = state == InstallState.INSTALLED
         checks = [
             Check(
-                "installed over the network", new, node.name, ip, True, installed, f"{state}, {seen['took_s']:.0f} s"
+                "installed over the network", new, node.name, ip, True, installed,
+                f"{state}, next boot {seen['boot_mode']}, {seen['took_s']:.0f} s",
             ),
             Check(
                 "the installer's head is the private alias of the new head", seen["old"], new, seen["alias"], True,

@@ -21,6 +21,7 @@ from typing import Any
 from rich.console import Console
 
 from haoscar.lab.lab import Lab
+from haoscar.lab.nfs_mounts import describe
 from haoscar.provision.installer_build import build_installer
 from haoscar.scenarios.cluster_lab import HOST_STATE_DIR, haoscar_on
 from haoscar.scenarios.demo_steps import StepFailed, Steps
@@ -36,13 +37,13 @@ IMAGE_NAME = "oscarimage"
 # HA timings for a 2-core machine that also emulates a VM in software (TCG takes a whole core for minutes) while
 # other work runs: with the lab's 0.8 s witness lease a busy moment costs the active head its lease and the cluster
 # its services (seen: three demotions during one VM install). Still 10x faster than HA-OSCAR 2.0's 2 s / 30 s.
-# The full rsync pass every 15 s instead of 600: files written through the NFS export were seen to reach the
-# standby only at a full pass (the inotify watch missed them; docs/demo.md), and the act waits for the user's file.
-TIMINGS: dict[str, Any] = {"heartbeat_interval": 0.5, "dead_time": 3.0, "lease_s": 3.0, "replication_full_pass_s": 15.0}
-# The namespace nodes' /home over the lab's userspace NFS client (Lab.mount_nfs): off while that client does not
-# stay mounted for the act's length (seen: both clients gone minutes after the mount, "Transport endpoint is not
-# connected"); then /home, MPI and the user's file are tested on the VM, whose kernel mounts /home itself.
-NAMESPACE_HOME = False
+# Replication's full pass keeps its default (600 s): NFS writes through handles are watched (replication/fanwatch.py).
+TIMINGS: dict[str, Any] = {"heartbeat_interval": 0.5, "dead_time": 3.0, "lease_s": 3.0}
+# The namespace nodes' /home over the lab's userspace NFS client (Lab.mount_nfs), so cluster test's /home and MPI
+# rows and the user's file run on every compute node. Off (those rows on the VM only, whose kernel mounts /home
+# itself) is for a machine where that client cannot run; a client that ends mid-act is described after the failed
+# step (nfs_mounts.describe: its exit status or signal and its log).
+NAMESPACE_HOME = True
 INSTALLER_CACHE = CACHE / "installer"  # the installer's kernel, shared with the install tests
 USER, USER_UID = "demo", 3000
 USER_FILE = "before-the-crash.txt"  # in the demo user's home, written before the crash, read after it
@@ -66,6 +67,7 @@ class ClusterDemo:
     vm: concurrent.futures.Future[RealNode] | None = None
     node: RealNode | None = None
     crashed_at: float | None = None  # monotonic
+    home_mounted: bool = False  # the namespace nodes' /home clients were started
     observed: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,7 +122,17 @@ def heads_line(demo: ClusterDemo) -> str:
         state = (status or {}).get("state", "no answer")
         fenced = f", last fence {short(fence)}" if fence else ""
         seen.append(f"{head}: lab {demo.lab.host(head).state}, HA {state}{fenced}")
-    return "   heads now: " + "; ".join(seen)
+    line = "   heads now: " + "; ".join(seen)
+    # the namespace nodes' /home clients: a /home row that failed because one of them ended says how it ended
+    mounts = [_home_client(demo, host) for host in demo.computes if demo.home_mounted]
+    return "\n".join([line, *mounts])
+
+
+def _home_client(demo: ClusterDemo, host: str) -> str:
+    try:
+        return f"   /home client of {describe(demo.lab, host, '/home')}"
+    except Exception as exc:  # shown after a failure: it must not hide that failure
+        return f"   /home client of {host}: {exc}"
 
 
 # --- set-up ------------------------------------------------------------------------------------------------------
@@ -253,6 +265,7 @@ def mount_home_step(demo: ClusterDemo) -> str:
     client here: a userspace NFSv4 client over FUSE, lab/nfs_mounts.py); the VM's own kernel mounts it itself."""
     for host in demo.computes:
         demo.lab.mount_nfs(host, PRIVATE_ALIAS, "/home", "/home")
+        demo.home_mounted = True
         # unmounted while a head still serves it (the stack unwinds before HA stops): a client of a dead server
         # waits for it, and so would the unmount
         demo.stack.callback(_unmount_home, demo, host)
@@ -422,10 +435,10 @@ def _unmount_home(demo: ClusterDemo, host: str) -> None:
 
 def nodes_home_back_step(demo: ClusterDemo) -> str:
     """The namespace nodes' NFS client reconnects to the alias by itself (the new head's export): how long after
-    the crash a read of the user's home answers on each."""
+    the crash the user lists their home on each (as the user: root is squashed and the home is the user's own)."""
     crashed = demo.crashed_at or time.monotonic()
     back: dict[str, float] = {}
-    probe = ["timeout", "10", "ls", f"/home/{USER}"]
+    probe = ["runuser", "-u", USER, "--", "timeout", "10", "ls", f"/home/{USER}"]
     for host in demo.computes:
         if not wait_until(lambda h=host: demo.lab.exec(h, probe, check=False).returncode == 0, 240, 0.5):
             raise StepFailed(f"/home/{USER} on {host} did not answer within 240 s of the crash")

@@ -70,6 +70,20 @@ def _set_up(ha: HaLab, active: str, node: str, mac: str, *, work: Path, cache_di
         raise RuntimeError(f"{standby} was not in sync with {active} within 60 s")
 
 
+def _boot_mode(state: Path, node: str) -> str:
+    """The node's boot mode in that head's database: ``localboot`` once installed (the head's iPXE script then
+    sends it to its own disk)."""
+    from haoscar.commands.wiring import open_cluster_database
+    from haoscar.db.models import Node
+
+    db = open_cluster_database(state, upgrade=False)
+    try:
+        with db.session() as session:
+            return str(session.query(Node).filter_by(name=node).one().boot_mode)
+    finally:
+        db.close()
+
+
 def _install(ha: HaLab, console: Any, node: str, *, ip: str, mac: str, work: Path, watch: Watch) -> dict[str, Any]:
     new_head = ha.standby if ha.lab.host(ha.primary).state == "crashed" else ha.primary
     tap = ha.lab.add_tap("private", f"dm{os.getpid() % 100000}")
@@ -79,6 +93,7 @@ def _install(ha: HaLab, console: Any, node: str, *, ip: str, mac: str, work: Pat
         vm.start("n")
         state = watch(console, _state(ha.lab, new_head), node, vm)
         took = time.monotonic() - started
+        boot_mode = _boot_mode(_state(ha.lab, new_head), node)  # what the new head's iPXE script does next
         # the installer's kernel command line names its head; read before the next boot rewrites the serial log
         from_new_head = f"haoscar.server=http://{PRIVATE_ALIAS}:8470" in vm.log.read_text(errors="replace")
         came_up = False
@@ -93,7 +108,8 @@ def _install(ha: HaLab, console: Any, node: str, *, ip: str, mac: str, work: Pat
                 marker = InstallHead(ha.lab, new_head, head_ip, work).http_get(f"http://{ip}/", timeout=15)
             except UserError as exc:
                 marker = str(exc)
-        return {"state": state, "took_s": took, "answered": answered, "marker": marker, "via_alias": from_new_head}
+        seen = {"state": state, "took_s": took, "answered": answered, "marker": marker, "via_alias": from_new_head}
+        return {**seen, "boot_mode": boot_mode}
     finally:
         vm.kill()
 

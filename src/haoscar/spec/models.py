@@ -147,6 +147,7 @@ class Service(SpecModel):
         "slurmctld",
         "nfs-ganesha",
         "chrony",
+        "web",  # the web console on the public alias (docs/web.md)
     ] = "command"
     start: Text | None = None
     stop: Text | None = None

@@ -25,7 +25,7 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert diff == []
         status = schema_status(db.engine)
-        assert status.current == head_revision() == "0004"
+        assert status.current == head_revision() == "0005"
         assert status.up_to_date
     finally:
         db.close()
@@ -74,18 +74,18 @@ def test_db_upgrade_and_status_commands(tmp_path: Path, capsys: pytest.CaptureFi
         run(["--state-dir", state, "db", "status", "--json"])
     assert exit_info.value.code == 1
     before = json.loads(capsys.readouterr().out)
-    assert before["exists"] is False and before["current"] is None and before["head"] == "0004"
+    assert before["exists"] is False and before["current"] is None and before["head"] == "0005"
 
     with pytest.raises(SystemExit) as exit_info:
         run(["--state-dir", state, "db", "upgrade"])
     assert exit_info.value.code == 0
-    assert "upgraded from nothing to 0004" in capsys.readouterr().out
+    assert "upgraded from nothing to 0005" in capsys.readouterr().out
 
     with pytest.raises(SystemExit) as exit_info:
         run(["--state-dir", state, "db", "status", "--json"])
     assert exit_info.value.code == 0
     after = json.loads(capsys.readouterr().out)
-    assert after["current"] == "0004" and after["up_to_date"] is True
+    assert after["current"] == "0005" and after["up_to_date"] is True
 
 
 def test_nodes_using_image_without_a_database_creates_nothing(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""The VIP is added with one hand-built ``RTM_NEWADDR`` request (``ha/netlink_addr.py``): what it says to the
-kernel, and how its acknowledgement is read."""
+"""The VIP is added, removed and looked up with hand-built rtnetlink requests (``ha/netlink_addr.py``; the daemon
+no longer loads pyroute2): what they say to the kernel, and how the answers are read."""
 
 from __future__ import annotations
 
@@ -12,11 +12,19 @@ from haoscar.ha.netlink_addr import (
     IFA_LOCAL,
     NLM_F_ACK,
     NLM_F_CREATE,
+    NLM_F_DUMP,
+    NLM_F_MULTI,
     NLM_F_REPLACE,
     NLM_F_REQUEST,
+    NLMSG_DONE,
     NLMSG_ERROR,
+    RTM_DELADDR,
+    RTM_GETADDR,
     RTM_NEWADDR,
     ack_error,
+    deladdr_message,
+    dump_addresses,
+    getaddr_message,
     newaddr_message,
 )
 
@@ -55,3 +63,31 @@ def test_the_acknowledgement_of_our_request_gives_its_errno() -> None:
     assert ack_error(ack(6, 0), 7) is None
     assert ack_error(ack(6, -17) + ack(7, 0), 7) == 0
     assert ack_error(b"", 7) is None
+
+
+def test_the_removal_names_the_address_on_the_interface_and_asks_for_an_acknowledgement() -> None:
+    data = deladdr_message(9, index=4, address=IPv4Address("198.18.0.3"), prefixlen=32)
+    length, kind, flags, seq, _port = struct.unpack_from("=IHHII", data)
+    assert (length, kind, flags, seq) == (len(data), RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, 9)
+    family, prefixlen, _flags, _scope, index = struct.unpack_from("=BBBBI", data, 16)
+    assert (family, prefixlen, index) == (2, 32, 4)
+    attrs = attributes(data, 24)
+    assert attrs[IFA_LOCAL] == attrs[IFA_ADDRESS] == bytes([198, 18, 0, 3])
+
+
+def address_message(seq: int, index: int, address: str) -> bytes:
+    attr = struct.pack("=HH", 8, IFA_LOCAL) + IPv4Address(address).packed
+    body = struct.pack("=BBBBI", 2, 32, 0, 0, index) + attr
+    return struct.pack("=IHHII", 16 + len(body), RTM_NEWADDR, NLM_F_MULTI, seq, 0) + body
+
+
+def test_a_dump_answer_gives_each_address_with_its_interface_until_done() -> None:
+    request = getaddr_message(5)
+    _length, kind, flags, seq, _port = struct.unpack_from("=IHHII", request)
+    assert (kind, flags & NLM_F_DUMP, seq) == (RTM_GETADDR, NLM_F_DUMP, 5)
+    part = address_message(5, 2, "198.18.0.1") + address_message(5, 3, "198.19.0.10")
+    assert dump_addresses(part, 5) == ([(2, IPv4Address("198.18.0.1")), (3, IPv4Address("198.19.0.10"))], False)
+    done = struct.pack("=IHHII", 20, NLMSG_DONE, NLM_F_MULTI, 5, 0) + b"\0" * 4
+    assert dump_addresses(address_message(5, 3, "198.18.0.3") + done, 5) == ([(3, IPv4Address("198.18.0.3"))], True)
+    # the answer to an older request (one that timed out) is not this dump's
+    assert dump_addresses(address_message(4, 3, "198.18.0.3"), 5) == ([], False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import struct
 from pathlib import Path
 from typing import Any, ClassVar
@@ -100,3 +101,60 @@ def test_a_timed_out_call_is_retried_on_a_fresh_connection_like_a_hard_mount(mon
     first, second = _FakeConnection.made
     assert (first.closed, first.calls, second.calls) == (True, 1, 1)
     assert session.reconnects == 1
+
+
+class _CreatingServer:
+    """A server whose first OPEN creates the file but loses its confirmation (NFS4ERR_EXPIRED, which libnfs 4.0
+    reports as -ERANGE), and which refuses a create of an existing file (EEXIST), as libnfs does."""
+
+    def __init__(self) -> None:
+        self.files: set[str] = set()
+        self.opens: list[tuple[str, int]] = []
+
+
+class _OpenConnection:
+    server: ClassVar[_CreatingServer]
+
+    def __init__(self, server: str, export: str, timeout_ms: int = 0) -> None:
+        self.closed = False
+
+    def as_user(self, creds: Creds) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def stat(self, path: str, follow: bool = False) -> str:
+        if path != "/" and path not in self.server.files:
+            raise nfs_client.NfsError(errno.ENOENT, f"stat {path}: no such file")
+        return f"stat of {path}"
+
+    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        assert not self.closed, "a closed connection was used"
+        self.server.opens.append((path, flags))
+        if flags & os.O_CREAT and path in self.server.files:
+            raise nfs_client.NfsError(errno.EEXIST, f"open {path}: file exists")
+        if flags & os.O_CREAT:
+            self.server.files.add(path)
+            if len(self.server.opens) == 1:
+                raise nfs_client.NfsError(errno.ERANGE, f"open {path}: OPEN_CONFIRM failed with NFS4ERR_EXPIRED")
+        return 7
+
+    def setattr(self, path: str, attrs: object) -> None:
+        pass
+
+
+def test_a_create_whose_confirmation_was_lost_opens_the_file_it_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`echo x > /home/alice/new` must not fail with "File exists" because the OPEN that created the file lost its
+    lease before its confirmation: the retry on a fresh connection opens that file instead of creating it again;
+    a later reopen (after a failover) never creates nor truncates."""
+    _OpenConnection.server = _CreatingServer()
+    monkeypatch.setattr(nfs_client, "Connection", _OpenConnection)
+    session = nfs_client.Session("198.18.0.3", "/home", retry_pause_s=0.0)
+    creds = Creds(1000, 1000)
+    number = session.open("/alice/new", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, creds)
+    assert session.reconnects == 1  # the stale state was renewed once
+    opens = _OpenConnection.server.opens
+    assert [bool(flags & os.O_CREAT) for _, flags in opens] == [True, False]
+    entry = session.entry(number)
+    assert entry.flags & (os.O_CREAT | os.O_EXCL | os.O_TRUNC) == 0 and entry.flags & os.O_WRONLY

@@ -43,6 +43,9 @@ class LaggingFiles:
     def stats(self) -> tuple[float, int, int]:
         return self.lag, 40, 4_000_000
 
+    def handle_status(self) -> dict[str, object]:
+        return {}
+
     async def stop(self) -> None:
         return None
 

@@ -12,6 +12,7 @@ from haoscar.ha.services.shell import CommandService, ProcessService, TcpService
 from haoscar.ha.services.slurmctld import SlurmctldService
 from haoscar.ha.services.status_api import StatusApiService
 from haoscar.ha.services.systemd import SystemdService
+from haoscar.ha.services.web import WebConsoleService
 from haoscar.spec.models import Service
 
 KINDS: dict[str, type[ServiceResource]] = {
@@ -25,6 +26,7 @@ KINDS: dict[str, type[ServiceResource]] = {
     "slurmctld": SlurmctldService,
     "nfs-ganesha": NfsGaneshaService,
     "chrony": ChronyService,
+    "web": WebConsoleService,
 }
 
 

@@ -2,11 +2,13 @@
 
 haoscar runs in its shipped configuration (``shipped.py``: replication on, dnsmasq and the token API as services,
 TLS, per-purpose keys, witness, lab fencing) at the default profile. Once the pair has settled, the bench samples
-for ``seconds`` the **whole process tree** of the active head's daemon: the daemon itself and every child it runs
-(the read-only status listener and the token API process, the warm netboot renderer, ``tlspipe`` and the rsync
-daemon of replication, rsync clients of a pass, and the services). CPU is utime + stime from ``/proc/PID/stat``
-over the window, in % of one core, summed over the processes; memory is ``VmRSS`` summed (it counts pages the
-processes share more than once, so it errs high) and ``Pss`` from ``smaps_rollup`` summed (shared pages split).
+for ``seconds`` the **whole process tree** of the active head's daemon: the daemon itself (replication's watcher,
+batch loop and database channel run inside it) and every child it runs (the listener process of the read-only
+status and the token API, a warm netboot renderer, ``tlspipe`` and the rsync daemon of replication while a returning
+peer pulls - on the active head they run on demand -, rsync clients of a pass, and the services). CPU is utime +
+stime from ``/proc/PID/stat`` over the window, in % of one core, summed over the processes; memory is ``VmRSS``
+summed (it counts pages the processes share more than once, so it errs high) and ``Pss`` from ``smaps_rollup``
+summed (shared pages split).
 The haoscar figure (``idle_cpu_pct``, ``rss_mb``) leaves out the services it manages (dnsmasq), which keepalived
 would not run either; they are reported apart. Then keepalived runs on the same lab (parent and VRRP child, at
 ``advert_int`` equal to haoscar's heartbeat interval) and is sampled the same way.
@@ -237,8 +239,9 @@ def report(
         "rss_mb": haoscar["rss_mb"],
         "pss_mb": haoscar["pss_mb"],
         "unique_mb": haoscar["unique_mb"],
-        "counted": "the active head's daemon and every child process (the status listener, which also serves the "
-        "token API, a warm netboot renderer if one runs, tlspipe, rsync daemon and clients); managed services "
+        "counted": "the active head's daemon (replication runs inside it) and every child process (the status "
+        "listener, which also serves the token API, a warm netboot renderer if one runs, tlspipe and the rsync daemon "
+        "while a returning peer pulls, rsync clients of a pass); managed services "
         "(dnsmasq) apart in services_*; CPU and RSS summed over the processes (RSS counts a page shared by N of "
         "them N times, PSS splits it, also with processes outside the tree); unique_mb: the tree's resident pages "
         "each counted once (pagemap frame numbers); the standby head's own tree in haoscar.standby_head",
