@@ -59,21 +59,37 @@ class MpiCheck:
             argv = jobs.mpirun_user_argv(self.run.user, ready, program, self.run.subnet, self.run.limits)
         if not ready:
             return self.verdicts_
-        done = self.run.job(argv, "mpirun", "openmpi-bin")
+        done, first = self._mpirun(argv)
         if isinstance(done, str):
             return self.verdicts_ | dict.fromkeys(ready, Verdict(False, done))
         out, err = done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
         ranks, size = jobs.ranks_by_host(out)
         said = jobs.program_message(out, err)
         who = self.run.user or "root"
+        again = f"; the first mpirun exited {first[0]}: {first[1]}" if first else ""
         for node in ready:
             if ranks.get(jobs.short(node)) == 1 and size == len(ready):
-                self.verdicts_[node] = Verdict(True, f"rank reported from {node} ({size} ranks over ssh as {who})")
+                ok = f"rank reported from {node} ({size} ranks over ssh as {who}{again})"
+                self.verdicts_[node] = Verdict(True, ok)
             elif done.returncode != 0:
                 self.verdicts_[node] = Verdict(False, f"mpirun as {who} exited {done.returncode}: {said}")
             else:
                 self.verdicts_[node] = Verdict(False, f"no rank reported from it (ranks from {sorted(ranks)})")
         return self.verdicts_
+
+    def _mpirun(self, argv: list[str]) -> tuple[subprocess.CompletedProcess[bytes] | str, tuple[int, str] | None]:
+        """The job, run a second time when mpirun itself failed (a non-zero exit): Open MPI's start-up over ssh can
+        lose a daemon on a loaded head ("ORTE does not know how to route a message", seen at load 10+) where a
+        second run passes. Returns the run that counts and the first one's exit code and message when it failed;
+        a pass on the second run says so in its reason, and a second failure is reported as such."""
+        done = self.run.job(argv, "mpirun", "openmpi-bin")
+        if isinstance(done, str) or done.returncode == 0:
+            return done, None
+        first = (
+            done.returncode,
+            jobs.program_message(done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")),
+        )
+        return self.run.job(argv, "mpirun", "openmpi-bin"), first
 
     def _compile(self) -> Path | str:
         work = self.run.work

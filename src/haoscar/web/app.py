@@ -29,12 +29,12 @@ STATIC = TEMPLATES.parent / "static"
 
 # The page modules (haoscar.web.<name>), one line each; each has `setup(app: web.Application) -> None`.
 PAGE_MODULES: tuple[str, ...] = (
-    "dashboard",  # dash (W3): /dashboard, /nodes, /events, /dashboard/switchover
-    "api",  # dash (W3): /api/... JSON
-    "metrics",  # dash (W3): /metrics (bearer token)
-    "wizard",  # wizard (W2): /wizard, /wizard/STEP, /api/wizard/STEP/job
-    "live",  # wizard (W2): /live/macs, /live/installs (SSE)
-    "audit",  # webcore (W1): /audit
+    "dashboard",  # /dashboard, /nodes, /events, /dashboard/switchover
+    "api",  # /api/... JSON
+    "metrics",  # /metrics (bearer token)
+    "wizard",  # /wizard, /wizard/STEP, /api/wizard/STEP/job
+    "live",  # /live/macs, /live/installs (SSE)
+    "audit",  # /audit
 )
 
 CSP = (
