@@ -211,7 +211,7 @@ def console_act(console: Console) -> Act:
         redirected = dashboard["status"] in (302, 303) and str(dashboard["location"]).startswith("/login")
         checks = [
             Check("the login page over TLS (cluster CA)", client, head, f"{url}/login", True,
-                  login["status"] == 200, f"HTTP {login['status']}"),
+                  login["status"] == 200, f"HTTP {login['status']} {login.get('error') or ''}".strip()),
             Check("the dashboard needs a login", client, head, f"{url}/dashboard", True, redirected,
                   f"HTTP {dashboard['status']} -> {dashboard['location']}"),
         ]  # fmt: skip
