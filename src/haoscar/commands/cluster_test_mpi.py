@@ -79,7 +79,7 @@ class MpiCheck:
 
     def _mpirun(self, argv: list[str]) -> tuple[subprocess.CompletedProcess[bytes] | str, tuple[int, str] | None]:
         """The job, run a second time when mpirun itself failed (a non-zero exit): Open MPI's start-up over ssh can
-        lose a daemon on a loaded head ("ORTE does not know how to route a message", seen at load 10+) where a
+        lose a daemon on a loaded head ("ORTE does not know how to route a message", seen once in make test) where a
         second run passes. Returns the run that counts and the first one's exit code and message when it failed;
         a pass on the second run says so in its reason, and a second failure is reported as such."""
         done = self.run.job(argv, "mpirun", "openmpi-bin")
