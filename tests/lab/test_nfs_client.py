@@ -16,18 +16,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from haoscar.errors import UserError
 from haoscar.lab import nfs_mounts
 from haoscar.scenarios.ha_lab import HaLab, ha_lab, wait_until
 from haoscar.scenarios.lab_fixtures import unique_lab_name
-from haoscar.scenarios.nfs_lab import nfs_service
-from haoscar.spec import load_spec
+from haoscar.scenarios.nfs_lab import nfs_lab_spec
 
 pytestmark = pytest.mark.lab
 
-LAB_YAML = Path(__file__).parents[2] / "src" / "haoscar" / "data" / "lab.yaml"
 ALIAS = "198.18.0.3"
 UID = 4243
 HOME = f"/home/u{UID}"
@@ -39,13 +36,8 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaLab]:
     if os.geteuid() != 0:
         pytest.fail("lab tests need root (network namespaces)")
     where = tmp_path_factory.mktemp("nfsclient")
-    raw = yaml.safe_load(LAB_YAML.read_text())
-    for head in raw["heads"].values():
-        head["private_alias_ip"] = ALIAS
-    raw["ha"]["services"] = [nfs_service()]
-    path = where / "cluster.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    with ha_lab(load_spec(path), unique_lab_name("nfc"), where, replication=True, replication_ack_timeout_s=1.0) as lab:
+    spec = nfs_lab_spec(where, ALIAS)
+    with ha_lab(spec, unique_lab_name("nfc"), where, replication=True, replication_ack_timeout_s=1.0) as lab:
         home = lab.lab.host_dir(lab.primary) / HOME.lstrip("/")  # what `user add` makes on the active head
         home.mkdir(parents=True, exist_ok=True)
         os.chown(home, UID, UID)

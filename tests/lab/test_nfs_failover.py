@@ -14,20 +14,16 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from haoscar.scenarios.ha_lab import HaLab, ha_lab, wait_until
 from haoscar.scenarios.lab_fixtures import unique_lab_name
-from haoscar.scenarios.nfs_lab import nfs_service, nfs_tool, url
-from haoscar.spec import load_spec
+from haoscar.scenarios.nfs_lab import nfs_lab_spec, nfs_tool, url
 
 pytestmark = pytest.mark.lab
 
-LAB_YAML = Path(__file__).parents[2] / "src" / "haoscar" / "data" / "lab.yaml"
 ALIAS = "198.18.0.3"
 UID = 4242  # a cluster user's uid: what `user add` gives a home on the export
 HOME = f"/home/u{UID}"
@@ -38,13 +34,8 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaLab]:
     if os.geteuid() != 0:
         pytest.fail("lab tests need root (network namespaces)")
     where = tmp_path_factory.mktemp("nfs")
-    raw = yaml.safe_load(LAB_YAML.read_text())
-    for head in raw["heads"].values():
-        head["private_alias_ip"] = ALIAS
-    raw["ha"]["services"] = [nfs_service(max_restarts=2, restart_window=60)]
-    path = where / "cluster.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    with ha_lab(load_spec(path), unique_lab_name("nfs"), where, replication=True, replication_ack_timeout_s=1.0) as lab:
+    spec = nfs_lab_spec(where, ALIAS, max_restarts=2, restart_window=60)
+    with ha_lab(spec, unique_lab_name("nfs"), where, replication=True, replication_ack_timeout_s=1.0) as lab:
         # What `user add` does on the active head: a home owned by the user, on the export (replicated).
         home = lab.lab.host_dir(lab.primary) / HOME.lstrip("/")
         home.mkdir(parents=True, exist_ok=True)

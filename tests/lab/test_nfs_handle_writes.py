@@ -22,17 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from haoscar.lab.lab import Lab, down_lab
 from haoscar.scenarios.ha_lab import HaLab, start_ha, wait_until
 from haoscar.scenarios.lab_fixtures import unique_lab_name
-from haoscar.scenarios.nfs_lab import nfs_service, nfs_tool, url
-from haoscar.spec import load_spec
+from haoscar.scenarios.nfs_lab import nfs_lab_spec, nfs_tool, url
 
 pytestmark = pytest.mark.lab
 
-LAB_YAML = Path(__file__).parents[2] / "src" / "haoscar" / "data" / "lab.yaml"
 ALIAS = "198.18.0.3"
 UID = 4242
 HOME = f"/home/u{UID}"
@@ -69,13 +66,7 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaLab]:
     if os.geteuid() != 0:
         pytest.fail("lab tests need root (network namespaces)")
     where = tmp_path_factory.mktemp("nfsh")
-    raw = yaml.safe_load(LAB_YAML.read_text())
-    for head in raw["heads"].values():
-        head["private_alias_ip"] = ALIAS
-    raw["ha"]["services"] = [nfs_service()]
-    path = where / "cluster.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    spec, name = load_spec(path), unique_lab_name("nfsh")
+    spec, name = nfs_lab_spec(where, ALIAS), unique_lab_name("nfsh")
     ha = None
     try:
         lab = Lab.up(spec, name, where)

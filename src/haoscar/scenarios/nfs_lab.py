@@ -9,14 +9,31 @@ needs no kernel NFS client: ``nfs_tool(lab, "node01", "nfs-cat", url(alias, "/ho
 from __future__ import annotations
 
 import subprocess
+from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from haoscar.lab.lab import Lab
+from haoscar.spec import ClusterSpec, load_spec
 
 
 def nfs_service(name: str = "nfs", **options: Any) -> dict[str, Any]:
     """The ``ha.services`` entry of the NFS export (checked every 0.5 s; a start may take 10 s under load)."""
     return {"name": name, "kind": "nfs-ganesha", "interval": 0.5, "timeout": 10, **options}
+
+
+def nfs_lab_spec(where: Path, alias: str, **options: Any) -> ClusterSpec:
+    """The shipped lab spec with ``alias`` as both heads' private alias and the NFS export (``nfs_service(**options)``)
+    as its one HA service, written to ``where/cluster.yaml`` (where file problems would point) and loaded."""
+    raw = yaml.safe_load((files("haoscar") / "data" / "lab.yaml").read_text())
+    for head in raw["heads"].values():
+        head["private_alias_ip"] = alias
+    raw["ha"]["services"] = [nfs_service(**options)]
+    path = where / "cluster.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return load_spec(path)
 
 
 def url(server: str, path: str, uid: int | None = None, gid: int | None = None) -> str:
