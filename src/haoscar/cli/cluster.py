@@ -66,6 +66,10 @@ def test(
         float, typer.Option("--job-timeout", help="Seconds the Slurm job and the MPI run may take.")
     ] = 60.0,
     fanout: Annotated[int, typer.Option("--fanout", "-f", help="ssh connections at once.")] = 64,
+    job_wait: Annotated[
+        float,
+        typer.Option("--job-wait", help="Seconds the Slurm job may wait for its nodes (busy ones) before it fails."),
+    ] = 120.0,
     as_json: Annotated[bool, typer.Option("--json", help="The rows as JSON.")] = False,
 ) -> None:
     """Test the cluster's setup (OSCAR's Test Cluster Setup): ssh, name resolution, /home, time, Slurm, MPI.
@@ -85,6 +89,7 @@ def test(
         command_timeout,
         job_timeout,
         fanout,
+        job_wait,
     )
     with flags(nodes="NODESET", checks="--check"):
         report = cluster_test(cli_env(ctx), request)

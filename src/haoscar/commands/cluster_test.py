@@ -37,7 +37,9 @@ _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 class ClusterTestRequest:
     """Which nodes, which checks (empty: all; ``ssh`` always runs, the others need it), as whom /home is written
     (None: the cluster user with the lowest uid, else root; ``root``: root), and the limits: seconds to connect, per
-    step on a node, per job, the clock offset allowed."""
+    step on a node, per job, the clock offset allowed, and how long the Slurm job may wait for its nodes (as OSCAR's
+    test job waited in the queue: right after a failover the new controller may still hold nodes for a job whose end
+    the crash lost, until that job's time limit)."""
 
     nodes: str = DEFAULT_NODES
     checks: tuple[str, ...] = ()
@@ -48,6 +50,7 @@ class ClusterTestRequest:
     command_timeout: float = 30.0
     job_timeout: float = 60.0
     fanout: int = 64
+    job_wait: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ def request_problems(request: ClusterTestRequest) -> list[FieldProblem]:
         problems.append(FieldProblem("user", f"{request.user!r} is not a user name (lower case, digits, _ and -)"))
     if not request.home.startswith("/") or request.home.rstrip("/") == "":
         problems.append(FieldProblem("home", f"{request.home!r}: give the absolute path of the exported /home"))
-    for name in ("time_threshold", "connect_timeout", "command_timeout", "job_timeout"):
+    for name in ("time_threshold", "connect_timeout", "command_timeout", "job_timeout", "job_wait"):
         value = getattr(request, name)
         if not value > 0:
             problems.append(FieldProblem(name, f"{value:g}: give seconds above 0"))

@@ -39,7 +39,9 @@ class MpiRun(Protocol):
 
     def fan(self, nodes: list[str], command: str) -> dict[str, Answer]: ...
 
-    def job(self, argv: list[str], what: str, package: str) -> subprocess.CompletedProcess[bytes] | str: ...
+    def job(
+        self, argv: list[str], what: str, package: str, wait: float = 0.0
+    ) -> subprocess.CompletedProcess[bytes] | str: ...
 
 
 class MpiCheck:

@@ -7,6 +7,7 @@ ClusterShell (``provision.fanout``) and its jobs on this head (``env.run``), eac
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import subprocess
@@ -34,7 +35,7 @@ SSH_SAYS = "haoscar-cluster-test-ok"
 TIME_RETRIES = 8  # nodes whose offset is undecided are measured again alone (plain ssh), up to this many
 ALONE_TRIES = 3  # ssh round trips per such node at most
 READERS = 3  # nodes that read every other node's /home file back (each file needs one reader besides its writer)
-IMMEDIATE = 10  # seconds srun waits for its allocation before it gives up with Slurm's reason
+WAIT_SHOWN = 5.0  # seconds: a job step that waited longer for its nodes says how long
 
 
 class Settings(Protocol):
@@ -52,6 +53,8 @@ class Settings(Protocol):
     def command_timeout(self) -> float: ...
     @property
     def job_timeout(self) -> float: ...
+    @property
+    def job_wait(self) -> float: ...
     @property
     def fanout(self) -> int: ...
 
@@ -199,30 +202,51 @@ class Run:
         return verdicts
 
     def slurm(self, nodes: list[str]) -> dict[str, Verdict]:
-        argv = jobs.srun_argv(nodes, fold(nodes), IMMEDIATE)
-        done = self.job(argv, "srun", "slurm-client")
+        """One job step on the nodes; it may wait ``job_wait`` for them (``srun --immediate``), then fails with
+        Slurm's reason and, when they are busy, the jobs that hold them."""
+        folded = fold(nodes)
+        argv = jobs.srun_argv(nodes, folded, max(1, math.ceil(self.request.job_wait)))
+        started = self.env.clock.monotonic()
+        done = self.job(argv, "srun", "slurm-client", self.request.job_wait)
+        waited = self.env.clock.monotonic() - started
         if isinstance(done, str):
             return dict.fromkeys(nodes, Verdict(False, done))
         ran = jobs.hosts_that_ran(done.stdout.decode(errors="replace"))
         said = jobs.program_message(done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace"))
+        if done.returncode and "busy" in said:
+            said = "; ".join(part for part in (said, self._holders(folded)) if part)
+        ok = "a job step ran on it (srun through the controller)"
+        if waited > WAIT_SHOWN:
+            ok = f"{ok[:-1]}; {waited:.0f} s with the allocation's wait)"
         return {
-            node: Verdict(True, "a job step ran on it (srun through the controller)")
+            node: Verdict(True, ok)
             if jobs.short(node) in ran
             else Verdict(False, f"srun exited {done.returncode}: {said}" if done.returncode else "no task ran on it")
             for node in nodes
         }
 
+    def _holders(self, folded: str) -> str:
+        """The jobs holding the nodes (``squeue``), or "" when that cannot be read: it only explains a failure."""
+        done = self.job(jobs.holders_argv(folded), "squeue", "slurm-client")
+        if isinstance(done, str) or done.returncode:
+            return ""
+        return jobs.holders_text(done.stdout.decode(errors="replace"))
+
     def mpi(self, nodes: list[str]) -> dict[str, Verdict]:
         return MpiCheck(self, nodes).verdicts()
 
-    def job(self, argv: list[str], what: str, package: str) -> subprocess.CompletedProcess[bytes] | str:
-        """A program run on this head with the job timeout, or why it could not run."""
+    def job(
+        self, argv: list[str], what: str, package: str, wait: float = 0.0
+    ) -> subprocess.CompletedProcess[bytes] | str:
+        """A program run on this head with the job timeout (plus ``wait``, what it may wait for its nodes), or why
+        it could not run."""
+        limit = self.request.job_timeout + wait
         try:
-            return self.env.run(argv, timeout=self.request.job_timeout)
+            return self.env.run(argv, timeout=limit)
         except FileNotFoundError:
             return f"{what} is not installed on this head (Debian package {package})"
         except subprocess.TimeoutExpired:
-            return f"{what} did not finish within {self.request.job_timeout:g} s"
+            return f"{what} did not finish within {limit:g} s"
 
 
 class HomeCheck:

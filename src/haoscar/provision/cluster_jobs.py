@@ -55,6 +55,39 @@ def srun_argv(nodes: list[str], folded: str, immediate: int) -> list[str]:
     ]
 
 
+HOLDING_STATES = "RUNNING,COMPLETING,CONFIGURING,SUSPENDED"
+SHOWN_HOLDERS = 3  # jobs named in a reason; the count says how many more
+
+
+def holders_argv(folded: str) -> list[str]:
+    """The jobs that hold any of these nodes now, one line each: id, name, user, state, time used, limit, nodes."""
+    return [
+        "env",
+        f"SLURM_CONF={CONF_PATH}",
+        "squeue",
+        "--noheader",
+        f"--nodelist={folded}",
+        f"--states={HOLDING_STATES}",
+        "--format=%i|%j|%u|%T|%M|%l|%N",
+    ]
+
+
+def holders_text(output: str) -> str:
+    """``squeue``'s lines as a reason's tail: ``held by job 7 haoscar-cluster-test (root, RUNNING 0:42 of 1:00 on
+    node[01-03])``; empty when no job holds them."""
+    jobs = []
+    for line in output.splitlines():
+        fields = line.strip().split("|")
+        if len(fields) != 7:
+            continue
+        job, name, user, state, used, limit, nodes = fields
+        jobs.append(f"job {job} {name} ({user}, {state} {used} of {limit} on {nodes})")
+    if not jobs:
+        return ""
+    more = f" and {len(jobs) - SHOWN_HOLDERS} more" if len(jobs) > SHOWN_HOLDERS else ""
+    return "held by " + "; ".join(jobs[:SHOWN_HOLDERS]) + more
+
+
 def short(name: str) -> str:
     return name.split(".", 1)[0]
 

@@ -58,6 +58,8 @@ class FakeCluster:
     fanouts: list[tuple[list[str], str]] = field(default_factory=list)
     programs: list[list[str]] = field(default_factory=list)
     srun: tuple[int, str] | None = None  # (status, stderr) instead of a run on every node
+    srun_wait: float = 0.0  # seconds srun waits for its allocation (on the clock below)
+    squeue: str = ""  # what squeue prints: the jobs holding the nodes
     mpicc_missing: bool = False
     slow: set[str] = field(default_factory=set)  # programs that time out
     runuser: list[str] = field(default_factory=list)  # the users node scripts ran as (runuser -u USER)
@@ -142,7 +144,10 @@ class FakeCluster:
                 raise FileNotFoundError("mpicc")
             Path(argv[argv.index("-o") + 1]).write_bytes(b"\x7fELF")
             return subprocess.CompletedProcess(argv, 0, b"", b"")
+        if program == "squeue":
+            return subprocess.CompletedProcess(argv, 0, self.squeue.encode(), b"")
         if program == "srun":
+            self.now += self.srun_wait
             if self.srun is not None:
                 return subprocess.CompletedProcess(argv, self.srun[0], b"", self.srun[1].encode())
             listed = next(arg for arg in argv if arg.startswith("--nodelist=")).split("=", 1)[1]
@@ -361,13 +366,37 @@ def test_slurm_failure_gives_slurms_message_on_each_node(cluster: tuple[Env, Fak
     assert report.exit_status == 1
 
 
+def test_busy_nodes_fail_with_the_jobs_that_hold_them(cluster: tuple[Env, FakeCluster]) -> None:
+    env, fake = cluster
+    fake.srun = (1, "srun: error: Unable to allocate resources: Requested nodes are busy\n")
+    fake.squeue = "7|haoscar-cluster-test|root|RUNNING|0:42|1:00|node[01-03]\n"
+    report = _run(env, fake, checks=("slurm",), job_wait=30)
+    assert _rows(report)[("slurm", "node02")] == (
+        False,
+        "srun exited 1: srun: error: Unable to allocate resources: Requested nodes are busy; "
+        "held by job 7 haoscar-cluster-test (root, RUNNING 0:42 of 1:00 on node[01-03])",
+    )
+    srun = next(argv for argv in fake.programs if "srun" in argv)
+    assert "--immediate=30" in srun
+
+
+def test_a_job_that_waited_for_its_nodes_says_how_long(cluster: tuple[Env, FakeCluster]) -> None:
+    env, fake = cluster
+    fake.srun_wait = 47.2
+    report = _run(env, fake, checks=("slurm",))
+    assert _rows(report)[("slurm", "node03")] == (
+        True,
+        "a job step ran on it (srun through the controller; 47 s with the allocation's wait)",
+    )
+
+
 def test_jobs_that_hang_or_cannot_start_fail_with_the_reason(cluster: tuple[Env, FakeCluster]) -> None:
     env, fake = cluster
     fake.slow = {"srun"}
     fake.mpicc_missing = True
-    report = _run(env, fake, checks=("slurm", "mpi"), job_timeout=7)
+    report = _run(env, fake, checks=("slurm", "mpi"), job_timeout=7, job_wait=3)
     rows = _rows(report)
-    assert rows[("slurm", "node01")] == (False, "srun did not finish within 7 s")
+    assert rows[("slurm", "node01")] == (False, "srun did not finish within 10 s")
     assert rows[("mpi", "node02")] == (False, "mpicc is not installed on this head (Debian package libopenmpi-dev)")
 
 
@@ -387,6 +416,7 @@ def test_check_selection_runs_ssh_and_the_named_checks_only(cluster: tuple[Env, 
         ({"nodes": "node0[1-5]"}, "nodes", "unknown nodes node[04-05]"),
         ({"checks": ("dns",)}, "checks", "unknown check 'dns'; the checks are ssh, resolve, home, time, slurm, mpi"),
         ({"time_threshold": 0}, "time_threshold", "0: give seconds above 0"),
+        ({"job_wait": -5}, "job_wait", "-5: give seconds above 0"),
         ({"user": "Bad User"}, "user", "'Bad User' is not a user name"),
     ],
 )
