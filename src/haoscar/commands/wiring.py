@@ -12,11 +12,13 @@ what one needs of another is injected here, one function per seam:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from haoscar.db.images import nodes_using_image
 from haoscar.db.session import Database, open_database
-from haoscar.provision.images import ImageStore, ImageSummary
 from haoscar.replication.dbhook import attach_if_replicating
+
+if TYPE_CHECKING:  # the image store is loaded by the commands that use it, not by every command's start-up
+    from haoscar.provision.images import ImageStore, ImageSummary
 
 
 def open_cluster_database(state_dir: Path | str, *, upgrade: bool = True) -> Database:
@@ -27,9 +29,14 @@ def open_cluster_database(state_dir: Path | str, *, upgrade: bool = True) -> Dat
 
 def image_store(state_dir: Path) -> ImageStore:
     """The image store of ``state_dir``, refusing to delete an image that a node definition still uses."""
+    from haoscar.db.images import nodes_using_image
+    from haoscar.provision.images import ImageStore
+
     return ImageStore(state_dir, in_use=nodes_using_image)
 
 
 def store_images(state_dir: Path) -> list[ImageSummary]:
     """The images in the store of ``state_dir`` (none when there is no store yet)."""
+    from haoscar.provision.images import ImageStore
+
     return ImageStore(state_dir).list()

@@ -108,11 +108,25 @@ class Database:
             session.close()
 
     def upgrade(self) -> str | None:
-        """Bring the schema to Alembic's head; returns the revision now current."""
+        """Bring the schema to Alembic's head; returns the revision now current. A database at
+        ``constants.HEAD_REVISION`` costs one query (Alembic is imported only when there is something to do)."""
+        if self._revision() == constants.HEAD_REVISION:
+            return constants.HEAD_REVISION
         from haoscar.db.migrate import upgrade_to_head
 
         with _lock(self.state_dir):
             return upgrade_to_head(self.engine)
+
+    def _revision(self) -> str | None:
+        """The revision Alembic recorded, or None on a database it has not touched yet."""
+        with self.engine.connect() as connection:
+            found = connection.exec_driver_sql(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            ).scalar()
+            if found is None:
+                return None
+            value = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+            return None if value is None else str(value)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -9,11 +9,13 @@ import os
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from haoscar.errors import UserError
 from haoscar.keyring import load_secret
-from haoscar.spec.models import ClusterSpec
-from haoscar.spec.topology import topology
+
+if TYPE_CHECKING:  # every command's database hook imports this module for its constants: no spec models then
+    from haoscar.spec.models import ClusterSpec
 
 # The trees replicated when ha.replicate is empty: users' homes, haoscar's config, the image store, the
 # scheduler's state (haoscar points Slurm's StateSaveLocation there, so both heads have it) and haoscar's ssh key
@@ -121,6 +123,8 @@ def trees_of(spec: ClusterSpec, state_dir: Path) -> tuple[Tree, ...]:
 
 
 def repl_config(spec: ClusterSpec, node: str, state_dir: Path, key_file: Path | None = None) -> ReplConfig:
+    from haoscar.spec.topology import topology
+
     topo = topology(spec, node)
     link = topo.replication_link
     ha = spec.ha

@@ -13,12 +13,14 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ClusterShell.NodeSet import RESOLVER_NOGROUP, NodeSet, NodeSetException
 
 from haoscar.errors import UserError
-from haoscar.spec.models import ClientGroup, ClusterSpec, HeadNode
+
+if TYPE_CHECKING:  # annotations only: the node order (every `haoscar exec`) needs no pydantic models
+    from haoscar.spec.models import ClientGroup, ClusterSpec, HeadNode
 
 Role = Literal["primary", "standby", "compute"]
 

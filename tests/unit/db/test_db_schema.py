@@ -12,6 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
 from haoscar.cli.main import run
+from haoscar.db import constants
 from haoscar.db.images import nodes_using_image
 from haoscar.db.migrate import head_revision, schema_status
 from haoscar.db.models import Base, Event
@@ -25,7 +26,7 @@ def test_migrated_schema_matches_the_models(tmp_path: Path) -> None:
             diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert diff == []
         status = schema_status(db.engine)
-        assert status.current == head_revision() == "0005"
+        assert status.current == head_revision() == constants.HEAD_REVISION == "0005"
         assert status.up_to_date
     finally:
         db.close()
