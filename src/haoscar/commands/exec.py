@@ -22,7 +22,13 @@ from haoscar.commands.env import Env
 from haoscar.db.addresses import fold, some
 from haoscar.errors import FieldError, FieldNotFound, FieldProblem
 from haoscar.provision import fanout
-from haoscar.provision.node_groups import DatabaseGroupSource, all_nodes, node_groups, private_addresses
+from haoscar.provision.node_groups import (
+    DatabaseGroupSource,
+    all_nodes,
+    node_groups,
+    node_names,
+    private_addresses,
+)
 from haoscar.provision.sshkeys import ensure_identity
 from haoscar.spec.nodes import node_order
 
@@ -195,8 +201,8 @@ def resolve_targets(env: Env, pattern: str) -> dict[str, str]:
     if not pattern.strip():
         raise FieldError("nodes", f"is empty; {NODES_HINT}")
     with env.database.session(readonly=True) as session:
-        everything = all_nodes(session)
-        source = DatabaseGroupSource(node_groups(session), everything)
+        everything = node_names(session)
+        source = DatabaseGroupSource(node_groups(session, ordered=False), everything)
         addresses = private_addresses(session)
     names = expand_nodes(pattern, source)
     if not names:

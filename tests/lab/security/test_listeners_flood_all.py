@@ -3,19 +3,23 @@ can reach is flooded, and the takeover still happens within its normal time.
 
 The lab is the worst case for the compute side: no dedicated heartbeat network, so the replication channels (DB
 7407, file tlspipe 7408) listen on the private network where every compute node stands; the API and status are
-opened to the public side (``ha.api_public``); the netboot group (dnsmasq, boot server on the private alias) and the
-status API run as HA resources. The attackers, each bounded in count and time (they stop by themselves):
+opened to the public side (``ha.api_public``); the netboot group (dnsmasq, boot server on the private alias), the
+status API and the web console (HTTPS on the public alias) run as HA resources. The attackers, each bounded in
+count and time (they stop by themselves):
 
 - node01 (a compute node, its own address, spoofing nothing): idle and slowloris TCP connections to the boot
   server, both heads' DB channel, tlspipe, API and status; forged heartbeats (UDP 7404) to both heads and forged
   lease requests (UDP 7405) to the witness, each signed with a key of its own;
-- the public client: idle and slowloris connections to both heads' API and status on the public side.
+- the public client: idle and slowloris connections to both heads' API and status on the public side and to the web
+  console on the public alias.
 
 Asserted: the standby is active within the bound of test_listeners_flood.py, one VIP owner throughout (the owner
 sampler), a DB write on the active head acknowledged by the standby during the flood and present there after the
-takeover, node02 still gets its iPXE script from the new active head, head1 rejoins (under the flood) and a write on
-the new active head is on head1 when it returns, the replication ports refuse node01 before TLS, the forged
-datagrams are counted as drops in ``ha status``, and events.jsonl and the witness' log stay small.
+takeover, node02 still gets its iPXE script from the new active head, the web console answers the public client
+from the new active head (its certificate checked against the cluster CA) while the flood goes on, head1 rejoins
+(under the flood) and a write on the new active head is on head1 when it returns, the replication ports refuse
+node01 before TLS, the forged datagrams are counted as drops in ``ha status``, and events.jsonl and the witness'
+log stay small.
 """
 
 from __future__ import annotations
@@ -47,8 +51,8 @@ PRIVATE_ALIAS = "198.18.0.3"
 NODE02_MAC = "52:54:00:00:01:02"
 NODE01_MAC, NODE01_MAC_LATER = "52:54:00:00:01:01", "52:54:00:00:01:11"
 BOOT = f"http://{PRIVATE_ALIAS}:8470"
-API, DB, PIPE, STATUS, HEARTBEAT, LEASE = 7406, 7407, 7408, 7409, 7404, 7405
-FLOOD_S = 30.0  # each attacker stops by itself after this long
+API, DB, PIPE, STATUS, HEARTBEAT, LEASE, WEB = 7406, 7407, 7408, 7409, 7404, 7405, 8443
+FLOOD_S = 40.0  # each attacker stops by itself after this long (the console must answer on the new head before)
 
 # The attacker: IDLE connections that send nothing and SLOW ones that trickle a request head one byte every 0.5 s,
 # spread over the TCP targets, each reopened (after a pause) when the server closes it; FORGED datagrams, signed
@@ -159,6 +163,7 @@ def ha(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HaLab]:
         {"name": "dhcp", "kind": "dnsmasq", "interval": 0.5},
         {"name": "boot", "kind": "bootserver", "interval": 0.5},
         {"name": "api", "kind": "status-api"},
+        {"name": "web", "kind": "web", "port": WEB, "interval": 0.5},
     ]
     raw["ha"]["api_public"] = True
     path = where / "cluster.yaml"
@@ -203,7 +208,7 @@ def stats(ha: HaLab, host: str) -> dict[str, Any]:
     return {}
 
 
-def test_flooding_every_listener_during_a_crash_does_not_stop_the_failover(ha: HaLab) -> None:
+def test_flooding_every_listener_during_a_crash_does_not_stop_the_failover(ha: HaLab, tmp_path: Path) -> None:
     head1, head2 = ha.spec.heads.primary, ha.spec.heads.standby
     p1, p2 = str(head1.private_ip), str(head2.private_ip)
     witness = "198.18.0.250"
@@ -213,9 +218,14 @@ def test_flooding_every_listener_during_a_crash_does_not_stop_the_failover(ha: H
     udp = [[p1, HEARTBEAT, "heartbeat", ha.standby], [p2, HEARTBEAT, "heartbeat", ha.primary]]
     udp += [[witness, LEASE, "lease", ha.standby], [witness, LEASE, "lease", ha.primary]]
     public = [f"{ip}:{port}" for ip in (head1.public_ip, head2.public_ip) for port in (API, STATUS)]
+    public.append(f"{ha.vip}:{WEB}")
+    assert wait_until(lambda: _resource(ha, ha.primary, "web") == "running", 60, 0.2), ha.logs(ha.primary)
+    ca = tmp_path / "ca.crt"  # the cluster CA, as an administrator's browser would trust it
+    ca.write_bytes((ha.lab.host_dir(ha.primary) / "etc/haoscar/tls/ca.crt").read_bytes())
     (ha.lab.host_dir("node01") / "srv").mkdir(parents=True, exist_ok=True)
     (ha.lab.host_dir("client") / "srv").mkdir(parents=True, exist_ok=True)
     with OwnerSampler(ha) as sampler:
+        flood_started = time.monotonic()
         floods = {
             "node01": attack(
                 ha,
@@ -242,6 +252,10 @@ def test_flooding_every_listener_during_a_crash_does_not_stop_the_failover(ha: H
             took = time.monotonic() - crashed
             # The new active head serves node02 its iPXE script from the boot server on the private alias.
             assert wait_until(lambda: _boots(ha), 15), ha.logs(ha.standby)
+            # The web console comes up on the new active head and answers the public client, under the flood.
+            assert wait_until(lambda: _resource(ha, ha.standby, "web") == "running", 30, 0.2), ha.logs(ha.standby)
+            assert wait_until(lambda: _console_login_page(ha, ca) == 200, 20, 0.5), _console_login_page(ha, ca)
+            console_back = time.monotonic()
             # The write acknowledged before the crash is in the new active head's database.
             assert NODE01_MAC in macs_in_database(ha, ha.standby)
             # head1 boots and rejoins as the standby, still under the flood; once it is in sync, a write on the
@@ -266,6 +280,8 @@ def test_flooding_every_listener_during_a_crash_does_not_stop_the_failover(ha: H
                     raise
     for host, proc in floods.items():
         assert proc.returncode == 0, (host, errors[host])
+    # The console answered while the attackers were still at it (they stop FLOOD_S after they started).
+    assert console_back - flood_started < FLOOD_S, (console_back - flood_started, crashed - flood_started)
     last = second["last_failover"]
     print(f"failover under the flood of every listener: {took:.2f} s to active, in sync again {rejoined:.1f} s after "
           f"the crash; {last}; floods: {under}")  # fmt: skip
@@ -280,6 +296,7 @@ def test_flooding_every_listener_during_a_crash_does_not_stop_the_failover(ha: H
     node01, client = under["node01"], under["client"]
     assert {str(port) for port in (8470, API, STATUS, DB, PIPE)} <= set(node01["per_port"]), node01
     assert node01["sent_udp"] > 1000 and client["opened"] > 2000, under
+    assert str(WEB) in client["per_port"], client
     # The replication ports refused node01 (its own address, not the peer's) before any TLS was spoken.
     assert all(result.startswith("refused:") for result in node01["probe"].values()), node01["probe"]
     # The forged datagrams were counted as drops by the surviving head ...
@@ -294,6 +311,22 @@ def test_flooding_every_listener_during_a_crash_does_not_stop_the_failover(ha: H
     print(f"events on {ha.standby}: {len(events(ha, ha.standby))}, of the flood: {len(flood_kinds)}; "
           f"dropped: {status['dropped']}; witness log lines: {len(witness_log)}")  # fmt: skip
     assert len(witness_log) <= 50, witness_log[-20:]
+
+
+def _resource(ha: HaLab, head: str, name: str) -> str | None:
+    resources = (ha.status(head) or {}).get("resources", [])
+    return next((str(r.get("state")) for r in resources if r.get("name") == name), None)
+
+
+def _console_login_page(ha: HaLab, ca: Path) -> int | str:
+    """The HTTP status of the console's login page fetched by the public client over verified TLS, or the error."""
+    code = (
+        "import ssl, sys, urllib.request as u; ctx = ssl.create_default_context(cafile=sys.argv[2]); "
+        "print(u.urlopen(sys.argv[1], timeout=10, context=ctx).status)"
+    )
+    url = f"https://{ha.vip}:{WEB}/login"
+    out = ha.lab.exec("client", ["python3", "-c", code, url, str(ca)], check=False, timeout=30)
+    return int(out.stdout) if out.returncode == 0 and out.stdout.strip().isdigit() else out.stderr[-300:]
 
 
 def _boots(ha: HaLab) -> bool:
