@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from haoscar.commands.env import Env
 from haoscar.commands.wiring import store_images
-from haoscar.db.addresses import fold
+from haoscar.db.folding import fold
 from haoscar.db.images import sync_images_in
 from haoscar.db.models import Group, Image, Interface, Network, Node, Setting, utcnow
 from haoscar.db.session import Database, record_event

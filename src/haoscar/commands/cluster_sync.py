@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from haoscar.commands.env import Env
 from haoscar.commands.exec import Copier, Shell, resolve_targets, ssh_failure
-from haoscar.db.addresses import fold
+from haoscar.db.folding import fold
 from haoscar.db.models import Node, User, UserGroup
 from haoscar.errors import FieldError
 from haoscar.fsutil import atomic_write

@@ -23,7 +23,7 @@ from haoscar.commands.cluster_test_fan import Transport
 from haoscar.commands.cluster_test_steps import Run
 from haoscar.commands.env import Env
 from haoscar.commands.exec import resolve_targets
-from haoscar.db.addresses import fold
+from haoscar.db.folding import fold
 from haoscar.errors import FieldError, FieldProblem
 from haoscar.provision.cluster_checks import Verdict
 from haoscar.spec.nodes import node_order

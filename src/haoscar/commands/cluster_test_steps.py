@@ -21,7 +21,7 @@ from sqlalchemy import select
 from haoscar.commands.cluster_test_fan import Answer, Transport, to_answer
 from haoscar.commands.cluster_test_mpi import MpiCheck
 from haoscar.commands.env import Env
-from haoscar.db.addresses import fold
+from haoscar.db.folding import fold
 from haoscar.db.models import Network, Node, User
 from haoscar.errors import FieldNotFound
 from haoscar.provision import cluster_checks as checks

@@ -19,16 +19,11 @@ from ClusterShell.NodeSet import NodeSet, NodeSetException
 from ClusterShell.NodeUtils import GroupResolver, GroupResolverError
 
 from haoscar.commands.env import Env
-from haoscar.db.addresses import fold, some
+from haoscar.db.folding import fold, some
+from haoscar.db.peek import open_peek
 from haoscar.errors import FieldError, FieldNotFound, FieldProblem
 from haoscar.provision import fanout
-from haoscar.provision.node_groups import (
-    DatabaseGroupSource,
-    all_nodes,
-    node_groups,
-    node_names,
-    private_addresses,
-)
+from haoscar.provision.group_source import DatabaseGroupSource, groups_from_rows
 from haoscar.provision.sshkeys import ensure_identity
 from haoscar.spec.nodes import node_order
 
@@ -196,15 +191,36 @@ def expand_nodes(pattern: str, source: DatabaseGroupSource) -> list[str]:
     return names
 
 
-def resolve_targets(env: Env, pattern: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class Lookup:
+    """What a fan-out needs from the database: every node's name, the groups, the private addresses."""
+
+    names: list[str]
+    groups: dict[str, list[str]]
+    addresses: dict[str, str]
+
+
+def lookup(env: Env) -> Lookup:
+    """The node names, groups (unordered: a node set expanded through them comes out in ClusterShell's order) and
+    private addresses, read with ``sqlite3`` (``db.peek``: no SQLAlchemy in an exec's start-up) when the database is
+    current, else through the normal door (which migrates an older one first)."""
+    with open_peek(env.state_dir) as peek:
+        if peek is not None:
+            groups = groups_from_rows(peek.group_names(), peek.node_rows(), ordered=False)
+            return Lookup(peek.node_names(), groups, peek.private_addresses())
+    from haoscar.provision.node_groups import node_groups, node_names, private_addresses
+
+    with env.database.session(readonly=True) as session:
+        return Lookup(node_names(session), node_groups(session, ordered=False), private_addresses(session))
+
+
+def resolve_targets(env: Env, pattern: str, found: Lookup | None = None) -> dict[str, str]:
     """The nodes ``pattern`` names (a ClusterShell node set, groups from the database) and their private IPs."""
     if not pattern.strip():
         raise FieldError("nodes", f"is empty; {NODES_HINT}")
-    with env.database.session(readonly=True) as session:
-        everything = node_names(session)
-        source = DatabaseGroupSource(node_groups(session, ordered=False), everything)
-        addresses = private_addresses(session)
-    names = expand_nodes(pattern, source)
+    found = found or lookup(env)
+    everything, addresses = found.names, found.addresses
+    names = expand_nodes(pattern, DatabaseGroupSource(found.groups, everything))
     if not names:
         raise FieldError("nodes", f"{pattern!r} names no node; {NODES_HINT}", sep=": ")
     known = set(everything)
@@ -219,10 +235,9 @@ def resolve_targets(env: Env, pattern: str) -> dict[str, str]:
     return {name: addresses[name] for name in names}
 
 
-def ssh_config(env: Env) -> Path:
+def ssh_config(env: Env, found: Lookup | None = None) -> Path:
     """haoscar's ssh configuration for every node of the database (``provision.fanout``)."""
-    with env.database.session(readonly=True) as session:
-        addresses = private_addresses(session)
+    addresses = (found or lookup(env)).addresses
     return fanout.write_ssh_config(ensure_identity(env.state_dir), addresses)
 
 
@@ -274,8 +289,9 @@ def exec_command(env: Env, request: ExecRequest, shell: Shell = fanout.run_shell
     if not request.command.strip():
         problems.append(FieldProblem("command", "is empty: give the command to run"))
     _raise(problems)
-    targets = resolve_targets(env, request.nodes)
-    config = ssh_config(env)
+    found = lookup(env)
+    targets = resolve_targets(env, request.nodes, found)
+    config = ssh_config(env, found)
     started = env.clock.monotonic()
     outcomes = shell(list(targets), request.command, limits, config)
     seconds = round(env.clock.monotonic() - started, 3)
@@ -299,8 +315,9 @@ def copy_files(env: Env, request: CopyRequest, copier: Copier = fanout.run_copy)
     if not dest.strip():
         problems.append(FieldProblem("dest", "is empty: give the path on the nodes"))
     _raise(problems)
-    targets = resolve_targets(env, request.nodes)
-    config = ssh_config(env)
+    found = lookup(env)
+    targets = resolve_targets(env, request.nodes, found)
+    config = ssh_config(env, found)
     started = env.clock.monotonic()
     outcomes = copier(list(targets), source, dest, limits, config, preserve=request.preserve)
     seconds = round(env.clock.monotonic() - started, 3)
@@ -331,6 +348,8 @@ class GroupsReport:
 
 def show_groups(env: Env, request: ShowGroups) -> GroupsReport:
     """The database's node groups (``provision.node_groups``), as ClusterShell's group source serves them."""
+    from haoscar.provision.node_groups import all_nodes, node_groups
+
     with env.database.session(readonly=True) as session:
         groups, everything = node_groups(session), all_nodes(session)
     if request.group is not None:

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from haoscar.commands.env import Env
 from haoscar.commands.exec import Copier, Shell, resolve_targets, ssh_config, ssh_failure
 from haoscar.commands.wiring import image_store
-from haoscar.db.addresses import fold
+from haoscar.db.folding import fold
 from haoscar.db.models import Image, Node, Setting
 from haoscar.db.session import record_event
 from haoscar.errors import FieldError, FieldNotFound, NotFound

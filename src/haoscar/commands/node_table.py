@@ -76,7 +76,7 @@ def _group_names(env: Env, pattern: str) -> str:
     exec``'s rules and messages, folded again for ``node list`` (which checks that every name is known); empty
     for a group without nodes."""
     from haoscar.commands.exec import expand_nodes
-    from haoscar.db.addresses import fold
+    from haoscar.db.folding import fold
     from haoscar.provision.node_groups import DatabaseGroupSource, all_nodes, node_groups
 
     with env.database.session(readonly=True) as session:

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, aliased
 
 from haoscar.commands.env import Env
 from haoscar.commands.wiring import store_images
-from haoscar.db.addresses import Taken, check_in_subnet, check_range, fold, network_subnet, parsed, some, subnet_for
+from haoscar.db.addresses import Taken, check_in_subnet, check_range, network_subnet, parsed, subnet_for
+from haoscar.db.folding import fold, some
 from haoscar.db.images import image_named, nodes_using_image
 from haoscar.db.models import BOOT_MODES, Group, Image, Interface, Node, Setting, utcnow
 from haoscar.db.session import Database, record_event

@@ -31,7 +31,7 @@ from haoscar.commands.exec import (
     resolve_targets,
 )
 from haoscar.commands.wiring import image_store
-from haoscar.db.addresses import fold
+from haoscar.db.folding import fold
 from haoscar.errors import FieldError, FieldNotFound, FieldProblem, NotFound, ref
 from haoscar.provision import image_packages as ip
 from haoscar.provision import image_packages_chroot as chroot

@@ -7,11 +7,10 @@ ten thousand queries.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ClusterShell.NodeSet import NodeSet
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,8 +18,6 @@ from haoscar.db.models import Interface, Network, Node
 from haoscar.errors import FieldError, ref
 
 T = TypeVar("T")
-# How many offending names or addresses an error message lists before it says "and N more".
-SHOWN = 5
 
 
 def parsed(field: str, parser: Callable[[Any], T], value: Any) -> T:
@@ -29,17 +26,6 @@ def parsed(field: str, parser: Callable[[Any], T], value: Any) -> T:
         return parser(value)
     except ValueError as exc:
         raise FieldError(field, str(exc), sep=": ") from None
-
-
-def fold(names: Iterable[str]) -> str:
-    """Names as a folded ClusterShell node set, e.g. node[001-128]."""
-    return str(NodeSet.fromlist(list(names)))
-
-
-def some(items: Iterable[str]) -> str:
-    items = list(items)
-    shown = ", ".join(items[:SHOWN])
-    return shown if len(items) <= SHOWN else f"{shown} and {len(items) - SHOWN} more"
 
 
 @dataclass
