@@ -22,7 +22,7 @@ from haoscar.db import constants
 
 
 @dataclass(frozen=True)
-class NodeRow:
+class GroupMember:
     """A node as the groups see it: its name, role, client group and image (None when it has none)."""
 
     name: str
@@ -41,13 +41,13 @@ class Peek:
     def group_names(self) -> list[str]:
         return [str(name) for (name,) in self.conn.execute("SELECT name FROM groups")]
 
-    def node_rows(self) -> list[NodeRow]:
+    def node_rows(self) -> list[GroupMember]:
         query = (
             "SELECT nodes.name, nodes.role, groups.name, images.name FROM nodes "
             "LEFT OUTER JOIN groups ON nodes.group_id = groups.id "
             "LEFT OUTER JOIN images ON nodes.image_id = images.id"
         )
-        return [NodeRow(str(n), str(r), g, i) for n, r, g, i in self.conn.execute(query)]
+        return [GroupMember(str(n), str(r), g, i) for n, r, g, i in self.conn.execute(query)]
 
     def private_addresses(self) -> dict[str, str]:
         query = (

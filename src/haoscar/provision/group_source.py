@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from ClusterShell.NodeSet import RESOLVER_NOGROUP, NodeSet
 from ClusterShell.NodeUtils import GroupSource
 
-from haoscar.db.peek import NodeRow
+from haoscar.db.peek import GroupMember
 from haoscar.spec.nodes import node_order
 
 SOURCE_NAME = "haoscar"
@@ -18,7 +18,7 @@ IMAGE_PREFIX = "image-"
 
 
 def groups_from_rows(
-    group_names: Iterable[str], nodes: Iterable[NodeRow], *, ordered: bool = True
+    group_names: Iterable[str], nodes: Iterable[GroupMember], *, ordered: bool = True
 ) -> dict[str, list[str]]:
     """Every group name and its nodes (groups sorted by name, empty client groups kept); the names in ClusterShell's
     order unless ``ordered`` is False (a node set expanded through these groups comes out in that order anyway)."""

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from haoscar.db.models import Group, Image, Interface, Node
-from haoscar.db.peek import NodeRow
+from haoscar.db.peek import GroupMember
 from haoscar.provision.group_source import IMAGE_PREFIX, SOURCE_NAME, DatabaseGroupSource, groups_from_rows
 from haoscar.spec.nodes import sorted_nodes
 
@@ -42,7 +42,7 @@ def node_groups(session: Session, *, ordered: bool = True) -> dict[str, list[str
         .outerjoin(Group, Node.group_id == Group.id)
         .outerjoin(Image, Node.image_id == Image.id)
     )
-    rows = [NodeRow(node, role, group, image) for node, role, group, image in session.execute(query)]
+    rows = [GroupMember(node, role, group, image) for node, role, group, image in session.execute(query)]
     return groups_from_rows(names, rows, ordered=ordered)
 
 

@@ -6,8 +6,9 @@ needs none of the manager (start-up time)."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from haoscar.lazynames import lazy_names
 
 if TYPE_CHECKING:
     from haoscar.replication.manager import CatchUpReport, ReplicationManager
@@ -22,13 +23,4 @@ _HOME = {
 __all__ = ["CatchUpReport", "ReplicationManager", "ReplicationStatus"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is not None:
-        return getattr(importlib.import_module(module), name)
-    try:  # a submodule, as ``haoscar.replication.X`` was reachable when this package imported its modules eagerly
-        return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{name}":  # the submodule exists and lacks something itself
-            raise
-        raise AttributeError(f"module 'haoscar.replication' has no attribute {name!r}") from None
+__getattr__ = lazy_names(__name__, _HOME)

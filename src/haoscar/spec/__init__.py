@@ -5,8 +5,9 @@ The names are loaded on first use: importing one submodule (``haoscar.spec.nodes
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from haoscar.lazynames import lazy_names
 
 if TYPE_CHECKING:
     from haoscar.spec.loader import Problem, SpecError, check_text, load_spec
@@ -36,13 +37,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is not None:
-        return getattr(importlib.import_module(module), name)
-    try:  # a submodule, as ``haoscar.spec.X`` was reachable when this package imported its modules eagerly
-        return importlib.import_module(f"{__name__}.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"{__name__}.{name}":  # the submodule exists and lacks something itself
-            raise
-        raise AttributeError(f"module 'haoscar.spec' has no attribute {name!r}") from None
+__getattr__ = lazy_names(__name__, _HOME)
