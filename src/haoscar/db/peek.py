@@ -57,7 +57,8 @@ class Peek:
         return {str(name): str(ip) for name, ip in self.conn.execute(query)}
 
 
-def _revision(conn: sqlite3.Connection) -> str | None:
+def schema_revision(conn: sqlite3.Connection) -> str | None:
+    """The revision Alembic recorded, or None on a database it has not touched yet."""
     table = "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
     if conn.execute(table).fetchone() is None:
         return None
@@ -67,8 +68,8 @@ def _revision(conn: sqlite3.Connection) -> str | None:
 
 @contextlib.contextmanager
 def open_peek(state_dir: Path) -> Iterator[Peek | None]:
-    """The database of ``state_dir`` opened read-only in one transaction (one consistent snapshot), or None when
-    there is no database there or its schema is not the current one (the caller then takes the normal door)."""
+    """The database of ``state_dir`` read in one transaction (one consistent snapshot; nothing is written), or None
+    when there is no database there or its schema is not the current one (the caller then takes the normal door)."""
     path = state_dir / constants.DB_FILE
     if not path.is_file():
         yield None
@@ -78,7 +79,7 @@ def open_peek(state_dir: Path) -> Iterator[Peek | None]:
     try:
         try:
             conn.execute("BEGIN")  # a read transaction: the look-ups see one state of the database
-            current = _revision(conn) == constants.HEAD_REVISION
+            current = schema_revision(conn) == constants.HEAD_REVISION
         except sqlite3.Error:
             current = False
         yield Peek(conn) if current else None

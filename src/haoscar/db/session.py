@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from haoscar.db import constants, rowlog
 from haoscar.db.models import Event
+from haoscar.db.peek import schema_revision
 from haoscar.db.rowlog import RowChanges
 from haoscar.errors import UserError
 
@@ -118,15 +119,8 @@ class Database:
             return upgrade_to_head(self.engine)
 
     def _revision(self) -> str | None:
-        """The revision Alembic recorded, or None on a database it has not touched yet."""
         with self.engine.connect() as connection:
-            found = connection.exec_driver_sql(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-            ).scalar()
-            if found is None:
-                return None
-            value = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
-            return None if value is None else str(value)
+            return schema_revision(_driver(connection))
 
     def close(self) -> None:
         self.engine.dispose()
