@@ -134,6 +134,13 @@ def test_crash_loses_nothing_acknowledged_the_old_primary_catches_up_and_a_switc
         worker.start()
     commit_inside(ha, head1, "inside-before-crash")
     time.sleep(1.0)
+    # ... once 20 files are older than the loss bound and 8 database changes acknowledged (both asserted below): a
+    # fixed wait made their numbers depend on how long the commit above took (19 files in a CI run after haoscar's
+    # start-up got shorter).
+    assert wait_until(lambda: _older_than_bound(load) >= 20 and len(dict(load.db_acked)) >= 8, 10, 0.05), (
+        _older_than_bound(load),
+        len(load.db_acked),
+    )
     crash_at = time.monotonic()
     load.stop.set()
     ha.lab.crash(head1)
@@ -281,3 +288,9 @@ def test_a_standby_cut_off_before_the_active_head_crashed_learns_from_the_witnes
     force_takeover(ha, standby)
     assert standby not in json.loads(marks.read_text())["stale"]
     ha.lab.heal()
+
+
+def _older_than_bound(load: Load) -> int:
+    """How many of the load's files were acknowledged longer than the loss bound ago."""
+    before = time.monotonic() - LOSS_BOUND_S
+    return sum(1 for written in list(load.files.values()) if written.ack < before)
