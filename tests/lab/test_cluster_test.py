@@ -146,7 +146,10 @@ def test_every_check_passes_on_a_set_up_cluster(cluster: Cluster) -> None:
     assert status == 0 and not failed, failed
     assert set(rows) == {(check, node) for check in CHECKS for node in NODES}
     assert rows[("slurm", "node02")]["reason"].startswith("a job step ran on it")
-    assert rows[("mpi", "node03")]["reason"] == f"rank reported from node03 (3 ranks over ssh as {USER})"
+    # A first mpirun that Open MPI lost on a loaded head is run once more and the row says so after the ";" (seen in
+    # CI: "...; the first mpirun exited 255: ..."; docs/cluster-test.md): the pass is what is asserted.
+    mpi = rows[("mpi", "node03")]["reason"]
+    assert mpi.startswith(f"rank reported from node03 (3 ranks over ssh as {USER}"), mpi
     assert rows[("home", "node01")]["reason"].startswith(f"{USER} wrote /home/{USER}/.haoscar-cluster-test.")
     assert list((cluster.lab.host_dir("head1") / "home" / USER).glob(".haoscar-cluster-test.*")) == []
 
