@@ -37,7 +37,10 @@ from haoscar.replication.state import (
 from haoscar.spec.models import ClusterSpec
 
 Role = Literal["none", "source", "target"]
-STATUS_EVERY_S = 0.25
+# The lag alert's and the status file's pace (the file is rewritten only when it changed, or every 5 s): a second
+# is what an administrator reading `haoscar replication status` can tell apart; 4 times a second was ~10 % of an
+# idle active head's CPU (docs/benchmarks.md, idle cost). The replication itself does not wait for this loop.
+STATUS_EVERY_S = 1.0
 # Both heads booting: the standby's rsync daemon and database listener may come up after this head's first sync.
 # Within this window after start_source, and until the first full sync, an unreachable standby is retried every
 # START_RETRY_S without a failure report: it is marked stale ("not yet synced") already, so waiting loses nothing.
@@ -261,12 +264,12 @@ class ReplicationManager:
             **(self.files.handle_status() if self.files else {}),
         )  # fmt: skip
 
-    def _write_status(self) -> None:
-        status = self.status().to_dict()
+    def _write_status(self, current: ReplicationStatus | None = None) -> None:
+        status = (current or self.status()).to_dict()
         same = {**status, "updated": None}
         last = getattr(self, "_status_written", (0.0, None))
         if same == last[1] and time.monotonic() - last[0] < 5.0:
-            return  # unchanged but its time (an idle pair): not rewritten 4 times a second on the daemon's loop
+            return  # unchanged and written less than 5 s ago (an idle pair): not rewritten at every round
         try:
             write_json_atomic(self.cfg.repl_dir / STATUS_FILE, status, fsync=False)
             self._status_written: tuple[float, dict[str, Any] | None] = (time.monotonic(), same)
@@ -286,7 +289,7 @@ class ReplicationManager:
                 elif self._lag_alerted and status.lag_s < self.cfg.lag_alert_s / 2:
                     self._lag_alerted = False
                     self.bus.event("replication.lag_ok", f"lag back to {status.lag_s:.2f} s")
-            self._write_status()
+            self._write_status(status)
             await asyncio.sleep(STATUS_EVERY_S)
 
     # -- the witness's part ---------------------------------------------------------------------------------------

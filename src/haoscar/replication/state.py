@@ -81,7 +81,7 @@ class ReplicationStatus:
 
     def to_dict(self) -> dict[str, Any]:
         # Every field is a plain value: a flat copy is what asdict gives, without its recursive deep copy (this
-        # runs 4 times a second on the daemon's loop, and for every status request: idle CPU, docs/benchmarks.md).
+        # runs every second on the daemon's loop, and for every status request: idle CPU, docs/benchmarks.md).
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod

@@ -155,7 +155,13 @@ class Service(SpecModel):
     unit: Text | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     process: Text | None = None
-    interval: float = Field(default=1.0, gt=0)
+    interval: float = Field(default=1.0, gt=0, description="seconds between two checks of the service's process")
+    probe_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="seconds between two end-to-end probes of a healthy service (status-api: an HTTPS GET, "
+        "slurmctld: scontrol ping); every check probes until the service first answers and after a failed probe",
+    )
     timeout: float = Field(default=5.0, gt=0)
     max_restarts: int = Field(default=5, ge=0)
     restart_window: float = Field(default=60.0, gt=0)

@@ -80,3 +80,46 @@ def _refused(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(2)
         return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_hung_api_is_reported_once_its_probe_is_due_and_at_every_check_after(tmp_path: Path) -> None:
+    """The process is checked at every ``interval``; the HTTPS probe runs every ``probe_interval`` once it has
+    passed: a listener that stops answering (SIGSTOP) is reported at the first due probe, then at every check."""
+    import signal
+    import time
+
+    status_port, api_port = free_port(), free_port()
+    daemon = Daemon()
+    spec = Service(name="api", kind="status-api", port=api_port, probe_interval=1.0, timeout=0.5)
+
+    async def scenario() -> None:
+        server = await serve_control(control_path(tmp_path), daemon.control)
+        shared = announce_shared(control_path(tmp_path))
+        listener = await spawn(control_path(tmp_path), ["127.0.0.1"], status_port, commands=True)
+        shared.set_result(SharedListener(listener))
+        env = ServiceEnv(
+            node="head1", state_dir=tmp_path, bus=EventBus("head1"), api_provider=daemon,
+            ha_config=HA(api_token_file=str(tmp_path / "etc" / "api.token")),
+        )  # fmt: skip
+        group = ResourceGroup([build_service(spec, env)], EventBus("h"))
+        service = group.services[0]
+        try:
+            await group.start()  # its start waited for a probe that passed
+            passed = time.monotonic()
+            os.kill(listener.pid, signal.SIGSTOP)
+            try:
+                assert await service.check() is None  # the process is there; the last probe is < 1 s old
+                await asyncio.sleep(max(0.0, passed + 1.05 - time.monotonic()))
+                problem = await service.check()
+                assert problem is not None and problem.startswith(f"GET https://127.0.0.1:{api_port}/status failed")
+                assert await service.check() == problem  # a failed probe is made again at the next check
+            finally:
+                os.kill(listener.pid, signal.SIGCONT)
+            assert await service.check() is None  # answering again
+            await group.stop()
+        finally:
+            forget_shared(control_path(tmp_path))
+            await listener.close()
+            server.close()
+
+    run(scenario)

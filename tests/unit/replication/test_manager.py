@@ -10,6 +10,7 @@ from typing import Any
 
 from manager_fakes import SyncedDb, source_manager
 
+import haoscar.replication.manager as manager_module
 from haoscar.replication.state import PersistedState, read_status
 
 
@@ -50,7 +51,8 @@ class LaggingFiles:
         return None
 
 
-def test_lag_past_the_threshold_raises_one_event_and_shows_in_status(tmp_path: Path) -> None:
+def test_lag_past_the_threshold_raises_one_event_and_shows_in_status(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(manager_module, "STATUS_EVERY_S", 0.25)  # the monitor's round (1 s shipped), shortened
     made, events = source_manager(tmp_path)
     lagging = LaggingFiles()
     made.files = lagging  # type: ignore[assignment]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +53,30 @@ class ServiceEnv:
 
     def service_dir(self, name: str) -> Path:
         return self.state_dir / "ha" / "services" / name
+
+
+class ProbePacer:
+    """When a service's end-to-end probe (a request made the way a client makes it: an HTTPS ``GET``, ``scontrol
+    ping``) is due. The cheap part of a check (is the process there) runs at every ``interval``; the probe runs at
+    most every ``probe_interval`` once it has passed for the process it probes, and at every check otherwise: until
+    a new process first answers (a start's ``wait_ready``), and after any failed probe (a restart is decided on
+    probes, never on a skipped one). Why: an HTTPS handshake each second was the largest part of an idle active
+    head's CPU (docs/benchmarks.md, idle cost); keepalived's HTTP checker waits 60 s between two by default."""
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._passed: tuple[object, float] | None = None  # (the process probed, when it last answered)
+
+    def due(self, process: object) -> bool:
+        if self._passed is None or self._passed[0] is not process:
+            return True
+        return self.clock() - self._passed[1] >= self.every
+
+    def record(self, process: object, problem: str | None) -> str | None:
+        """Remember a probe's result for ``process``; returns ``problem`` unchanged."""
+        self._passed = (process, self.clock()) if problem is None else None
+        return problem
 
 
 class ServiceResource(ABC):

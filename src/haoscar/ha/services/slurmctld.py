@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 
 from haoscar.events import Event
-from haoscar.ha.services.base import ServiceEnv, ServiceResource
+from haoscar.ha.services.base import ProbePacer, ServiceEnv, ServiceResource
 from haoscar.ha.services.proc import run_shell, spawn, stop_child
 from haoscar.provision.slurm_conf import CONF_PATH
 from haoscar.spec.models import Service
@@ -70,6 +70,7 @@ class SlurmctldService(ServiceResource):
     def __init__(self, spec: Service, env: ServiceEnv) -> None:
         super().__init__(spec, env)
         self._proc: asyncio.subprocess.Process | None = None
+        self._pacer = ProbePacer(spec.probe_interval)  # scontrol ping is a process and a munge credential each
 
     def pid(self) -> int | None:
         return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
@@ -122,10 +123,15 @@ class SlurmctldService(ServiceResource):
         # `scontrol ping` asks the controller through the controller address (the alias on this head), with
         # munge: it proves the controller answers the way clients reach it. A bare TCP connect would also be logged
         # by slurmctld as an error on every check.
+        proc = self._proc
+        if not self._pacer.due(proc):
+            return None
         ping = await run_shell("scontrol ping", min(5.0, self.spec.timeout), {"SLURM_CONF": self.conf_path})
         if ping.ok and " is UP" in ping.output:
-            return None
-        return f"slurmctld (pid {self.pid()}) does not answer scontrol ping yet: {ping.describe()}"
+            return self._pacer.record(proc, None)
+        return self._pacer.record(
+            proc, f"slurmctld (pid {self.pid()}) does not answer scontrol ping yet: {ping.describe()}"
+        )
 
     async def stop(self) -> bool:
         proc, self._proc = self._proc, None

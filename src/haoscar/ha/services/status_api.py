@@ -5,8 +5,10 @@ the daemon over its control socket: on a head's daemon the process every head ru
 (``SharedListener``), which binds the TLS API on command; elsewhere, or when that process is gone, a process of
 the service's own. It listens over TLS with this head's certificate from the cluster CA
 (``haoscar.tlsca``; made on first start when there is none, like the token) on the head's private and heartbeat
-addresses that are up on this host, and on its public address only with ``ha.api_public: true``. The check asks
-``GET /status`` over TLS, pinned to the cluster CA, like any client would.
+addresses that are up on this host, and on its public address only with ``ha.api_public: true``. The check sees
+that the process is there at every ``interval`` and asks ``GET /status`` over TLS, pinned to the cluster CA, like
+any client would, every ``probe_interval`` (``ProbePacer``: at every check until it first answers and after a
+failure).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from haoscar.errors import UserError
 from haoscar.ha.api import ensure_token, local_addresses
 from haoscar.ha.apiserver import ApiProcess, SharedApi, SharedListener, WarmProcess, prestart, shared_listener
 from haoscar.ha.control import control_path
-from haoscar.ha.services.base import ServiceEnv, ServiceResource
+from haoscar.ha.services.base import ProbePacer, ServiceEnv, ServiceResource
 from haoscar.spec.models import Service
 from haoscar.tlsca import client_context
 
@@ -32,6 +34,7 @@ class StatusApiService(ServiceResource):
         self.runner: ApiProcess | SharedApi | None = None
         self._warm: asyncio.Task[WarmProcess | SharedListener | None] | None = None
         self._client: tuple[tuple[float, int], ssl.SSLContext] | None = None  # (ca.crt's mtime and size, context)
+        self._pacer = ProbePacer(spec.probe_interval)
         self._prewarm()
 
     def _prewarm(self) -> None:
@@ -121,7 +124,12 @@ class StatusApiService(ServiceResource):
             return "not started"
         if self.runner.proc.returncode is not None:
             return f"the API process exited with status {self.runner.proc.returncode}"
-        address = self.runner.addresses[0]
+        if not self._pacer.due(self.runner):
+            return None  # it answered less than probe_interval ago, and its process is there
+        return self._pacer.record(self.runner, await self._probe(self.runner))
+
+    async def _probe(self, runner: ApiProcess | SharedApi) -> str | None:
+        address = runner.addresses[0]
         url = f"https://{address}:{self.port}/status"
         try:
             status, _ = await asyncio.wait_for(
