@@ -65,8 +65,14 @@ class LongActions:
         # Probed after a handover too (it costs one probe timeout): the old owner said it dropped the VIP, and
         # the probe makes sure no kernel still answers before we announce. A failover with the lease held probes
         # shorter (``decide.short_probe``); a re-probe below always waits the full timeout.
-        holder = await d.vip.probe(t.failover_probe_timeout if action.short_probe else t.probe_timeout)
-        self.timeline["probe_done"] = time.monotonic()
+        # A failover proper uses the probe the standby made in the last milliseconds of the dead time when it is
+        # still good (``early_probe.py``: the peer silent since, nobody answered, ended < margin ago).
+        early, ended = d.early_probe.usable(d.peer.newest(), t.margin) if action.short_probe else (False, None)
+        if early and ended is not None:
+            holder, self.timeline["probe_done"] = None, ended
+        else:
+            holder = await d.vip.probe(t.failover_probe_timeout if action.short_probe else t.probe_timeout)
+            self.timeline["probe_done"] = time.monotonic()
         if holder is not None and action.fence:
             d.bus.event("vip.conflict", f"{holder} still answers for {d.cfg.vip}: fencing", "warning")
             must_fence = True

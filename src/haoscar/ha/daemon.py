@@ -26,6 +26,7 @@ from haoscar.ha.cause import Cause, Failover
 from haoscar.ha.config import NodeConfig
 from haoscar.ha.control import control_path, serve_control
 from haoscar.ha.decide import Action, Demote, Go, Promote, View, decide, lease_probe, wants_failback
+from haoscar.ha.early_probe import EarlyProbe
 from haoscar.ha.health import Health
 from haoscar.ha.host import Resources, VipPort
 from haoscar.ha.incarnation import next_incarnation
@@ -82,6 +83,7 @@ class Daemon:
         self.probe_why: str | None = None
         self.last_failover: Failover | None = None
         self._wake: asyncio.TimerHandle | None = None
+        self.early_probe = EarlyProbe(lambda: self.vip, cfg.timings)
         self._stopped = asyncio.Event()
         if replication is not None:
             replication.set_stale_confirmer(self.lease_client.confirm_peer_stale)
@@ -316,7 +318,9 @@ class Daemon:
             self._wake.cancel()
             self._wake = None
         deadline: float | None = None
-        if self.sm.state == State.STANDBY:
+        standby = self.sm.state == State.STANDBY
+        self.early_probe.watch(now, self.peer.newest() if standby else None, bool(self.cfg.witness))  # early_probe.py
+        if standby:
             # A standby declares its peer dead the moment the dead time after the last heartbeat ends (+0.1 ms: a timer
             # firing a hair early is set again), not at the next tick (up to one interval later): probe at once.
             newest = self.peer.newest()
@@ -427,18 +431,14 @@ class Daemon:
             return self.reload_keys()
         if op == "takeover":
             return await self.takeover(bool(request.get("force")))
-        return {
-            "ok": False,
-            "error": f"unknown request {op!r}; use status, switchover, failback, takeover or reload-keys",
-        }
+        ops = "status, switchover, failback, takeover or reload-keys"
+        return {"ok": False, "error": f"unknown request {op!r}; use {ops}"}
 
     async def switchover(self) -> dict[str, Any]:
         now = time.monotonic()
         if self.sm.state != State.ACTIVE:
-            return {
-                "ok": False,
-                "error": f"{self.cfg.name} is {self.sm.state.label}; run switchover on the active head",
-            }
+            why = f"{self.cfg.name} is {self.sm.state.label}; run switchover on the active head"
+            return {"ok": False, "error": why}
         if not (self.peer_alive(now) and self.peer.state == State.STANDBY and self.peer.healthy):
             return {"ok": False, "error": f"{self.cfg.peer_name} is not a healthy standby; switchover refused"}
         if self.replication is not None:

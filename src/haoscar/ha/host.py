@@ -10,6 +10,7 @@ from haoscar.events import EventBus
 from haoscar.ha.cause import Cause, Failover
 from haoscar.ha.config import NodeConfig
 from haoscar.ha.decide import View
+from haoscar.ha.early_probe import EarlyProbe
 from haoscar.ha.fencing import FenceResult
 from haoscar.ha.lease import LeaseView
 from haoscar.ha.peer import PeerView
@@ -71,6 +72,7 @@ class Host(Protocol):
     sm: StateMachine
     peer: PeerView
     vip: VipPort
+    early_probe: EarlyProbe
     resources: Resources
     replication: ReplicationGlue | None
     packets: Packets

@@ -14,6 +14,7 @@ from haoscar.ha.actions import LongActions
 from haoscar.ha.cause import Cause
 from haoscar.ha.config import Timings
 from haoscar.ha.decide import Promote
+from haoscar.ha.early_probe import EarlyProbe
 from haoscar.ha.state import State
 from haoscar.spec.models import HA
 
@@ -41,6 +42,9 @@ class _Cfg:
 class _Peer:
     state = State.ACTIVE
 
+    def newest(self) -> float:
+        return 1.0
+
 
 class _Bus:
     def __init__(self) -> None:
@@ -56,6 +60,7 @@ class _Daemon:
         self.cfg = _Cfg(witness)
         self.peer = _Peer()
         self.bus = _Bus()
+        self.early_probe = EarlyProbe(lambda: self.vip, TIMINGS)  # none made
 
 
 def clear(answers: list[str | None], short: bool, fence: bool = True) -> tuple[_Daemon, list[str]]:
