@@ -46,6 +46,10 @@ def test_one_crash_moves_the_vip_to_the_standby() -> None:
     assert "keepalived_default_median_ms" not in result  # only with --vs keepalived
     assert len(result["runs_ms"]["haoscar_default"]) == 1
     assert result["haoscar_default_median_ms"] > 0
+    # from the primary's last heartbeat that reached the standby (sniffed there) to the first reply: the standby
+    # waited its dead time (0.6 s) of silence after that heartbeat (less the sniffer's own lag on a busy machine)
+    [since] = result["since_last_heard_ms"]["haoscar_default"]
+    assert since >= 0.5 * 600
     assert result["dhcp_default_median_ms"] > 0
     assert result["vip_owner_after_crash"]["haoscar_default"] == [spec.heads.standby.hostname]
     assert result["idle_cpu_pct"] >= 0 and result["rss_mb"] > 0

@@ -67,7 +67,7 @@ class LongActions:
         # shorter (``decide.short_probe``); a re-probe below always waits the full timeout.
         # A failover proper uses the probe the standby made in the last milliseconds of the dead time when it is
         # still good (``early_probe.py``: the peer silent since, nobody answered, ended < margin ago).
-        early, ended = d.early_probe.usable(d.peer.newest(), t.margin) if action.short_probe else (False, None)
+        early, ended = await d.early_probe.outcome(d.peer.newest(), t.margin) if action.short_probe else (False, None)
         if early and ended is not None:
             holder, self.timeline["probe_done"] = None, ended
         else:

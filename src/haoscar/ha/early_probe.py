@@ -31,7 +31,7 @@ from haoscar.ha.config import Timings
 # Sent this long before the probe's window must end (the dead time's end): the socket's set-up and a loop
 # that runs a little late fit in it, and a heartbeat that arrives this late is rare enough that the wasted ARP
 # request (one frame on the public network) costs nothing.
-LEAD_S = 0.001
+LEAD_S = 0.002
 
 
 class Prober(Protocol):
@@ -75,6 +75,14 @@ class EarlyProbe:
             return
         loop = asyncio.get_running_loop()
         self._timer = loop.call_at(loop.time() + (start_at - now), self._start, heard)
+
+    async def outcome(self, heard: float | None, margin: float) -> tuple[bool, float | None]:
+        """``usable``, after waiting for this silence's probe if it is still listening (a loop that ran a little
+        late): its window is as good as a new probe's, and ends sooner."""
+        probe = self._current
+        if probe is not None and heard is not None and probe.heard == heard and not probe.task.done():
+            await asyncio.wait({probe.task}, timeout=self.timeout + 0.05)
+        return self.usable(heard, margin)
 
     def usable(self, heard: float | None, margin: float) -> tuple[bool, float | None]:
         """Whether the takeover may skip its own probe: (True, when the early probe's window closed). ``margin``:

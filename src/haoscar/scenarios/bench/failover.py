@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from haoscar.errors import UserError
 from haoscar.events import events_path
 from haoscar.lab.lab import Lab
-from haoscar.scenarios.bench.failover_probe import ProbeStream, dhcp_argv, icmp_argv
+from haoscar.scenarios.bench.failover_probe import ProbeStream, dhcp_argv, heard_argv, icmp_argv
 from haoscar.scenarios.bench.failover_report import KEEPALIVED_SERIES, Series, new_series, report
 from haoscar.scenarios.bench.keepalived_peer import KeepalivedPair
 from haoscar.scenarios.bench.shipped import shipped_overrides
@@ -64,6 +64,9 @@ class Contender(Protocol):
 
     def stop(self) -> None:
         """Stop what ``start`` started (a crashed head's processes are gone already)."""
+
+    def heard_argv(self) -> list[str]:
+        """The ``failover_probe heard`` command that prints, in the standby, each heartbeat (advert) of the primary."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,9 @@ class CrashResult:
     # The standby answered before the crash could have moved the VIP: it had taken it already (a takeover the
     # crash did not cause; seen with keepalived at advert_int 0.1 on a loaded machine). Not a failover time.
     early: bool = False
+    # The first reply from the standby minus the last heartbeat (advert) of the primary that reached the standby:
+    # what both contenders' dead time counts from, so the crash's random phase is not in this figure.
+    since_heard_ms: float | None = None
 
 
 @contextlib.contextmanager
@@ -134,7 +140,9 @@ def probe(lab: Lab, host: str, argv: list[str]) -> Iterator[ProbeStream]:
         stream.close()
 
 
-def measure_crash(lab: Lab, topo: Topology, with_dhcp: bool, period_s: float = 0.0) -> CrashResult:
+def measure_crash(
+    lab: Lab, topo: Topology, with_dhcp: bool, period_s: float = 0.0, heard_argv: list[str] | None = None
+) -> CrashResult:
     """Crash the primary once and time the VIP (and DHCP) moving to the standby. The crash waits a uniformly random
     part of ``period_s`` (the heartbeat or advert interval) first: whatever the phase of the heartbeats before, the
     crash then falls at a uniformly random phase of them, as a real failure would."""
@@ -147,6 +155,11 @@ def measure_crash(lab: Lab, topo: Topology, with_dhcp: bool, period_s: float = 0
             dhcp = stack.enter_context(probe(lab, topo.compute, dhcp_argv(topo.compute_iface)))
             if dhcp.wait(lambda e: e.who == topo.primary_private_ip, READY_TIMEOUT_S) is None:
                 raise RuntimeError(f"{topo.primary} serves no DHCP to {topo.compute} before the crash")
+        heard = None
+        if heard_argv is not None:
+            heard = stack.enter_context(probe(lab, topo.standby, heard_argv))
+            if heard.wait(lambda e: e.kind == "HEARD", READY_TIMEOUT_S) is None:
+                raise RuntimeError(f"{topo.standby} hears no heartbeat of {topo.primary} before the crash")
         delay = random.uniform(0.0, period_s)
         time.sleep(delay)
         t0 = time.monotonic()
@@ -164,7 +177,9 @@ def measure_crash(lab: Lab, topo: Topology, with_dhcp: bool, period_s: float = 0
             if acked is None:
                 raise RuntimeError(f"{topo.standby} served no DHCP within {REPLY_TIMEOUT_S:g} s of the crash")
             dhcp_ms = (acked.t - t0) * 1000
-        return CrashResult((moved.t - t0) * 1000, dhcp_ms, moved.who, t0, delay, early)
+        last = None if heard is None else max((e.t for e in list(heard.events) if e.t <= moved.t), default=None)
+        since = None if last is None else round((moved.t - last) * 1000, 1)
+        return CrashResult((moved.t - t0) * 1000, dhcp_ms, moved.who, t0, delay, early, since)
 
 
 # --- haoscar on the lab -----------------------------------------------------------------------------------------
@@ -214,6 +229,12 @@ class HaoscarPair:
     def effective(self) -> ClusterSpec:
         """The spec the daemons run with: the profile's timings applied."""
         return ha_spec(self.spec, profile=self.profile, **self.overrides)
+
+    def heard_argv(self) -> list[str]:
+        """Heartbeats: UDP to the heartbeat port, from the primary's address on every network that carries them."""
+        primary = self.spec.heads.primary
+        sources = [str(ip) for ip in (primary.public_ip, primary.private_ip, primary.heartbeat_ip) if ip is not None]
+        return heard_argv(sources, 17, self.effective.ha.port)
 
     def start(self) -> None:
         """Start, and make sure the run begins from the initial roles: if the standby won the cold start (a busy
@@ -369,7 +390,7 @@ def run_series(
         try:
             time.sleep(contender.settle_s)
             if contender.steady():
-                result = measure_crash(lab, topo, with_dhcp, contender.period_s)
+                result = measure_crash(lab, topo, with_dhcp, contender.period_s, contender.heard_argv())
                 explain = getattr(contender, "breakdown", None)
                 if explain is not None and not result.early:
                     series.breakdowns.append(explain(result.t0, result.vip_ms))
@@ -394,6 +415,8 @@ def run_series(
         index += 1
         series.vip_ms.append(round(result.vip_ms, 1))
         series.crash_delay_ms.append(round(result.crash_delay_s * 1000, 1))
+        if result.since_heard_ms is not None:
+            series.since_heard_ms.append(result.since_heard_ms)
         series.new_owners.append(topo.standby if result.new_owner_mac == topo.standby_mac else result.new_owner_mac)
         if result.dhcp_ms is not None:
             series.dhcp_ms.append(round(result.dhcp_ms, 1))

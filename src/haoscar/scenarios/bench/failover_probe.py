@@ -17,6 +17,12 @@ Output, one line per event, flushed at once::
     READY <interface MAC>
     REPLY <monotonic s> <icmp seq> <source MAC>
     ACK <monotonic s> <server identifier> <source MAC> <offered address>
+    HEARD <monotonic s> <source IP>
+
+``heard`` runs in the standby head and prints each heartbeat (haoscar: UDP to the heartbeat port; keepalived: a
+VRRP advert, IP protocol 112) that arrives from the primary on any interface: the last one before the standby
+takes over is where both contenders start counting their dead time, so "first reply minus last heard" times the
+failover without the crash's random phase in it.
 """
 
 from __future__ import annotations
@@ -282,6 +288,27 @@ def probe_dhcp(iface: str, interval: float, lifeline: bool = False) -> None:
     run_ticks(interval, [receiver, sender], tick, on_ready, lifeline)
 
 
+def udp_destination(frame: Frame) -> int | None:
+    return struct.unpack("!H", frame.payload[2:4])[0] if frame.proto == 17 and len(frame.payload) >= 4 else None
+
+
+def probe_heard(sources: set[str], proto: int, port: int | None, lifeline: bool) -> None:
+    """Print every packet from ``sources`` with IP protocol ``proto`` (and UDP destination ``port``) that arrives on
+    any interface of this host (a packet socket bound to none receives from all)."""
+    receiver = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
+    receiver.setblocking(False)
+
+    def on_frame(data: bytes) -> None:
+        frame = parse_frame(data)
+        if frame is None or frame.src_ip not in sources or frame.proto != proto:
+            return
+        if port is None or udp_destination(frame) == port:
+            emit(f"HEARD {time.monotonic():.6f} {frame.src_ip}")
+
+    emit("READY any")
+    run_ticks(1.0, [receiver], lambda: None, lambda: drain(receiver, on_frame), lifeline)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m haoscar.scenarios.bench.failover_probe", description=__doc__.split("\n")[0]
@@ -294,12 +321,18 @@ def main(argv: list[str] | None = None) -> int:
     dhcp = sub.add_parser("dhcp", help="run DHCP exchanges every interval and print which server acknowledges")
     dhcp.add_argument("--iface", required=True)
     dhcp.add_argument("--interval", type=float, default=0.05)
-    for sub_parser in (icmp, dhcp):
+    heard = sub.add_parser("heard", help="print each heartbeat (advert) that arrives from the given addresses")
+    heard.add_argument("--source", required=True, action="append", type=ipaddress.IPv4Address)
+    heard.add_argument("--proto", required=True, type=int)
+    heard.add_argument("--port", type=int, default=None)
+    for sub_parser in (icmp, dhcp, heard):
         sub_parser.add_argument("--lifeline", action="store_true", help="exit when stdin closes")
     args = parser.parse_args(argv)
     try:
         if args.kind == "icmp":
             probe_icmp(str(args.target), args.iface, args.interval, args.lifeline)
+        elif args.kind == "heard":
+            probe_heard({str(a) for a in args.source}, args.proto, args.port, args.lifeline)
         else:
             probe_dhcp(args.iface, args.interval, args.lifeline)
     except KeyboardInterrupt:
@@ -330,6 +363,8 @@ def parse_line(line: str) -> ProbeEvent | None:
             return ProbeEvent("REPLY", float(parts[1]), parts[3], parts[3])
         if parts[0] == "ACK" and len(parts) >= 4:
             return ProbeEvent("ACK", float(parts[1]), parts[2], parts[3])
+        if parts[0] == "HEARD" and len(parts) >= 3:
+            return ProbeEvent("HEARD", float(parts[1]), parts[2], "")
     except (IndexError, ValueError):
         return None
     return None
@@ -343,6 +378,12 @@ def icmp_argv(target: str, iface: str, interval: float = 0.01) -> list[str]:
 def dhcp_argv(iface: str, interval: float = 0.05) -> list[str]:
     return [sys.executable, "-m", "haoscar.scenarios.bench.failover_probe", "dhcp", "--iface", iface,
             "--interval", f"{interval:g}", "--lifeline"]  # fmt: skip
+
+
+def heard_argv(sources: list[str], proto: int, port: int | None) -> list[str]:
+    argv = [sys.executable, "-m", "haoscar.scenarios.bench.failover_probe", "heard", "--proto", str(proto)]
+    argv += [arg for source in sources for arg in ("--source", source)]
+    return argv + (["--port", str(port)] if port is not None else []) + ["--lifeline"]
 
 
 class ProbeStream:

@@ -24,7 +24,10 @@ from typing import IO, Literal
 
 from haoscar.errors import UserError
 from haoscar.lab.lab import Lab
+from haoscar.scenarios.bench.failover_probe import heard_argv
 from haoscar.spec.models import ClusterSpec, HeadNode
+
+VRRP_PROTO = 112  # the IP protocol number of VRRP (RFC 5798)
 
 VRID = 51
 PID_FILE = "/run/haoscar-bench-keepalived.pid"
@@ -135,6 +138,10 @@ class KeepalivedPair:
     @property
     def primary(self) -> VrrpPeer:
         return self.peers[0]
+
+    def heard_argv(self) -> list[str]:
+        """Adverts: VRRP (IP protocol 112), unicast from the primary's public address."""
+        return heard_argv([str(self.spec.heads.primary.public_ip)], VRRP_PROTO, None)
 
     def start_head(self, peer: VrrpPeer) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
