@@ -141,11 +141,19 @@ def probe(lab: Lab, host: str, argv: list[str]) -> Iterator[ProbeStream]:
 
 
 def measure_crash(
-    lab: Lab, topo: Topology, with_dhcp: bool, period_s: float = 0.0, heard_argv: list[str] | None = None
+    lab: Lab,
+    topo: Topology,
+    with_dhcp: bool,
+    period_s: float = 0.0,
+    *,
+    heard_argv: list[str] | None = None,
+    phase: float | None = None,
 ) -> CrashResult:
-    """Crash the primary once and time the VIP (and DHCP) moving to the standby. The crash waits a uniformly random
-    part of ``period_s`` (the heartbeat or advert interval) first: whatever the phase of the heartbeats before, the
-    crash then falls at a uniformly random phase of them, as a real failure would."""
+    """Crash the primary once and time the VIP (and DHCP) moving to the standby. The crash comes ``phase`` (in
+    [0, 1), drawn at random when None) of ``period_s`` (the heartbeat or advert interval) after a heartbeat (advert)
+    of the primary reached the standby (with ``heard_argv``; without it, after an arbitrary moment): a uniformly
+    random phase of the heartbeats, as a real failure would hit them, and, with the same ``phase`` for every
+    contender, the same phase for each of them (``run_failover_bench``)."""
     with contextlib.ExitStack() as stack:
         icmp = stack.enter_context(probe(lab, topo.client, icmp_argv(topo.vip, topo.client_iface)))
         if icmp.wait(lambda e: e.who == topo.primary_mac, READY_TIMEOUT_S) is None:
@@ -156,12 +164,18 @@ def measure_crash(
             if dhcp.wait(lambda e: e.who == topo.primary_private_ip, READY_TIMEOUT_S) is None:
                 raise RuntimeError(f"{topo.primary} serves no DHCP to {topo.compute} before the crash")
         heard = None
+        delay = (random.random() if phase is None else phase) * period_s
+        start = time.monotonic()
         if heard_argv is not None:
             heard = stack.enter_context(probe(lab, topo.standby, heard_argv))
             if heard.wait(lambda e: e.kind == "HEARD", READY_TIMEOUT_S) is None:
                 raise RuntimeError(f"{topo.standby} hears no heartbeat of {topo.primary} before the crash")
-        delay = random.uniform(0.0, period_s)
-        time.sleep(delay)
+            after = time.monotonic()  # the first heartbeat round that starts from now on: its first packet
+            beat = heard.wait(lambda e: e.kind == "HEARD" and e.t > after, READY_TIMEOUT_S)
+            if beat is None:
+                raise RuntimeError(f"{topo.standby} stopped hearing {topo.primary} before the crash")
+            start = beat.t
+        time.sleep(max(0.0, start + delay - time.monotonic()))  # from the heartbeat, not from this thread's wake-up
         t0 = time.monotonic()
         lab.crash(topo.primary)
         moved = icmp.wait(lambda e: e.t > t0 and e.who == topo.standby_mac, REPLY_TIMEOUT_S)
@@ -380,8 +394,18 @@ Progress = Callable[[str], None]
 
 
 def run_series(
-    lab: Lab, topo: Topology, contender: Contender, series: Series, *, runs: int, with_dhcp: bool, note: Progress
+    lab: Lab,
+    topo: Topology,
+    contender: Contender,
+    series: Series,
+    *,
+    runs: int,
+    with_dhcp: bool,
+    note: Progress,
+    phases: list[float] | None = None,
 ) -> None:
+    """``runs`` crashes of ``contender``; run i at ``phases[i]`` of the heartbeat interval after a heartbeat (a run
+    done again keeps its phase)."""
     index = 0
     while index < runs:
         note(f"{contender.label}: run {index + 1}/{runs}")
@@ -390,7 +414,10 @@ def run_series(
         try:
             time.sleep(contender.settle_s)
             if contender.steady():
-                result = measure_crash(lab, topo, with_dhcp, contender.period_s, contender.heard_argv())
+                phase = phases[index] if phases is not None else None
+                result = measure_crash(
+                    lab, topo, with_dhcp, contender.period_s, heard_argv=contender.heard_argv(), phase=phase
+                )
                 explain = getattr(contender, "breakdown", None)
                 if explain is not None and not result.early:
                     series.breakdowns.append(explain(result.t0, result.vip_ms))
@@ -429,6 +456,10 @@ def run_failover_bench(
     if options.runs < 1:
         raise UserError(f"--runs {options.runs} must be at least 1")
     series = new_series()
+    # Common random numbers: one uniformly random phase per run, the same for every series, so that each
+    # contender is crashed at the same phases of its heartbeats and the medians differ by what the contenders do,
+    # not by the phases each happened to draw (11 runs of independent phases moved a median by +-10 ms).
+    phases = [random.random() for _ in range(options.runs)]
     idle_cpu = rss = None
     workdir = Path(tempfile.mkdtemp(prefix="haoscar-bench-failover-"))
     spec = bench_spec(spec)
@@ -444,18 +475,28 @@ def run_failover_bench(
             idle_cpu, rss = idle_cost(default.daemon_pids(), options.idle_seconds)
         finally:
             default.stop()
-        run_series(lab, topo, default, series["haoscar_default"], runs=options.runs, with_dhcp=True, note=note)
+        run_series(
+            lab, topo, default, series["haoscar_default"], runs=options.runs, with_dhcp=True, note=note, phases=phases
+        )
         if options.fast:
             fast = HaoscarPair(lab, spec, "fast")
-            run_series(lab, topo, fast, series["haoscar_fast"], runs=options.runs, with_dhcp=True, note=note)
+            run_series(
+                lab, topo, fast, series["haoscar_fast"], runs=options.runs, with_dhcp=True, note=note, phases=phases
+            )
         if options.vs_keepalived:
             for key, advert in KEEPALIVED_SERIES.items():
                 pair = KeepalivedPair(lab, spec, advert, workdir / key, tuned=True)
-                run_series(lab, topo, pair, series[key], runs=options.runs, with_dhcp=False, note=note)
+                run_series(lab, topo, pair, series[key], runs=options.runs, with_dhcp=False, note=note, phases=phases)
     finally:
         note(f"lab {options.lab_name} down")
         lab.down()
     shutil.rmtree(workdir, ignore_errors=True)  # kept after a failure: keepalived's logs tell why
     return report(
-        spec, runs=options.runs, vs_keepalived=options.vs_keepalived, series=series, idle_cpu=idle_cpu, rss=rss
+        spec,
+        runs=options.runs,
+        vs_keepalived=options.vs_keepalived,
+        series=series,
+        idle_cpu=idle_cpu,
+        rss=rss,
+        phases=phases,
     )

@@ -136,6 +136,7 @@ def report(
     series: dict[str, Series],
     idle_cpu: float | None,
     rss: float | None,
+    phases: list[float] | None = None,
 ) -> dict[str, Any]:
     default_ms = series["haoscar_default"].median()
     out: dict[str, Any] = {
@@ -166,6 +167,8 @@ def report(
         "unsteady_starts": {key: s.unsteady_starts for key, s in measured.items()},
         "early_takeovers_ms": {key: s.early_takeovers_ms for key, s in measured.items()},
         "crash_delay_ms": {key: s.crash_delay_ms for key, s in measured.items()},
+        # run i of every series crashed at phases[i] of its interval after a heartbeat (advert) reached the standby
+        "crash_phases": None if phases is None else [round(p, 4) for p in phases],
         # first reply from the standby minus the primary's last heartbeat (advert) that reached it, per run and median
         "since_last_heard_ms": {key: s.since_heard_ms for key, s in measured.items() if s.since_heard_ms},
         "since_last_heard_median_ms": {key: s.since_heard_median() for key, s in measured.items() if s.since_heard_ms},
