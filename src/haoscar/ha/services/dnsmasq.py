@@ -40,6 +40,7 @@ class DnsmasqService(ServiceResource):
         # One start at a time: two overlapping starts (a promotion abandoned under load and the next one) both
         # passed the "already running" check and ran two dnsmasq, reading the renderer's answers in turn.
         self._starting = asyncio.Lock()
+        self._bound: asyncio.subprocess.Process | None = None  # the process whose pid file was seen
         self._prewarm()
 
     def _prewarm(self) -> None:
@@ -138,9 +139,13 @@ class DnsmasqService(ServiceResource):
             if self._proc is None:
                 return "not started"
             return f"dnsmasq exited with status {self._proc.returncode} (log: {self.log_path})"
-        # dnsmasq writes its pid file once its sockets are bound: before that it is not serving yet.
-        if read_pid_file(self.paths.pid_file) != pid:
-            return f"dnsmasq (pid {pid}) has not written {self.paths.pid_file} yet"
+        # dnsmasq writes its pid file once its sockets are bound: before that it is not serving yet. Read until
+        # this process has written it, not every second after (it writes it once; a pid file read per second was
+        # a tenth of an idle active head's CPU).
+        if self._bound is not self._proc:
+            if read_pid_file(self.paths.pid_file) != pid:
+                return f"dnsmasq (pid {pid}) has not written {self.paths.pid_file} yet"
+            self._bound = self._proc
         return None
 
     async def stop(self) -> bool:
