@@ -149,11 +149,9 @@ def measure_crash(
     heard_argv: list[str] | None = None,
     phase: float | None = None,
 ) -> CrashResult:
-    """Crash the primary once and time the VIP (and DHCP) moving to the standby. The crash comes ``phase`` (in
-    [0, 1), drawn at random when None) of ``period_s`` (the heartbeat or advert interval) after a heartbeat (advert)
-    of the primary reached the standby (with ``heard_argv``; without it, after an arbitrary moment): a uniformly
-    random phase of the heartbeats, as a real failure would hit them, and, with the same ``phase`` for every
-    contender, the same phase for each of them (``run_failover_bench``)."""
+    """Crash the primary once and time the VIP (and DHCP) moving to the standby: ``phase`` (in [0, 1), random when
+    None) of ``period_s`` (the heartbeat or advert interval) after a heartbeat reached the standby (``heard_argv``;
+    else after any moment), a random phase as a real failure hits it, the same for every contender."""
     with contextlib.ExitStack() as stack:
         icmp = stack.enter_context(probe(lab, topo.client, icmp_argv(topo.vip, topo.client_iface)))
         if icmp.wait(lambda e: e.who == topo.primary_mac, READY_TIMEOUT_S) is None:
