@@ -8,13 +8,15 @@ and its socket's set-up to every failover (docs/benchmarks.md, breakdown). Here 
 peer is declared dead and the lease is granted. Only where the lease frees when the dead time ends (``lease_s <=
 dead_time``, the ``fast`` profile); with a longer lease the grant comes later and the takeover probes after it.
 
-Why the answer is still good then (docs/ha-safety.md, "The early probe"): the alias can be on the peer only
-(a) in a kernel that already held it when the request was sent, which answers ARP at once and so answered this
-probe, or (b) added by the peer's daemon later, which it does only while its own view of its lease is valid; that
-view ends at least ``margin`` before the lease ends at the witness, and the witness grants this head the lease only
-after that: so such an add happened at least ``margin`` before the grant. The result is used only when the request
-was sent less than ``margin`` before it is used (which is after the grant), so no add can fall after the send; and
-only when nobody answered and the peer has stayed silent since. In every other case the takeover probes again.
+Why the answer is still good then (docs/ha-safety.md, "The failover's probe is sent in the last milliseconds of the
+dead time"): the alias can be on the peer only (a) in a kernel that already held it when the request was sent, which
+answers ARP at once and so answered this probe, or (b) added by the peer's daemon later, which it does only while
+its own view of its lease is valid (that view ends at least ``margin`` before the lease ends at the witness, and the
+witness grants this head the lease only after that) or its peer guard holds (it ends ``margin`` before this head can
+declare it dead): so such an add happened at least ``margin`` before the grant.
+The result is used only when the request was sent less than ``margin`` before it is used (which is after the grant),
+so no add can fall after the send; and only when nobody answered and the peer has stayed silent since. In every
+other case the takeover probes again.
 """
 
 from __future__ import annotations
@@ -94,12 +96,6 @@ class EarlyProbe:
             return False, None
         fresh = time.monotonic() - probe.sent < margin
         return (fresh and probe.task.result() is None), probe.ended
-
-    def close(self) -> None:
-        self._cancel_timer()
-        if self._current is not None and not self._current.task.done():
-            self._current.task.cancel()
-        self._current = None
 
     def _start(self, heard: float) -> None:
         self._timer = None

@@ -54,16 +54,15 @@ def test_sent_just_before_the_dead_time_ends_while_the_peer_is_silent() -> None:
 def test_a_heartbeat_before_the_moment_moves_it_and_none_is_sent_for_the_old_silence() -> None:
     vip = Vip()
 
-    async def scenario() -> EarlyProbe:
+    async def scenario() -> None:
         probe, now = early(vip, dead=1.0), time.monotonic()
         probe.watch(now, now - 1.0 + 0.05, wanted=True)  # this silence's moment is ~46 ms away
         probe.watch(time.monotonic(), now, wanted=True)  # heard again: the next moment is ~1 s away
         await asyncio.sleep(0.15)
-        return probe
+        probe.watch(time.monotonic(), None, wanted=True)  # no longer standby: the timer is cancelled
 
-    probe = asyncio.run(scenario())
+    asyncio.run(scenario())
     assert vip.sent == []
-    probe.close()
 
 
 def test_not_made_without_a_witness_or_for_an_active_head() -> None:
