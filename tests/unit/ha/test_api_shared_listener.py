@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from test_api_auth import Daemon, free_port, run  # this directory is on sys.path (pytest rootdir-less import)
 
 from haoscar.events import EventBus
 from haoscar.ha.api import call_api, read_token
-from haoscar.ha.apiserver import SharedListener, announce_shared, forget_shared, spawn
+from haoscar.ha.apiserver import ApiProcess, SharedListener, announce_shared, forget_shared, spawn
 from haoscar.ha.control import control_path, serve_control
 from haoscar.ha.resources import ResourceGroup
 from haoscar.ha.services import ServiceEnv, build_service
@@ -31,6 +33,28 @@ def plain_status(port: int) -> tuple[int, bytes]:
         connection.close()
 
 
+@contextlib.asynccontextmanager
+async def shared_api(
+    tmp_path: Path, daemon: Daemon, status_port: int, spec: Service, token_file: Path
+) -> AsyncIterator[tuple[ResourceGroup, ApiProcess]]:
+    """The daemon's control socket, its status listener process announced as shared, and a resource group with
+    the ``status-api`` service ``spec``; all closed at the end."""
+    server = await serve_control(control_path(tmp_path), daemon.control)
+    shared = announce_shared(control_path(tmp_path))
+    listener = await spawn(control_path(tmp_path), ["127.0.0.1"], status_port, commands=True)
+    shared.set_result(SharedListener(listener))
+    env = ServiceEnv(
+        node="head1", state_dir=tmp_path, bus=EventBus("head1"), api_provider=daemon,
+        ha_config=HA(api_token_file=str(token_file)),
+    )  # fmt: skip
+    try:
+        yield ResourceGroup([build_service(spec, env)], EventBus("h")), listener
+    finally:
+        forget_shared(control_path(tmp_path))
+        await listener.close()
+        server.close()
+
+
 def test_the_status_listener_process_serves_the_token_api_and_keeps_serving_the_status(tmp_path: Path) -> None:
     status_port, api_port = free_port(), free_port()
     token_file = tmp_path / "etc" / "api.token"
@@ -38,18 +62,8 @@ def test_the_status_listener_process_serves_the_token_api_and_keeps_serving_the_
     daemon = Daemon()
 
     async def scenario() -> None:
-        server = await serve_control(control_path(tmp_path), daemon.control)
-        shared = announce_shared(control_path(tmp_path))
-        listener = await spawn(control_path(tmp_path), ["127.0.0.1"], status_port, commands=True)
-        shared.set_result(SharedListener(listener))
-        env = ServiceEnv(
-            node="head1", state_dir=tmp_path, bus=EventBus("head1"), api_provider=daemon,
-            ha_config=HA(api_token_file=str(token_file)),
-        )  # fmt: skip
-        group = ResourceGroup(
-            [build_service(Service(name="api", kind="status-api", port=api_port), env)], EventBus("h")
-        )
-        try:
+        spec = Service(name="api", kind="status-api", port=api_port)
+        async with shared_api(tmp_path, daemon, status_port, spec, token_file) as (group, listener):
             for _ in range(2):  # a second start (the next takeover) uses the same process again
                 await group.start()
                 assert group.services[0].pid() == listener.pid != os.getpid()  # one process for both listeners
@@ -65,10 +79,6 @@ def test_the_status_listener_process_serves_the_token_api_and_keeps_serving_the_
                 status, raw = await asyncio.to_thread(plain_status, status_port)
                 assert status == 200 and b'"role": "active"' in raw  # ... the status is still served
                 assert listener.proc.returncode is None
-        finally:
-            forget_shared(control_path(tmp_path))
-            await listener.close()
-            server.close()
         assert daemon.calls == ["switchover", "switchover"]
 
     run(scenario)
@@ -93,17 +103,9 @@ def test_a_hung_api_is_reported_once_its_probe_is_due_and_at_every_check_after(t
     spec = Service(name="api", kind="status-api", port=api_port, probe_interval=1.0, timeout=0.5)
 
     async def scenario() -> None:
-        server = await serve_control(control_path(tmp_path), daemon.control)
-        shared = announce_shared(control_path(tmp_path))
-        listener = await spawn(control_path(tmp_path), ["127.0.0.1"], status_port, commands=True)
-        shared.set_result(SharedListener(listener))
-        env = ServiceEnv(
-            node="head1", state_dir=tmp_path, bus=EventBus("head1"), api_provider=daemon,
-            ha_config=HA(api_token_file=str(tmp_path / "etc" / "api.token")),
-        )  # fmt: skip
-        group = ResourceGroup([build_service(spec, env)], EventBus("h"))
-        service = group.services[0]
-        try:
+        token_file = tmp_path / "etc" / "api.token"
+        async with shared_api(tmp_path, daemon, status_port, spec, token_file) as (group, listener):
+            service = group.services[0]
             await group.start()  # its start waited for a probe that passed
             passed = time.monotonic()
             os.kill(listener.pid, signal.SIGSTOP)
@@ -117,9 +119,5 @@ def test_a_hung_api_is_reported_once_its_probe_is_due_and_at_every_check_after(t
                 os.kill(listener.pid, signal.SIGCONT)
             assert await service.check() is None  # answering again
             await group.stop()
-        finally:
-            forget_shared(control_path(tmp_path))
-            await listener.close()
-            server.close()
 
     run(scenario)
