@@ -66,7 +66,7 @@ def failover(
     out: OutOption = None,
     note: NoteOption = None,
 ) -> None:
-    """Primary crash -> VIP answering from the standby (ping every 10 ms) and DHCP from the new head."""
+    """Primary crash -> VIP answering from the standby (ping every 1 ms) and DHCP from the new head."""
     from haoscar.scenarios.bench.failover import BenchOptions, run_failover_bench
 
     if vs is not None and vs != "keepalived":

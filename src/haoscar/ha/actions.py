@@ -102,13 +102,14 @@ class LongActions:
 
     async def _bring_up(self) -> None:
         d = self.d
-        d.vip.add()
-        d.vip_held = True
-        self.timeline["vip_added"] = time.monotonic()
-        # The first gratuitous ARP goes out in this very callback (one raw send): clients move to us now, not
-        # after a thread hop; the rest of the burst follows from a thread.
-        d.vip.announce(1)
-        self.timeline["garp_sent"] = time.monotonic()
+        d.vip_held = True  # before the add: an alias added before a failure is dropped with the others
+
+        def step(name: str) -> None:
+            self.timeline[name] = time.monotonic()
+
+        # The first gratuitous ARP of each alias goes out in this very callback, right after that alias's add (one
+        # raw send): clients move to us now, not after a thread hop; the rest of the burst follows from a thread.
+        d.vip.bring_up(step)
         d.bus.event("vip.up", f"{d.cfg.vip} on {d.cfg.public_interface}")
         await asyncio.sleep(0.02)
         await asyncio.to_thread(d.vip.announce, 2)

@@ -34,6 +34,7 @@ from haoscar.ha.keyset import KeySet
 from haoscar.ha.lease import LeaseView
 from haoscar.ha.lease_client import LeaseClient
 from haoscar.ha.peer import PeerView
+from haoscar.ha.precise_timer import call_at_precisely
 from haoscar.ha.replication_glue import ReplicationGlue
 from haoscar.ha.state import HOLDS_VIP, State, StateMachine
 from haoscar.ha.timing import LoopLagMonitor
@@ -83,7 +84,7 @@ class Daemon:
         self.probe_why: str | None = None
         self.last_failover: Failover | None = None
         self._wake: asyncio.TimerHandle | None = None
-        self.early_probe = EarlyProbe(lambda: self.vip, cfg.timings)
+        self.early_probe = EarlyProbe(lambda: self.vip, cfg.timings, self.lease_client.ask_ahead)
         self._stopped = asyncio.Event()
         if replication is not None:
             replication.set_stale_confirmer(self.lease_client.confirm_peer_stale)
@@ -177,8 +178,8 @@ class Daemon:
     def _tick(self) -> None:
         self.transport.drain()  # heartbeats queued during a stall of ours first: never our stall taken for the peer's
         now = time.monotonic()
+        self.lease_client.send(now)  # first: the lease then ends at the witness no later than our silence's dead time
         self.send_heartbeats(now)
-        self.lease_client.send(now)
         if self.vip_held and self.sm.state in HOLDS_VIP and self.view(now).entitled:
             try:
                 self.vip.add()  # renews the kernel lifetime: the dead man's switch
@@ -232,9 +233,7 @@ class Daemon:
         if self.peer.sees_me != State.ACTIVE or self.peer.state != State.STANDBY:
             return None
         sent = self.packets.sent.sent_at(self.peer.ack_seq)
-        if sent is None:
-            return None
-        return sent + self.cfg.timings.dead - self.cfg.timings.margin
+        return None if sent is None else sent + self.cfg.timings.dead - self.cfg.timings.margin
 
     def view(self, now: float) -> View:
         """The immutable snapshot ``decide`` reads."""
@@ -297,14 +296,14 @@ class Daemon:
             self._stopped.set()
 
     def _update_probe(self, now: float) -> None:
-        """Start or end the standby's lease probe; one warning while the witness keeps denying it, one info at
-        the end, never a role event per attempt."""
+        """Start or end the standby's lease probe (while denied: one warning, one info at the end; no role event)."""
         why = lease_probe(self.view(now)) if self.sm.state == State.STANDBY else None
         started = why is not None and self.probe_why is None
         self.probe_why = why
         if why is None:
             self.probe_since = None
-            if self.sm.state == State.STANDBY and self.lease.valid(now):
+            unwanted = not self.early_probe.asked_for(self.peer.newest())  # one asked ahead waits for the dead time
+            if self.sm.state == State.STANDBY and self.lease.valid(now) and unwanted:
                 self.lease_client.release()  # granted to a probe that is no longer wanted (the peer came back)
         elif started:
             self.probe_since = now
@@ -329,8 +328,8 @@ class Daemon:
             deadlines = [d for d in (self.lease.until, self._peer_guard_until()) if d is not None and d > now]
             deadline = max(deadlines) if deadlines else None
         if deadline is not None and deadline > now:
-            loop = asyncio.get_running_loop()
-            self._wake = loop.call_at(loop.time() + (deadline - now), self.evaluate)
+            loop = asyncio.get_running_loop()  # precise (precise_timer.py): the dead time's end starts a failover
+            self._wake = call_at_precisely(loop, loop.time() + (deadline - now), self.evaluate)
 
     def _apply(self, action: Action, now: float) -> None:
         if isinstance(action, Go):

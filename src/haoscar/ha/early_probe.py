@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from haoscar.ha.config import Timings
+from haoscar.ha.lease_client import ASK_AHEAD_S
 
-# Sent this long before the probe's window must end (the dead time's end): the socket's set-up and a loop
-# that runs a little late fit in it, and a heartbeat that arrives this late is rare enough that the wasted ARP
-# request (one frame on the public network) costs nothing.
-LEAD_S = 0.002
+# Sent this long before the probe's window must end (the dead time's end): the socket's set-up, a loop timer that
+# runs up to 1 ms late (twice: the start and the window's end) and the dead time's precise timer, which holds the
+# loop for its last 1.5 ms (precise_timer.py), fit in it, so the answer is in when the peer is declared dead. A
+# heartbeat that arrives this late is rare enough that the wasted ARP request (one frame) costs nothing.
+LEAD_S = 0.005
 
 
 class Prober(Protocol):
@@ -51,8 +53,13 @@ class _Probe:
 class EarlyProbe:
     """Starts the probe at the right moment of a silence and says whether its result may stand in for one."""
 
-    def __init__(self, vip: Callable[[], Prober], timings: Timings) -> None:
+    def __init__(self, vip: Callable[[], Prober], timings: Timings, ask: Callable[[float], None] | None = None) -> None:
         self._vip = vip  # the daemon's VIP set, read when probing (tests replace it)
+        # Asks the witness for the lease ``ASK_AHEAD_S`` before the dead time ends (``LeaseClient.ask_ahead``): the
+        # witness holds a request that early and grants it the moment the peer's lease ends, which is then too.
+        self._ask = ask
+        self._asked: float | None = None  # the silence (the peer's last heartbeat) the lease was asked ahead for
+        self._ask_timer: tuple[float, asyncio.TimerHandle] | None = None  # (silence, timer) of an ask to come
         self.timeout = timings.failover_probe_timeout
         self.dead = timings.dead
         # With a lease longer than the dead time (the default profile: 0.8 s against 0.6 s) the grant comes
@@ -65,6 +72,9 @@ class EarlyProbe:
         """Called at every evaluation: ``heard`` is the peer's last heartbeat (None unless this head is standby),
         ``wanted`` whether a failover of this head could use the probe (a witness). Starts or schedules it."""
         self._cancel_timer()
+        if self._ask_timer is not None and (self._ask_timer[0] != heard or not wanted):
+            self._ask_timer[1].cancel()  # that silence ended (a heartbeat came) or this head no longer stands by
+            self._ask_timer = None
         if not (wanted and self.useful) or heard is None:
             return
         if self._current is not None and self._current.heard == heard:
@@ -97,11 +107,19 @@ class EarlyProbe:
         fresh = time.monotonic() - probe.sent < margin
         return (fresh and probe.task.result() is None), probe.ended
 
+    def asked_for(self, heard: float | None) -> bool:
+        """Whether the lease was asked ahead for this silence: a grant that comes a little before the dead time ends
+        is kept for the takeover rather than released as unwanted (a heartbeat since ends the silence)."""
+        return heard is not None and self._asked == heard
+
     def _start(self, heard: float) -> None:
         self._timer = None
         if self._current is not None and not self._current.task.done():
             self._current.task.cancel()
         sent = time.monotonic()
+        if self._ask is not None:
+            delay = max(0.0, heard + self.dead - ASK_AHEAD_S - sent)
+            self._ask_timer = (heard, asyncio.get_running_loop().call_later(delay, self._ask_now, heard))
         task = asyncio.ensure_future(self._vip().probe(self.timeout))
         probe = _Probe(heard, task, sent)
         self._current = probe
@@ -113,6 +131,12 @@ class EarlyProbe:
                     done.exception()  # retrieved: an interface that went away is the takeover's own probe's business
 
         task.add_done_callback(ended)
+
+    def _ask_now(self, heard: float) -> None:
+        self._ask_timer = None
+        if self._ask is not None:
+            self._asked = heard
+            self._ask(time.monotonic())
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:

@@ -63,6 +63,16 @@ class LeaseTable:
             return Grant(True, node, self.lease)
         return Grant(False, self.holder, self._remaining(now), marked)
 
+    def wait_before_grant(self, node: str, now: float, force: bool = False) -> float | None:
+        """How long until an ``acquire`` of ``node`` could be granted, changing nothing: 0 now, the seconds left of
+        another holder's lease or of the start-up wait, None while ``node`` is refused as stale."""
+        if self.stale.get(node) is not None and not force and not (self.holder == node and now < self.expires):
+            return None
+        waits = [self.lease - (now - self.started)]
+        if self.holder not in (None, node):
+            waits.append(self.expires - now)
+        return max(0.0, *waits)
+
     def mark(self, by: str, peer: str, *, stale: bool, reason: str, was_holder: bool, now: float) -> bool | None:
         """The active head ``by`` says whether ``peer``'s copy is stale. Only a head that holds the lease (before
         or after its request) may say it; returns the peer's mark after the call, None when not accepted."""

@@ -13,6 +13,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from ipaddress import IPv4Address
 
 from haoscar.ha.config import NodeConfig
@@ -164,6 +165,18 @@ class VipSet:
     def add(self) -> None:
         for vip in self.vips:
             vip.add()
+
+    def bring_up(self, step: Callable[[str], None] = lambda _step: None) -> None:
+        """A takeover's add: each alias is announced (one gratuitous ARP) right after its own add, the public one
+        first, so its clients move without waiting for the private alias's netlink request; ``step`` is told
+        ``vip_added`` and ``garp_sent`` for the public alias (the takeover's timeline)."""
+        for index, vip in enumerate(self.vips):
+            vip.add()
+            if index == 0:
+                step("vip_added")
+            vip.announce(1)
+            if index == 0:
+                step("garp_sent")
 
     def remove(self) -> bool:
         """Drop every alias (each one tried even when another fails); True when any was there."""

@@ -24,9 +24,15 @@ from typing import IO, Any, cast
 from haoscar.ha.keyset import KeySet
 from haoscar.ha.lease import LeaseTable
 from haoscar.ha.peer import DropCounters
+from haoscar.ha.precise_timer import call_at_precisely
 from haoscar.ha.replay import ReplayWindow, admit
-from haoscar.ha.wire import KIND_LEASE_REPLY, KIND_LEASE_REQUEST, KeyLike, Rejected, encode
+from haoscar.ha.wire import KIND_LEASE_REPLY, KIND_LEASE_REQUEST, KeyLike, Packet, Rejected, encode
 from haoscar.replication.state import write_json_atomic
+
+# An acquire that arrives at most this long before the lease could be granted is held and answered at that moment
+# (``Witness.hold_for``). A standby asks ~3 ms before its dead time ends (``lease_client.ASK_AHEAD_S``); without
+# the hold it would be denied and ask again after the end, one more round trip on every failover.
+HOLD_S = 0.005
 
 
 @dataclass
@@ -56,12 +62,31 @@ class Witness:
             self._log(f"{head} is marked stale: {why}")
 
     def handle(self, data: bytes, now: float) -> bytes | None:
-        """One datagram in, at most one reply out. Bad packets are counted and answered with nothing."""
+        """One datagram in, at most one reply out (at once: no hold). Bad packets are counted and answered with
+        nothing."""
+        packet = self.admit(data)
+        return None if packet is None else self.answer(packet, now)
+
+    def admit(self, data: bytes) -> Packet | None:
+        """The request in ``data`` when it is authentic, from a head and fresh; counted and None otherwise."""
         try:
-            packet = admit(data, self.key, KIND_LEASE_REQUEST, self.heads, self.replay)
+            return admit(data, self.key, KIND_LEASE_REQUEST, self.heads, self.replay)
         except Rejected as exc:
             self.drops.drop(exc.reason)
             return None
+
+    def hold_for(self, packet: Packet, now: float) -> float:
+        """How long to hold ``packet`` before answering it (0: answer now). An ``acquire`` that arrives less than
+        ``HOLD_S`` before it could be granted (the other head's lease, or the start-up wait, ends) is answered at
+        that end instead of denied: the requester need not ask again, and the grant still comes only after the
+        end on this clock (docs/ha-safety.md, "The witness answers at the end of the lease")."""
+        if packet.body.get("op") != "acquire":
+            return 0.0
+        wait = self.table.wait_before_grant(packet.sender, now, packet.body.get("force") is True)
+        return wait if wait is not None and 0.0 < wait <= HOLD_S else 0.0
+
+    def answer(self, packet: Packet, now: float) -> bytes:
+        """The reply to an admitted request, decided at ``now``."""
         body = packet.body
         op = str(body.get("op", "query"))
         was_holder = self.table.holds(packet.sender, now)
@@ -125,17 +150,40 @@ class Witness:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, witness: Witness) -> None:
+    def __init__(self, witness: Witness, held: dict[str, asyncio.TimerHandle]) -> None:
         self.witness = witness
         self.transport: asyncio.DatagramTransport | None = None
+        self.held = held  # per head, its request held to the end of the lease (shared by every address)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A datagram endpoint always gets a DatagramTransport (isinstance fails on the selector's private class).
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        reply = self.witness.handle(data, time.monotonic())
-        if reply is not None and self.transport is not None:
+        now = time.monotonic()
+        packet = self.witness.admit(data)
+        if packet is None:
+            return
+        wait = self.witness.hold_for(packet, now)
+        if wait <= 0.0:
+            self._send(self.witness.answer(packet, now), addr)
+            return
+        # At most one held request per head (authenticated, so at most two in all): a newer one replaces it.
+        older = self.held.pop(packet.sender, None)
+        if older is not None:
+            older.cancel()
+        loop = asyncio.get_running_loop()
+        # A hair after the end (at the end itself the lease still counts as held: ``now >= expires`` frees it), on
+        # a precise timer (an asyncio timer runs up to 1 ms late: precise_timer.py).
+        when = loop.time() + wait + 1e-5
+        self.held[packet.sender] = call_at_precisely(loop, when, self._release_held, packet, addr)
+
+    def _release_held(self, packet: Packet, addr: tuple[str | Any, int]) -> None:
+        self.held.pop(packet.sender, None)
+        self._send(self.witness.answer(packet, time.monotonic()), addr)
+
+    def _send(self, reply: bytes, addr: tuple[str | Any, int]) -> None:
+        if self.transport is not None:
             self.transport.sendto(reply, addr)
 
 
@@ -143,8 +191,9 @@ async def serve(witness: Witness, addresses: Iterable[str], port: int, stop: asy
     loop = asyncio.get_running_loop()
     stop = stop or asyncio.Event()
     transports = []
+    held: dict[str, asyncio.TimerHandle] = {}
     for address in addresses:
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(witness), local_addr=(address, port))
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Protocol(witness, held), local_addr=(address, port))
         transports.append(transport)
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(RuntimeError, ValueError):
@@ -155,6 +204,8 @@ async def serve(witness: Witness, addresses: Iterable[str], port: int, stop: asy
     try:
         await stop.wait()
     finally:
+        for handle in held.values():
+            handle.cancel()
         for transport in transports:
             transport.close()
         witness._log("stopped")

@@ -22,6 +22,7 @@ class FakeVip:
     address: Any = None
 
     def add(self) -> None: ...
+    def bring_up(self, step: Callable[[str], None] = lambda _step: None) -> None: ...
     def remove(self) -> bool:
         return False
 

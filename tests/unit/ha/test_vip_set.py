@@ -60,6 +60,14 @@ def test_both_aliases_are_added_announced_and_dropped_together() -> None:
     assert public.calls == private.calls == ["add", "announce1", "announce1", "remove"]
 
 
+def test_a_takeover_announces_each_alias_right_after_its_own_add_the_public_first() -> None:
+    public, private = FakeVip("198.19.0.10"), FakeVip("198.18.0.3")
+    calls: list[str] = []
+    public.calls = private.calls = calls  # one list: the order across both aliases
+    vip_set(public, private).bring_up(lambda step: calls.append(f"step {step}"))
+    assert calls == ["add", "step vip_added", "announce1", "step garp_sent", "add", "announce1"]
+
+
 def test_a_holder_of_either_alias_is_found_by_the_probe() -> None:
     assert asyncio.run(vip_set(FakeVip("198.19.0.10"), FakeVip("198.18.0.3")).probe(0.01)) is None
     held = vip_set(FakeVip("198.19.0.10"), FakeVip("198.18.0.3", holder="52:54:00:00:00:01"))

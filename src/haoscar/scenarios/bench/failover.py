@@ -27,7 +27,14 @@ from haoscar.errors import UserError
 from haoscar.events import events_path
 from haoscar.lab.lab import Lab
 from haoscar.scenarios.bench.failover_probe import ProbeStream, dhcp_argv, heard_argv, icmp_argv
-from haoscar.scenarios.bench.failover_report import KEEPALIVED_SERIES, Series, new_series, report
+from haoscar.scenarios.bench.failover_report import (
+    ECHO_GRID_S,
+    KEEPALIVED_SERIES,
+    CrashResult,
+    Series,
+    new_series,
+    report,
+)
 from haoscar.scenarios.bench.keepalived_peer import KeepalivedPair
 from haoscar.scenarios.bench.shipped import shipped_overrides
 from haoscar.scenarios.ha_lab import HaLab, ha_spec, start_ha, wait_until
@@ -115,21 +122,6 @@ def topology(lab: Lab, spec: ClusterSpec) -> Topology:
     )
 
 
-@dataclass(frozen=True)
-class CrashResult:
-    vip_ms: float
-    dhcp_ms: float | None
-    new_owner_mac: str
-    t0: float = 0.0  # the crash, on the monotonic clock the lab hosts share
-    crash_delay_s: float = 0.0  # the random wait before it (the crash phase)
-    # The standby answered before the crash could have moved the VIP: it had taken it already (a takeover the
-    # crash did not cause; seen with keepalived at advert_int 0.1 on a loaded machine). Not a failover time.
-    early: bool = False
-    # The first reply from the standby minus the last heartbeat (advert) of the primary that reached the standby:
-    # what both contenders' dead time counts from, so the crash's random phase is not in this figure.
-    since_heard_ms: float | None = None
-
-
 @contextlib.contextmanager
 def probe(lab: Lab, host: str, argv: list[str]) -> Iterator[ProbeStream]:
     proc = lab.popen(host, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -153,8 +145,8 @@ def measure_crash(
     None) of ``period_s`` (the heartbeat or advert interval) after a heartbeat reached the standby (``heard_argv``;
     else after any moment), a random phase as a real failure hits it, the same for every contender."""
     with contextlib.ExitStack() as stack:
-        icmp = stack.enter_context(probe(lab, topo.client, icmp_argv(topo.vip, topo.client_iface)))
-        if icmp.wait(lambda e: e.who == topo.primary_mac, READY_TIMEOUT_S) is None:
+        icmp = stack.enter_context(probe(lab, topo.client, icmp_argv(topo.vip, topo.client_iface, ECHO_GRID_S)))
+        if icmp.wait(lambda e: e.kind == "REPLY" and e.who == topo.primary_mac, READY_TIMEOUT_S) is None:
             raise RuntimeError(f"the VIP {topo.vip} does not answer from {topo.primary} before the crash")
         dhcp = None
         if with_dhcp:
@@ -176,12 +168,12 @@ def measure_crash(
         time.sleep(max(0.0, start + delay - time.monotonic()))  # from the heartbeat, not from this thread's wake-up
         t0 = time.monotonic()
         lab.crash(topo.primary)
-        moved = icmp.wait(lambda e: e.t > t0 and e.who == topo.standby_mac, REPLY_TIMEOUT_S)
+        moved = icmp.wait(lambda e: e.kind == "REPLY" and e.t > t0 and e.who == topo.standby_mac, REPLY_TIMEOUT_S)
         if moved is None:
             raise RuntimeError(f"the VIP {topo.vip} did not answer from {topo.standby} within {REPLY_TIMEOUT_S:g} s")
         # Both contenders call the peer dead after 3 silent intervals, and the last heartbeat (advert) left at
         # most one interval before the crash: an answer sooner than 2 intervals after it was not caused by it.
-        before = icmp.wait(lambda e: e.t <= t0 and e.who == topo.standby_mac, 0.0)
+        before = icmp.wait(lambda e: e.kind == "REPLY" and e.t <= t0 and e.who == topo.standby_mac, 0.0)
         early = before is not None or moved.t - t0 < 2 * period_s
         dhcp_ms = None
         if dhcp is not None:
@@ -191,7 +183,9 @@ def measure_crash(
             dhcp_ms = (acked.t - t0) * 1000
         last = None if heard is None else max((e.t for e in list(heard.events) if e.t <= moved.t), default=None)
         since = None if last is None else round((moved.t - last) * 1000, 1)
-        return CrashResult((moved.t - t0) * 1000, dhcp_ms, moved.who, t0, delay, early, since)
+        announced = icmp.wait(lambda e: e.kind == "GARP" and e.t > t0 and e.who == topo.standby_mac, 0.0)
+        garp = None if last is None or announced is None else round((announced.t - last) * 1000, 2)
+        return CrashResult((moved.t - t0) * 1000, dhcp_ms, moved.who, t0, delay, early, since, garp)
 
 
 # --- haoscar on the lab -----------------------------------------------------------------------------------------
@@ -442,6 +436,8 @@ def run_series(
         series.crash_delay_ms.append(round(result.crash_delay_s * 1000, 1))
         if result.since_heard_ms is not None:
             series.since_heard_ms.append(result.since_heard_ms)
+        if result.garp_since_heard_ms is not None:
+            series.garp_since_heard_ms.append(result.garp_since_heard_ms)
         series.new_owners.append(topo.standby if result.new_owner_mac == topo.standby_mac else result.new_owner_mac)
         if result.dhcp_ms is not None:
             series.dhcp_ms.append(round(result.dhcp_ms, 1))

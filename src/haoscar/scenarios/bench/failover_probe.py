@@ -1,12 +1,12 @@
 """Probes that run inside a lab host and report, on the monotonic clock, who answers.
 
-``icmp``: an ICMP echo to the alias IP every ``--interval`` (10 ms); every echo reply is printed with the
-Ethernet source address of the frame that carried it, so the bench knows *which head* answered, not just that
-somebody did. ``dhcp``: a full DHCP exchange (DISCOVER, OFFER, REQUEST, ACK) repeated every ``--interval``;
-every ACK is printed with the server identifier, so the bench knows which head served it.
-
-Lab hosts share the machine's clock namespace, so CLOCK_MONOTONIC here is the same clock as ``time.monotonic()``
-in the bench process: a reply time printed here minus the crash time taken there is the failover time.
+``icmp``: an ICMP echo to the alias IP every ``--interval`` (10 ms; the failover bench asks for 1 ms: a coarser
+grid adds up to one interval to every failover, more than the differences it compares); every echo reply is
+printed with the Ethernet source address of the frame that carried it, so the bench knows *which head* answered,
+not just that somebody did; and every gratuitous ARP for the alias with the time it reached the client (what moves
+the client's ARP cache, free of the echo grid). ``dhcp``: a full DHCP exchange (DISCOVER, OFFER, REQUEST, ACK)
+repeated every ``--interval``; every ACK is printed with the server identifier, so the bench knows which head
+served it.
 
 Replies are read from an AF_PACKET socket rather than from the sending socket because only the link layer says
 which head sent a frame; requests go out through ordinary sockets so that the kernel's ARP handling (and its
@@ -16,6 +16,7 @@ Output, one line per event, flushed at once::
 
     READY <interface MAC>
     REPLY <monotonic s> <icmp seq> <source MAC>
+    GARP <monotonic s> <sender MAC>
     ACK <monotonic s> <server identifier> <source MAC> <offered address>
     HEARD <monotonic s> <source IP>
 
@@ -43,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 ETH_P_IP = 0x0800
+ETH_P_ARP = 0x0806
 ETH_HEADER = 14
 ICMP_ECHO_REQUEST = 8
 ICMP_ECHO_REPLY = 0
@@ -101,11 +103,21 @@ def echo_reply_seq(frame: Frame, target: str, ident: int) -> int | None:
     return int(seq)
 
 
-def packet_socket(iface: str) -> socket.socket:
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-    sock.bind((iface, ETH_P_IP))
+def packet_socket(iface: str, protocol: int = ETH_P_IP) -> socket.socket:
+    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(protocol))
+    sock.bind((iface, protocol))
     sock.setblocking(False)
     return sock
+
+
+def gratuitous_arp_sender(frame: bytes, address: bytes) -> str | None:
+    """The sender MAC of a gratuitous ARP (request or reply, sender IP = target IP = ``address``), else None."""
+    if len(frame) < ETH_HEADER + 28 or struct.unpack("!H", frame[12:14])[0] != ETH_P_ARP:
+        return None
+    arp = frame[ETH_HEADER : ETH_HEADER + 28]
+    if arp[14:18] != address or arp[24:28] != address:
+        return None
+    return mac_text(arp[8:14])
 
 
 def interface_mac(iface: str) -> str:
@@ -166,6 +178,8 @@ def probe_icmp(target: str, iface: str, interval: float, lifeline: bool = False)
     sender.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
     sender.setblocking(False)
     receiver = packet_socket(iface)
+    announcements = packet_socket(iface, ETH_P_ARP)
+    packed = socket.inet_aton(target)
     seq = 0
 
     def tick() -> None:
@@ -182,12 +196,18 @@ def probe_icmp(target: str, iface: str, interval: float, lifeline: bool = False)
         if got is not None:
             emit(f"REPLY {time.monotonic():.6f} {got} {frame.src_mac}")
 
+    def on_arp(data: bytes) -> None:
+        mac = gratuitous_arp_sender(data, packed)
+        if mac is not None:
+            emit(f"GARP {time.monotonic():.6f} {mac}")
+
     def on_ready() -> None:
         drain(receiver, on_frame)
+        drain(announcements, on_arp)
         drain(sender, lambda _data: None)  # the raw ICMP socket sees every ICMP packet; keep its queue empty
 
     emit(f"READY {interface_mac(iface)}")
-    run_ticks(interval, [receiver, sender], tick, on_ready, lifeline)
+    run_ticks(interval, [receiver, announcements, sender], tick, on_ready, lifeline)
 
 
 def dhcp_message(kind: int, xid: int, mac: bytes, options: dict[int, bytes]) -> bytes:
@@ -363,6 +383,8 @@ def parse_line(line: str) -> ProbeEvent | None:
             return ProbeEvent("REPLY", float(parts[1]), parts[3], parts[3])
         if parts[0] == "ACK" and len(parts) >= 4:
             return ProbeEvent("ACK", float(parts[1]), parts[2], parts[3])
+        if parts[0] == "GARP" and len(parts) >= 3:
+            return ProbeEvent("GARP", float(parts[1]), parts[2], parts[2])
         if parts[0] == "HEARD" and len(parts) >= 3:
             return ProbeEvent("HEARD", float(parts[1]), parts[2], "")
     except (IndexError, ValueError):

@@ -246,7 +246,7 @@ def _one_scenario(
                         status_lags.extend(soak_lag(status, settled))
                         probing_polls += status.get("probing") is not None
             ended = time.monotonic()
-            replies = [e for e in icmp.events if settled <= e.t < ended]
+            replies = [e for e in icmp.events if settled <= e.t < ended and e.kind == "REPLY"]
         alive = {host: pair.running().proc(host).poll() is None for host in heads}
         load_after = _load()
     finally:

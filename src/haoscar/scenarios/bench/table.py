@@ -91,7 +91,7 @@ def _config(result: dict[str, Any]) -> str:
 ROWS: tuple[Row, ...] = (
     Row("failover", "head crash -> alias IP answers (median)", key("haoscar_default_median_ms", unit=" ms"),
         lambda r: f"floor 1000 ms; default profile; {_config(r)}; crash at a random heartbeat phase; first echo "
-        "reply from the new head's MAC, pings every 10 ms"),
+        f"reply from the new head's MAC, pings every {_num(r.get('echo_grid_ms', 10))} ms"),
     Row("failover", "head crash -> alias IP answers, fast profile (median)", key("haoscar_fast_median_ms", unit=" ms"),
         lambda r: f"heartbeat 0.1 s, dead time 0.3 s, lease 0.3 s; ratio to tuned keepalived at 0.1 s "
         f"{_num(r.get('haoscar_fast_vs_keepalived_tuned_ratio'))} (floor 1.0)"),
@@ -106,6 +106,11 @@ ROWS: tuple[Row, ...] = (
              key("since_last_heard_median_ms", "keepalived_tuned_fast", unit=" ms"), " / "),
         lambda r: "the crash phase taken out: the primary's heartbeats (adverts) sniffed at the standby; ratio "
         f"{_num(r.get('haoscar_fast_vs_keepalived_tuned_since_heard_ratio'))}"),
+    Row("failover", "last heartbeat heard -> new owner's gratuitous ARP at the client, fast / keepalived 0.1 s",
+        both(key("garp_since_last_heard_median_ms", "haoscar_fast", unit=" ms"),
+             key("garp_since_last_heard_median_ms", "keepalived_tuned_fast", unit=" ms"), " / "),
+        lambda r: "median; the takeover itself, no echo grid in it; ratio "
+        f"{_num(r.get('haoscar_fast_vs_keepalived_tuned_garp_ratio'))}"),
     Row("failover", "crash -> DHCP served by the new head (median)", key("dhcp_default_median_ms", unit=" ms"),
         "default profile; a DHCP exchange every 50 ms"),
     Row("split-brain", "time with two owners of the alias IP, haoscar (all scenarios)",
