@@ -170,13 +170,14 @@ class VipSet:
         """A takeover's add: each alias is announced (one gratuitous ARP) right after its own add, the public one
         first, so its clients move without waiting for the private alias's netlink request; ``step`` is told
         ``vip_added`` and ``garp_sent`` for the public alias (the takeover's timeline)."""
-        for index, vip in enumerate(self.vips):
+        public, *others = self.vips
+        public.add()
+        step("vip_added")
+        public.announce(1)
+        step("garp_sent")
+        for vip in others:
             vip.add()
-            if index == 0:
-                step("vip_added")
             vip.announce(1)
-            if index == 0:
-                step("garp_sent")
 
     def remove(self) -> bool:
         """Drop every alias (each one tried even when another fails); True when any was there."""
