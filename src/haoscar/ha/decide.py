@@ -141,7 +141,10 @@ def _standby_wants_role(v: View) -> tuple[bool, str, bool, Cause]:
     # switchover must not leave the cluster without an active head until that promise ends.
     if v.peer_handover_to_me and v.peer_alive and v.peer_state in (State.STANDBY, State.STOPPING, State.STOPPED):
         return True, "the peer handed the role over", True, v.peer_handover_cause
-    if v.handing_over_until is not None and v.now < v.handing_over_until:
+    if v.handing_over_until is not None and v.now < v.handing_over_until and v.peer_alive:
+        # Our handover promise keeps us from taking the role back while the peer, heard, takes it. A peer silent
+        # for the dead time is not taking anything: it crashed, and waiting out the promise (3 s) only delays the
+        # failover; the witness lease (or the fence) still decides who holds the role, as after any crash.
         return _NO
     if (v.repl_catching_up and v.peer_alive) or (v.repl_stale and not v.repl_forced):
         return _NO  # not ready: taking the role would lose the changes this head has not got

@@ -50,22 +50,21 @@ class LeaseTable:
             if self.holder == node:
                 self.holder = None
             return Grant(False, self.holder, self._remaining(now), marked)
-        if now - self.started < self.lease:
+        if now - self.started < self.lease:  # the start-up wait: its end is when to ask again, stale or not
             return Grant(False, self.holder, self.lease - (now - self.started), marked)
-        if self.holder is None and marked is not None and not force:
-            return Grant(False, None, 0.0, marked)
-        if self.holder in (None, node):
-            if self.holder is None:
-                self.grants += 1
-            self.holder = node
-            self.expires = now + self.lease
-            self.stale.pop(node, None)  # it holds the role now: its copy is the reference
-            return Grant(True, node, self.lease)
-        return Grant(False, self.holder, self._remaining(now), marked)
+        if self.wait_before_grant(node, now, force) != 0.0:  # another holder's lease runs, or refused as stale
+            return Grant(False, self.holder, self._remaining(now), marked)
+        if self.holder is None:
+            self.grants += 1
+        self.holder = node
+        self.expires = now + self.lease
+        self.stale.pop(node, None)  # it holds the role now: its copy is the reference
+        return Grant(True, node, self.lease)
 
     def wait_before_grant(self, node: str, now: float, force: bool = False) -> float | None:
         """How long until an ``acquire`` of ``node`` could be granted, changing nothing: 0 now, the seconds left of
-        another holder's lease or of the start-up wait, None while ``node`` is refused as stale."""
+        another holder's lease or of the start-up wait, None while ``node`` is refused as stale. ``request`` grants
+        exactly when this is 0 (the witness's hold, ``witness.py``, relies on that)."""
         if self.stale.get(node) is not None and not force and not (self.holder == node and now < self.expires):
             return None
         waits = [self.lease - (now - self.started)]

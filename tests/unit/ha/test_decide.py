@@ -106,6 +106,16 @@ def test_a_head_handing_over_does_not_take_the_role_back() -> None:
     assert decide(v) == []
 
 
+def test_a_head_handing_over_takes_the_role_when_the_new_active_head_falls_silent() -> None:
+    # head1 handed over 1 s ago (its promise runs until 102.0 s); head2 took the role and crashed 0.7 s ago: silent
+    # on every network for longer than the dead time (0.6 s), it is not taking anything - no 3 s wait for the promise
+    crashed = view(is_primary=True, peer_last_heard=99.3, peer_state=State.ACTIVE, handing_over_until=102.0)
+    assert lease_probe(crashed) == "the peer is silent on every network"
+    assert decide(replace(crashed, lease_until=100.3))[0] == Go(State.TAKEOVER, "the peer is silent on every network")
+    # heard 0.1 s ago, still taking the role: the promise holds
+    assert lease_probe(replace(crashed, peer_last_heard=99.9, peer_state=State.TAKEOVER)) is None
+
+
 def test_an_escalated_service_fails_over() -> None:
     v = view(state=State.ACTIVE, lease_until=100.5, resources_escalated=True, peer_last_heard=99.9, peer_healthy=True)
     assert decide(v) == [Demote("a service failed too often", urgent=False, handover=True)]
@@ -146,7 +156,8 @@ def test_a_failback_right_after_a_switchover_is_taken_at_once() -> None:
         peer_handover_to_me=True,
     )
     assert lease_probe(back) == "the peer handed the role over"
-    assert lease_probe(replace(back, peer_handover_to_me=False, peer_last_heard=98.0)) is None
+    # no handover back, head2 heard and not (yet) active: the promise holds, the primary does not take the role
+    assert lease_probe(replace(back, peer_handover_to_me=False)) is None
 
 
 def test_a_standby_that_heard_nobody_waits_initdead_and_the_primary_only_dead_time() -> None:
