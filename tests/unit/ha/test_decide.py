@@ -112,8 +112,9 @@ def test_a_head_handing_over_takes_the_role_when_the_new_active_head_falls_silen
     crashed = view(is_primary=True, peer_last_heard=99.3, peer_state=State.ACTIVE, handing_over_until=102.0)
     assert lease_probe(crashed) == "the peer is silent on every network"
     assert decide(replace(crashed, lease_until=100.3))[0] == Go(State.TAKEOVER, "the peer is silent on every network")
-    # heard 0.1 s ago, still taking the role: the promise holds
-    assert lease_probe(replace(crashed, peer_last_heard=99.9, peer_state=State.TAKEOVER)) is None
+    # heard 0.1 s ago and not active yet (a primary would otherwise take the role from a standby peer): it holds
+    assert lease_probe(replace(crashed, peer_last_heard=99.9, peer_state=State.STANDBY)) is None
+    assert lease_probe(replace(crashed, peer_last_heard=99.9, peer_state=State.STANDBY, handing_over_until=None))
 
 
 def test_an_escalated_service_fails_over() -> None:
