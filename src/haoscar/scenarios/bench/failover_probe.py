@@ -8,6 +8,9 @@ the client's ARP cache, free of the echo grid). ``dhcp``: a full DHCP exchange (
 repeated every ``--interval``; every ACK is printed with the server identifier, so the bench knows which head
 served it.
 
+Lab hosts share the machine's clock namespace, so CLOCK_MONOTONIC here is the same clock as ``time.monotonic()``
+in the bench process: a reply time printed here minus the crash time taken there is the failover time.
+
 Replies are read from an AF_PACKET socket rather than from the sending socket because only the link layer says
 which head sent a frame; requests go out through ordinary sockets so that the kernel's ARP handling (and its
 reaction to gratuitous ARP) is the one a real client would see.
