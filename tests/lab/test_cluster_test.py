@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from haoscar.lab import nfs_mounts
 from haoscar.lab.lab import Lab
 from haoscar.provision.sshkeys import ensure_identity
 from haoscar.scenarios.bench.exec_lab import haoscar_in
@@ -139,11 +140,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         shutil.rmtree(where / "labs", ignore_errors=True)
 
 
+def _home_mounts(lab: Lab) -> str:
+    """Each node's /home mount (its FUSE process and the tail of its log, where the server's NFSv4 status of a
+    failed call is): what a failed home row needs to be explained after the lab is gone."""
+    return "; ".join(nfs_mounts.describe(lab, node, "/home") for node in NODES)
+
+
 def test_every_check_passes_on_a_set_up_cluster(cluster: Cluster) -> None:
     assert wait_until(lambda: cluster.slurm.client("node01", "timeout 3 sinfo -h").returncode == 0, 30, 0.2)
     status, rows = cluster.rows(*TIME)
     failed = {key: row["reason"] for key, row in rows.items() if not row["ok"]}
-    assert status == 0 and not failed, failed
+    assert status == 0 and not failed, f"{failed}; {_home_mounts(cluster.lab)}"
     assert set(rows) == {(check, node) for check in CHECKS for node in NODES}
     assert rows[("slurm", "node02")]["reason"].startswith("a job step ran on it")
     # A first mpirun that Open MPI lost on a loaded head is run once more and the row says so after the ";" (seen in

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,43 @@ def _in_sync(ha: HaLab, active: str) -> bool:
     repl = (ha.status(active, timeout=1.0) or {}).get("replication") or {}
     current = not repl.get("standby_stale") and bool(repl.get("confirmed_current"))
     return repl.get("files_pending") == 0 and current and bool(repl.get("db_connected"))
+
+
+# Two libnfs connections of one process, made within one second (the script starts just after a second begins),
+# each creating a file as the user, then each creating another.
+TWO_CONNECTIONS = f"""
+import os, time
+from haoscar.lab.nfs_client import Connection, NfsError
+from haoscar.lab.nfs4_setattr import Creds
+time.sleep(1.05 - time.time() % 1)
+started = int(time.time())
+conns = [Connection("{ALIAS}", "/home") for _ in range(2)]
+made = int(time.time())
+for conn in conns:
+    conn.as_user(Creds({UID}, {UID}))
+for step in ("first", "second"):
+    for number, conn in enumerate(conns):
+        try:
+            conn.open("/u{UID}/twoconn-%d-%d-%s" % (os.getpid(), number, step), os.O_WRONLY | os.O_CREAT, 0o644)
+            print(number, step, "created")
+        except NfsError as exc:
+            print(number, step, exc.strerror)
+print("within one second:", made == started)
+"""
+
+
+def test_two_connections_made_in_one_second_are_two_nfs_clients(ha: HaLab) -> None:
+    """libnfs 4.0 names its NFSv4 client "Libnfs pid:PID SECONDS": a second connection of the same process within
+    that second took the first's client ID over, and the first's next create failed with NFS4ERR_EXPIRED, which
+    libnfs reports as ERANGE, "Numerical result out of range" (seen once in CI as a failed write in /home). Each
+    connection now names its own client."""
+    script = TWO_CONNECTIONS
+    out = ha.lab.exec("node01", [sys.executable, "-c", script], timeout=60).stdout.splitlines()
+    if out[-1] != "within one second: True":  # a loaded machine took a second over two mounts: not the case shown
+        out = ha.lab.exec("node01", [sys.executable, "-c", script], timeout=60).stdout.splitlines()
+    created = [f"{number} {step} created" for step in ("first", "second") for number in (0, 1)]
+    assert out == [*created, "within one second: True"], out
+    _ok(_as_user(ha, "node01", f"rm {HOME}/twoconn-*"))
 
 
 def test_a_read_blocks_across_a_head_crash_and_then_works(ha: HaLab) -> None:

@@ -15,28 +15,13 @@ import socket
 import struct
 from dataclasses import dataclass
 
+from haoscar.lab.nfs4_status import name_of, status_errno
+
 NFS_PROGRAM, NFS_V4, COMPOUND = 100003, 4, 1
 OP_LOOKUP, OP_PUTROOTFH, OP_SETATTR = 15, 24, 34
 # fattr4 attribute numbers (RFC 7530 section 5.8): all in the second bitmap word (32..63).
 MODE, OWNER, OWNER_GROUP, TIME_ACCESS_SET, TIME_MODIFY_SET = 33, 36, 37, 48, 54
 SET_TO_CLIENT_TIME4 = 1
-# nfsstat4 values that are not the Linux errno of the same number.
-_ERRNO = {
-    63: errno.ENAMETOOLONG,
-    66: errno.ENOTEMPTY,
-    69: errno.EDQUOT,
-    70: errno.ESTALE,
-    10001: errno.ESTALE,  # BADHANDLE
-    10008: errno.EAGAIN,  # DELAY
-    10013: errno.EAGAIN,  # GRACE
-}
-_SAME = {1, 2, 5, 6, 13, 17, 18, 19, 20, 21, 22, 27, 28, 30, 31}
-
-
-def nfsstat4_errno(status: int) -> int:
-    if status in _SAME:
-        return status
-    return _ERRNO.get(status, errno.ERANGE if status >= 10000 else errno.EIO)
 
 
 def _u32(value: int) -> bytes:
@@ -138,5 +123,5 @@ def setattr_path(server: str, path: str, attrs: Attrs, creds: Creds, *, port: in
         sock.sendall(_u32(0x80000000 | len(message)) + message)
         status = parse_status(_read_reply(sock), xid)
     if status != 0:
-        code = nfsstat4_errno(status)
-        raise OSError(code, f"SETATTR {path}: {os.strerror(code)} (nfsstat4 {status})")
+        code = status_errno(status)
+        raise OSError(code, f"SETATTR {path}: {os.strerror(code)} ({name_of(status)})")

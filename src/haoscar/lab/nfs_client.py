@@ -7,9 +7,17 @@ would see it. Production nodes use their kernel's client; this exists for namesp
 
 ``Session`` behaves like a ``hard`` mount across a head failover: a call that fails with a transport error, a
 stale handle or a lost NFSv4 state is retried, after a new connection and mount to the same server address (the
-alias, which moved to the other head), until it works. Open files are reopened by path on the new connection (the
-standby's copy is another file system: the old handles are stale there). Every reconnect is logged and counted.
-Only the synchronous API is used, from one thread: a libnfs context is not thread-safe.
+alias, which moved to the other head), until it works; a server that asks for a request again later
+(NFS4ERR_GRACE, NFS4ERR_DELAY) gets it again on the same connection. Open files are reopened by path on the new
+connection (the standby's copy is another file system: the old handles are stale there). Every reconnect is logged
+and counted. Only the synchronous API is used, from one thread: a libnfs context is not thread-safe.
+
+Each connection is its own NFSv4 client: its own client ID string and verifier, hence its own open owner (libnfs
+uses the client ID string as the open owner's name). libnfs 4.0's default string is "Libnfs pid:PID SECONDS", so
+two connections made within one second by one process (a user's first call just after a reconnect of every
+user, or a renewal), or by two lab nodes whose FUSE processes have the same pid in their PID namespaces, were one
+client to the server: the second's SETCLIENTID replaced the first's client, whose next OPEN then failed with
+NFS4ERR_EXPIRED (seen in the lab; libnfs reports it as ERANGE, "Numerical result out of range").
 """
 
 from __future__ import annotations
@@ -17,13 +25,16 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
+import itertools
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from haoscar.lab import nfs4_status
 from haoscar.lab.nfs4_setattr import Attrs, Creds, setattr_path
 
 log = logging.getLogger("haoscar.nfs_client")
@@ -41,9 +52,13 @@ TRANSPORT = frozenset(
 # RPC timeouts: the request may still be queued in that libnfs context (and its reply may still come), so the
 # context is never used again; a hard mount retries the call on a fresh connection, for as long as it takes.
 TIMEOUTS = frozenset({errno.EINTR, errno.ETIMEDOUT})
-# Server answers that mean "this connection's state is gone": a stale file handle (another server, or a file that
-# was replaced), and libnfs 4.0's -ERANGE for the NFSv4-only errors (STALE_CLIENTID, BAD_STATEID, EXPIRED...).
+# libnfs errnos that mean "this connection's state is gone" when its message names no NFSv4 status: a stale file
+# handle, and the -ERANGE libnfs 4.0 gives every NFSv4-only status (nfs4_status.RENEW names them).
 STALE = frozenset({errno.ESTALE, errno.ERANGE})
+# Fresh connections one call may make for a lost state: each is a new client ID and open owner, so the same
+# status again after that is the server's answer, not old state.
+RENEWALS = 3
+_SERIAL = itertools.count(1)
 
 
 class NfsStat64(ctypes.Structure):
@@ -87,6 +102,8 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "nfs_destroy_context": (None, [_P]),
     "nfs_get_error": (_S, [_P]),
     "nfs_set_version": (_I, [_P, _I]),
+    "nfs4_set_client_name": (None, [_P, _S]),
+    "nfs4_set_verifier": (None, [_P, _S]),
     "nfs_set_timeout": (None, [_P, _I]),
     "nfs_set_autoreconnect": (None, [_P, _I]),
     "nfs_set_dircache": (None, [_P, _I]),
@@ -131,7 +148,21 @@ def libnfs() -> ctypes.CDLL:
 
 
 class NfsError(OSError):
-    """A failed libnfs call: ``errno`` as libnfs returned it, the message from ``nfs_get_error``."""
+    """A failed libnfs call: ``errno`` (an NFSv4 status's errno, not libnfs's ERANGE), the message from
+    ``nfs_get_error``."""
+
+    @property
+    def status(self) -> str | None:
+        """The NFSv4 status the server answered, if the message names one (``NFS4ERR_GRACE``...)."""
+        return nfs4_status.name_in(self.strerror or "")
+
+
+def client_identity() -> tuple[bytes, bytes]:
+    """A client ID string no other connection of this machine uses, and a verifier, for SETCLIENTID."""
+    # Random, not only pid and time: lab hosts have PID namespaces of their own, where the FUSE processes of two
+    # nodes often have the same pid (and the server tells clients apart by this string, not by their address).
+    name = f"haoscar-nfs {socket.gethostname()[:24]} {os.getpid()}.{next(_SERIAL)} {os.urandom(8).hex()}"
+    return name.encode(), os.urandom(8)
 
 
 class Connection:
@@ -146,6 +177,11 @@ class Connection:
         self._creds = Creds(-1, -1)
         try:
             self._check(self.lib.nfs_set_version(self.ctx, NFS_V4), "set version 4")
+            # Replaces libnfs's per-second default (module docstring). libnfs copies both; the default string's
+            # copy is not freed (a few bytes per connection, and connections are made rarely).
+            name, verifier = client_identity()
+            self.lib.nfs4_set_client_name(self.ctx, name)
+            self.lib.nfs4_set_verifier(self.ctx, verifier)
             self.lib.nfs_set_timeout(self.ctx, timeout_ms)
             self.lib.nfs_set_autoreconnect(self.ctx, 0)  # Session reconnects: a new server needs a new NFSv4 client
             self.lib.nfs_set_dircache(self.ctx, 0)  # another node's changes must show at once
@@ -169,6 +205,9 @@ class Connection:
             message = (self.lib.nfs_get_error(self.ctx) or b"").decode(errors="replace")
             # -1 is -EPERM, and also what a call returns when it could not even be queued (a dead socket).
             code = errno.EIO if result == -1 and "async failed" in message else -result
+            status = nfs4_status.name_in(message)
+            if code == errno.ERANGE and status is not None:
+                code = nfs4_status.errno_of(status)  # libnfs's ERANGE for any NFSv4-only status (nfs4_status)
             raise NfsError(code, f"{what}: {os.strerror(code)} ({message})")
         return result
 
@@ -353,23 +392,36 @@ class Session:
     def call(self, creds: Creds, operation: Callable[[Connection], T]) -> T:
         """``operation`` on the user's connection; retried on a new one while the server is lost."""
         started = time.monotonic()
-        renewed = False
+        renewals = 0
+        asked_to_wait = False
         try:
             while True:
                 conn = self.connection(creds)
                 try:
                     return operation(conn)
                 except NfsError as exc:
-                    verdict = self._judge(conn, exc, renewed)
+                    verdict = self._judge(conn, exc, renewals)
                     if verdict == "answer":
                         raise
+                    if verdict == "wait":
+                        if not asked_to_wait:
+                            log.warning("nfs %s:%s asks to wait: %s; sending it again", self.server, self.export, exc)
+                        asked_to_wait = True
+                        time.sleep(self.retry_pause_s)
+                        continue
                     self._drop(creds if verdict == "stale" else None, exc)
-                    renewed = renewed or verdict == "stale"
+                    renewals += verdict == "stale"
         finally:
             self.blocked_s = max(self.blocked_s, time.monotonic() - started)
 
-    def _judge(self, conn: Connection, exc: NfsError, renewed: bool) -> str:
-        """``lost`` (the server is unreachable), ``stale`` (the connection's state is gone) or ``answer``."""
+    def _judge(self, conn: Connection, exc: NfsError, renewals: int) -> str:
+        """``wait`` (the server asks for the call again later), ``lost`` (the server is unreachable), ``stale``
+        (the connection's NFSv4 state is gone) or ``answer``."""
+        status = exc.status
+        if status in nfs4_status.WAIT:
+            return "wait"  # as a kernel client does with NFS4ERR_GRACE and NFS4ERR_DELAY: for as long as it takes
+        if status is not None:  # the server answered: its state is not ours any more, or it is its answer
+            return "stale" if status in nfs4_status.RENEW and renewals < RENEWALS else "answer"
         if exc.errno not in TRANSPORT | STALE:
             return "answer"
         if exc.errno in TIMEOUTS:
@@ -378,9 +430,9 @@ class Session:
             conn.stat("/")  # the export's root: answers whenever the server does
         except NfsError:
             return "lost"
-        # The server answers: a stale handle or a lost NFSv4 state is renewed once by a fresh connection (new
-        # handles by path, a new client and open-owner); a second one, or an EIO, is the server's real answer.
-        return "stale" if exc.errno in STALE and not renewed else "answer"
+        # The server answers: a stale handle or a lost NFSv4 state is renewed by a fresh connection (new handles
+        # by path, a new client and open owner); after RENEWALS of them, or for an EIO, it is the server's answer.
+        return "stale" if exc.errno in STALE and renewals < RENEWALS else "answer"
 
     # --- files that stay open across reconnects ----------------------------------------------------------------
     def open(self, path: str, flags: int, mode: int, creds: Creds) -> int:

@@ -67,8 +67,18 @@ def _settime(value: int, now: int) -> int | None:
     return value
 
 
+# What a file system answers every day (a lookup of a name that is not there, a denied access...): not logged.
+ORDINARY = frozenset(
+    {errno.ENOENT, errno.EEXIST, errno.EACCES, errno.EPERM, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR}
+    | {errno.ENAMETOOLONG, errno.EXDEV, errno.ELOOP}
+)
+
+
 def _errors(error: NfsError) -> mfusepy.FuseOSError:
-    return mfusepy.FuseOSError(error.errno or errno.EIO)
+    code = error.errno or errno.EIO
+    if code not in ORDINARY:  # the application sees only the errno: the server's status is in the message
+        log.warning("%s", error.strerror)
+    return mfusepy.FuseOSError(code)
 
 
 class NfsFs(mfusepy.Operations):  # type: ignore[misc]  # mfusepy has no type hints

@@ -11,8 +11,9 @@ from typing import Any, ClassVar
 import pytest
 
 from haoscar.errors import UserError
-from haoscar.lab import nfs_client, nfs_mounts
-from haoscar.lab.nfs4_setattr import Attrs, Creds, compound, nfsstat4_errno, parse_status
+from haoscar.lab import nfs4_status, nfs_client, nfs_mounts
+from haoscar.lab.nfs4_setattr import Attrs, Creds, compound, parse_status
+from haoscar.lab.nfs4_status import status_errno
 
 
 def _words(data: bytes) -> list[int]:
@@ -36,8 +37,11 @@ def test_reply_status_and_errors() -> None:
     ok = struct.pack(">IIIII", 9, 1, 0, 0, 0) + struct.pack(">II", 0, 0)
     assert parse_status(ok, 9) == 0
     denied = struct.pack(">IIIII", 9, 1, 0, 0, 0) + struct.pack(">II", 0, 13)
-    assert parse_status(denied, 9) == 13 and nfsstat4_errno(13) == errno.EACCES
-    assert nfsstat4_errno(66) == errno.ENOTEMPTY and nfsstat4_errno(10022) == errno.ERANGE
+    assert parse_status(denied, 9) == 13 and status_errno(13) == errno.EACCES
+    assert status_errno(66) == errno.ENOTEMPTY and status_errno(69) == errno.EDQUOT
+    # NFSv4-only statuses: never libnfs's ERANGE ("Numerical result out of range") for an application to see
+    assert (status_errno(10013), status_errno(10039), status_errno(10022)) == (errno.EAGAIN, errno.EINVAL, errno.EIO)
+    assert status_errno(10099) == errno.EIO and nfs4_status.name_of(10099) == "nfsstat4 10099"
     with pytest.raises(OSError, match="refused"):
         parse_status(ok, 10)
 
@@ -158,3 +162,103 @@ def test_a_create_whose_confirmation_was_lost_opens_the_file_it_made(monkeypatch
     assert [bool(flags & os.O_CREAT) for _, flags in opens] == [True, False]
     entry = session.entry(number)
     assert entry.flags & (os.O_CREAT | os.O_EXCL | os.O_TRUNC) == 0 and entry.flags & os.O_WRONLY
+
+
+class _Lib:
+    """libnfs's error text for a failed call, as ``nfs_get_error`` gives it."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def nfs_get_error(self, ctx: object) -> bytes:
+        return self.message.encode()
+
+
+def _failed(result: int, message: str) -> nfs_client.NfsError:
+    conn = nfs_client.Connection.__new__(nfs_client.Connection)
+    conn.lib, conn.ctx = _Lib(message), 1  # type: ignore[assignment]
+    with pytest.raises(nfs_client.NfsError) as caught:
+        conn._check(result, "open /u1/new")
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [("NFS4ERR_EXPIRED", errno.EIO), ("NFS4ERR_DQUOT", errno.EDQUOT), ("NFS4ERR_BADOWNER", errno.EINVAL)],
+)
+def test_libnfs_erange_becomes_the_errno_of_the_status_it_names(status: str, code: int) -> None:
+    error = _failed(-errno.ERANGE, f'open call failed with "NFS4: OPEN (path /u1) failed with {status}(-5)"')
+    assert (error.errno, error.status) == (code, status)
+    assert status in str(error)  # the log line says what the server answered
+    plain = _failed(-errno.ENOENT, "NFS4: LOOKUP (path /u1/x) failed with NFS4ERR_NOENT(-2)")
+    assert (plain.errno, plain.status) == (errno.ENOENT, "NFS4ERR_NOENT")
+
+
+def test_each_connection_is_its_own_nfs_client() -> None:
+    """libnfs's default client ID ("Libnfs pid:PID SECONDS") is shared by connections made in one second, and by
+    two lab nodes whose processes have the same pid: every identity differs, and so does every verifier."""
+    identities = [nfs_client.client_identity() for _ in range(50)]
+    names = {name for name, _ in identities}
+    assert len(names) == 50 and len({verifier for _, verifier in identities}) == 50
+    assert all(name.startswith(b"haoscar-nfs ") and len(name) < 100 for name in names)
+
+
+class _AnsweringConnection:
+    """A connection whose server answers each call with the next status of ``answers`` ("" is success)."""
+
+    answers: ClassVar[list[str]]
+    made: ClassVar[list[_AnsweringConnection]]
+
+    def __init__(self, server: str, export: str, timeout_ms: int = 0) -> None:
+        self.closed = False
+        _AnsweringConnection.made.append(self)
+
+    def as_user(self, creds: Creds) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def stat(self, path: str, follow: bool = False) -> str:
+        assert not self.closed, "a closed connection was used"
+        status = self.answers.pop(0)
+        if status:
+            code = nfs4_status.errno_of(status)
+            raise nfs_client.NfsError(code, f"stat {path}: NFS4: GETATTR (path {path}) failed with {status}(-5)")
+        return f"stat of {path}"
+
+
+def _session(monkeypatch: pytest.MonkeyPatch, answers: list[str]) -> nfs_client.Session:
+    _AnsweringConnection.answers, _AnsweringConnection.made = answers, []
+    monkeypatch.setattr(nfs_client, "Connection", _AnsweringConnection)
+    return nfs_client.Session("198.18.0.3", "/home", retry_pause_s=0.0)
+
+
+def test_a_server_in_grace_or_busy_is_asked_again_on_the_same_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = _session(monkeypatch, ["NFS4ERR_GRACE", "NFS4ERR_GRACE", "NFS4ERR_DELAY", ""])
+    answer: Any = session.call(Creds(1000, 1000), lambda conn: conn.stat("/u1"))
+    assert answer == "stat of /u1"
+    assert (len(_AnsweringConnection.made), session.reconnects) == (1, 0)
+
+
+def test_a_lost_nfs4_state_is_renewed_by_fresh_connections_then_is_an_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    renewals = nfs_client.RENEWALS
+    assert renewals >= 2
+    session = _session(monkeypatch, ["NFS4ERR_EXPIRED", "NFS4ERR_BAD_SEQID", ""])
+    answer: Any = session.call(Creds(1000, 1000), lambda conn: conn.stat("/u1"))
+    assert answer == "stat of /u1"
+    first, second, third = _AnsweringConnection.made
+    assert first.closed and second.closed and not third.closed
+
+    session = _session(monkeypatch, ["NFS4ERR_STALE_CLIENTID"] * (renewals + 1))
+    with pytest.raises(nfs_client.NfsError) as caught:
+        session.call(Creds(1000, 1000), lambda conn: conn.stat("/u1"))
+    assert caught.value.errno == errno.EIO and caught.value.status == "NFS4ERR_STALE_CLIENTID"
+    assert len(_AnsweringConnection.made) == renewals + 1
+
+
+def test_a_status_that_is_an_answer_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = _session(monkeypatch, ["NFS4ERR_DQUOT"])
+    with pytest.raises(nfs_client.NfsError) as caught:
+        session.call(Creds(1000, 1000), lambda conn: conn.stat("/u1"))
+    assert caught.value.errno == errno.EDQUOT and len(_AnsweringConnection.made) == 1
